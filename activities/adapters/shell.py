@@ -1,0 +1,44 @@
+"""``shell``: run a command in the checkout; whatever it leaves behind is the change."""
+
+from __future__ import annotations
+
+from temporalio.exceptions import ApplicationError
+
+from activities.adapters.base import ToolContext, ToolEnd
+from activities.process import run_process
+
+
+class ShellAdapter:
+    async def run(self, ctx: ToolContext) -> ToolEnd:
+        command = ctx.input.request.command
+        assert command is not None, "spec validation guarantees a command"
+        result = await run_process(
+            command,
+            cwd=ctx.cwd,
+            env=ctx.env,
+            timeout_s=ctx.input.timeout_s,
+            log_path=ctx.log_path,
+        )
+        if result.not_found:
+            # Retrying cannot make a missing program appear.
+            raise ApplicationError(
+                f"{ctx.input.workstream_id}: command not found: {command!r} "
+                f"({result.tail.strip()[-300:]})",
+                type="CommandNotFound",
+                non_retryable=True,
+            )
+        if result.timed_out:
+            return ToolEnd(
+                ok=False,
+                reason=f"timed out after {ctx.input.timeout_s:g}s",
+                timed_out=True,
+                output_tail=result.tail,
+            )
+        if result.exit_code != 0:
+            return ToolEnd(
+                ok=False,
+                reason=f"command exited with {result.exit_code}",
+                exit_code=result.exit_code,
+                output_tail=result.tail,
+            )
+        return ToolEnd(ok=True, exit_code=0, output_tail=result.tail)

@@ -1,0 +1,93 @@
+"""Acceptance gates: commands run in a fresh checkout of a commit, in ``after`` order."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.git import clean_env, open_repository
+from activities.process import run_process
+from activities.workspace import Workspace, checkout
+from schemas.gates import GateResult, GateRunInput, GateRunResult
+from schemas.spec import GateSpec
+
+
+def gate_order(gates: list[GateSpec]) -> list[GateSpec]:
+    """Declaration order, except that a gate waits for everything in its ``after`` list.
+    (Spec validation has already rejected unknown names and cycles.)"""
+    done: set[str] = set()
+    ordered: list[GateSpec] = []
+    pending = list(gates)
+    while pending:
+        ready = next(g for g in pending if all(a in done for a in g.after))
+        ordered.append(ready)
+        done.add(ready.gate_id)
+        pending.remove(ready)
+    return ordered
+
+
+class GateActivities:
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+    @activity.defn
+    async def run_gates(self, input: GateRunInput) -> GateRunResult:
+        repo = await open_repository(input.repo_path)
+        scratch = self.workspace.scratch(
+            input.run_id, input.label, f"gates-{input.commit_sha[:12]}"
+        )
+        tree = scratch / "tree"
+        tree.mkdir()
+        await checkout(repo, input.commit_sha, tree)
+        results: list[GateResult] = []
+        failed: set[str] = set()
+        for gate in gate_order(input.gates):
+            blockers = [a for a in gate.after if a in failed]
+            if blockers:
+                failed.add(gate.gate_id)
+                results.append(
+                    GateResult(
+                        gate_id=gate.gate_id,
+                        status="skipped",
+                        reason=f"after failed gate {', '.join(blockers)}",
+                    )
+                )
+                continue
+            env = clean_env(
+                {
+                    **input.env,
+                    **gate.env,
+                    "UET_RUN_ID": input.run_id,
+                    "UET_GATE_ID": gate.gate_id,
+                    "UET_COMMIT_SHA": input.commit_sha,
+                }
+            )
+            run = await run_process(
+                gate.command,
+                cwd=tree,
+                env=env,
+                timeout_s=gate.timeout_s,
+                log_path=scratch / f"{gate.gate_id}.log",
+            )
+            log = self.workspace.artifacts.put_file(run.log_path, "text/plain")
+            if run.timed_out:
+                status, reason = "timeout", f"timed out after {gate.timeout_s:g}s"
+            elif run.exit_code == 0:
+                status, reason = "passed", None
+            elif run.not_found:
+                status, reason = "failed", "command not found"
+            else:
+                status, reason = "failed", f"exited with {run.exit_code}"
+            if status != "passed":
+                failed.add(gate.gate_id)
+            results.append(
+                GateResult(
+                    gate_id=gate.gate_id,
+                    status=status,
+                    exit_code=run.exit_code,
+                    duration_s=round(run.duration_s, 3),
+                    output_tail=run.tail[-2000:],
+                    log=log,
+                    reason=reason,
+                )
+            )
+        return GateRunResult(passed=not failed, results=results)

@@ -1,0 +1,161 @@
+"""Running git safely on behalf of uet.
+
+Every call pins ``GIT_DIR``/``GIT_WORK_TREE``/``GIT_INDEX_FILE`` explicitly (a worktree's
+``.git`` pointer could have been rewritten by a tool), drops inherited ``GIT_*`` variables,
+and neutralises config that executes commands or rewrites objects behind our back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
+
+SAFE_CONFIG: tuple[str, ...] = (
+    "-c", "core.fsmonitor=false",
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.quotePath=false",
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
+    "-c", "advice.detachedHead=false",
+    "-c", "commit.gpgSign=false",
+    "-c", "tag.gpgSign=false",
+)  # fmt: skip
+
+#: Fixed identity so that a re-executed commit gets the same sha.
+UET_IDENT = ("uet", "uet@localhost")
+
+
+class GitError(Exception):
+    def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
+        super().__init__(f"git {' '.join(args[:3])} failed ({returncode}): {stderr.strip()[:500]}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class GitResult:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace").strip()
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment without inherited GIT_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+    env.update(extra or {})
+    return env
+
+
+@dataclass(frozen=True)
+class Git:
+    """A git command context: which repository, which work tree, which index."""
+
+    git_dir: Path
+    work_tree: Path | None = None
+    index_file: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def with_(self, **changes: object) -> Git:
+        return Git(**{**self.__dict__, **changes})  # type: ignore[arg-type]
+
+    async def run(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> GitResult:
+        pinned = {"GIT_DIR": str(self.git_dir)}
+        if self.work_tree is not None:
+            pinned["GIT_WORK_TREE"] = str(self.work_tree)
+        if self.index_file is not None:
+            pinned["GIT_INDEX_FILE"] = str(self.index_file)
+        return await run_git(
+            *args, cwd=self.work_tree or self.git_dir, input=input, check=check,
+            env={**self.env, **pinned, **(env or {})},
+        )  # fmt: skip
+
+    async def out(self, *args: str, **kwargs: object) -> str:
+        return (await self.run(*args, **kwargs)).text  # type: ignore[arg-type]
+
+    async def rev_parse(self, rev: str) -> str | None:
+        result = await self.run(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", rev, check=False
+        )
+        return result.text if result.returncode == 0 else None
+
+    async def commit_tree(self, tree: str, parents: list[str], message: str, timestamp: int) -> str:
+        """A commit whose sha depends only on its arguments (fixed identity, given date)."""
+        name, email = UET_IDENT
+        date = f"{timestamp} +0000"
+        ident = {
+            "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date,
+            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email, "GIT_COMMITTER_DATE": date,
+        }  # fmt: skip
+        parent_args = [arg for p in parents for arg in ("-p", p)]
+        return await self.out(
+            "commit-tree", tree, *parent_args, "-F", "-", input=message.encode(), env=ident
+        )
+
+    async def update_ref(self, ref: str, new: str, old: str | None = None) -> None:
+        """Set ``ref``; with ``old``, only if it still points there (compare-and-swap)."""
+        args = ["update-ref", "--no-deref", ref, new]
+        if old is not None:
+            args.append(old)
+        await self.run(*args)
+
+
+async def run_git(
+    *args: str,
+    cwd: Path,
+    input: bytes | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> GitResult:
+    proc = await asyncio.create_subprocess_exec(
+        "git", *SAFE_CONFIG, *args,
+        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(cwd),
+        env=clean_env(env),
+    )  # fmt: skip
+    stdout, stderr = await proc.communicate(input)
+    assert proc.returncode is not None
+    result = GitResult(proc.returncode, stdout, stderr)
+    if check and result.returncode != 0:
+        raise GitError(args, result.returncode, stderr.decode("utf-8", "replace"))
+    return result
+
+
+async def open_repository(path: str | Path) -> Git:
+    """The user's repository as a Git context on its *common* git dir (refs and objects live
+    there even when ``path`` is a linked worktree). Never with a work tree or index: uet does
+    not touch the user's."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ApplicationError(
+            f"repository {path} does not exist", type="RepositoryNotFound", non_retryable=True
+        )
+    result = await run_git(
+        "rev-parse", "--path-format=absolute", "--git-common-dir", cwd=path, check=False
+    )
+    if result.returncode != 0:
+        raise ApplicationError(
+            f"{path} is not a git repository", type="NotAGitRepository", non_retryable=True
+        )
+    return Git(git_dir=Path(result.text))
+
+
+def objects_dir(repo: Git) -> Path:
+    return repo.git_dir / "objects"

@@ -1,0 +1,138 @@
+"""Running user commands (tools, gates): own process group, heartbeats, time limit, bounded log.
+
+The process group is what makes cancellation real: ``/bin/sh -c "pytest"`` forks, and killing
+only the shell would leave pytest running. On timeout or activity cancellation the whole group
+gets SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio import activity
+
+from schemas.spec import Command
+
+TAIL_BYTES = 4096
+DEFAULT_LOG_LIMIT = 64 << 20
+KILL_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    exit_code: int | None  # None: it never started or was killed by us on timeout
+    timed_out: bool
+    not_found: bool
+    duration_s: float
+    tail: str
+    log_path: Path
+
+
+def argv_for(command: Command) -> list[str]:
+    """A string runs under /bin/sh -c (pipes, globs, &&); a list is argv as written."""
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+async def run_process(
+    command: Command,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    log_path: Path,
+    log_limit: int = DEFAULT_LOG_LIMIT,
+    heartbeat_every_s: float | None = None,
+) -> ProcessResult:
+    started = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = argv_for(command)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError) as exc:
+        log_path.write_text(f"{exc}\n")
+        return ProcessResult(None, False, True, 0.0, str(exc), log_path)
+
+    assert proc.stdout is not None
+    pump = asyncio.create_task(_pump(proc.stdout, log_path, log_limit))
+    beat = asyncio.create_task(_heartbeat(heartbeat_every_s, started))
+    timed_out = False
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=timeout_s)
+    except TimeoutError:
+        timed_out = True
+        await _kill_group(proc)
+    except BaseException:
+        # Activity cancelled (or worker shutting down): the tool must not outlive us.
+        await _kill_group(proc)
+        raise
+    finally:
+        beat.cancel()
+    # A background child that inherited stdout would keep the pipe open forever.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    tail = await pump
+    exit_code = None if timed_out else proc.returncode
+    not_found = exit_code == 127 and isinstance(command, str)
+    return ProcessResult(
+        exit_code, timed_out, not_found, time.monotonic() - started, tail, log_path
+    )
+
+
+async def _pump(stream: asyncio.StreamReader, log_path: Path, limit: int) -> str:
+    """Copy output to the log up to ``limit`` bytes, keep reading past it so the child never
+    blocks on a full pipe, and keep the last TAIL_BYTES for messages."""
+    written = 0
+    tail = b""
+    truncated = False
+    with log_path.open("wb") as log:
+        while chunk := await stream.read(65536):
+            tail = (tail + chunk)[-TAIL_BYTES:]
+            if written < limit:
+                part = chunk[: limit - written]
+                log.write(part)
+                written += len(part)
+            elif not truncated:
+                truncated = True
+        if truncated:
+            log.write(f"\n[uet: output truncated after {limit} bytes]\n".encode())
+    return tail.decode("utf-8", "replace")
+
+
+async def _heartbeat(every_s: float | None, started: float) -> None:
+    if not activity.in_activity():
+        return
+    if every_s is None:
+        timeout = activity.info().heartbeat_timeout
+        every_s = max(0.5, timeout.total_seconds() / 3) if timeout else 10.0
+    while True:
+        activity.heartbeat({"elapsed_s": round(time.monotonic() - started, 1)})
+        await asyncio.sleep(every_s)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=wait_s)
+            break
+        except TimeoutError:
+            continue
+    # The leader may be gone while children in its group linger: make sure none survive.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,95 @@
+"""Run a workstream's tool in a fresh checkout at its base and capture the change as a patch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.adapters import ADAPTERS, ToolContext
+from activities.git import Git, clean_env, open_repository
+from activities.workspace import Workspace, checkout
+from schemas.tools import ToolRunInput, ToolRunResult
+
+#: Flags that make the diff exact and reproducible, whatever the user's config says.
+DIFF_FLAGS = (
+    "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-textconv",
+    "--src-prefix=a/", "--dst-prefix=b/", "--no-renames",
+)  # fmt: skip
+
+
+class ToolActivities:
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+    @activity.defn
+    async def run_tool(self, input: ToolRunInput) -> ToolRunResult:
+        adapter = ADAPTERS.get(input.request.tool_id)
+        if adapter is None:
+            raise ApplicationError(
+                f"no adapter for tool {input.request.tool_id!r}",
+                type="UnknownTool",
+                non_retryable=True,
+            )
+        started = time.monotonic()
+        repo = await open_repository(input.repo_path)
+        scratch = self.workspace.scratch(input.run_id, input.workstream_id, f"tool-{input.attempt}")
+        tree = scratch / "tree"
+        tree.mkdir()
+        local = await checkout(repo, input.base_sha, tree)
+        env = self._tool_env(input)
+        ctx = ToolContext(input, local, env, scratch / "tool.log", self.workspace.artifacts)
+        end = await adapter.run(ctx)
+        log = self.workspace.artifacts.put_file(ctx.log_path, "text/plain")
+        result = ToolRunResult(
+            outcome="changed",
+            reason=end.reason,
+            exit_code=end.exit_code,
+            output_tail=end.output_tail,
+            log=log,
+        )
+        if not end.ok:
+            result.outcome = "timeout" if end.timed_out else "failed"
+        else:
+            patch, files = await capture_change(
+                repo, tree, input.base_sha, self.workspace, input.run_id
+            )
+            if patch is None:
+                result.outcome = "no_change"
+                result.reason = "the tool changed nothing"
+            else:
+                result.patch = self.workspace.artifacts.put_bytes(patch, "text/x-diff")
+                result.files_changed = files
+        result.duration_s = round(time.monotonic() - started, 3)
+        return result
+
+    @staticmethod
+    def _tool_env(input: ToolRunInput) -> dict[str, str]:
+        return clean_env(
+            {
+                **input.request.env,
+                "UET_RUN_ID": input.run_id,
+                "UET_WORKSTREAM_ID": input.workstream_id,
+                "UET_BASE_SHA": input.base_sha,
+                "UET_ATTEMPT": str(input.attempt),
+            }
+        )
+
+
+async def capture_change(
+    repo: Git, tree: Path, base_sha: str, workspace: Workspace, run_id: str
+) -> tuple[bytes | None, list[str]]:
+    """Everything the tool left in the work tree — its commits, edits and new files — as one
+    diff against the base, through a temporary index in the *user's* git dir (trusted config),
+    so nothing the tool did to its own ``.git`` can influence the capture."""
+    async with workspace.private_index(repo.with_(work_tree=tree), run_id) as git:
+        await git.run("read-tree", base_sha)
+        await git.run("add", "--all")
+        names = await git.run("diff", "--cached", "--name-only", "-z", "--no-renames", base_sha)
+        files = [f for f in names.stdout.decode("utf-8", "surrogateescape").split("\0") if f]
+        if not files:
+            return None, []
+        diff = await git.run("diff", "--cached", *DIFF_FLAGS, base_sha)
+    return diff.stdout, files

@@ -1,0 +1,1 @@
+"""Running uet: settings, the spec file, the embedded server, connection, logging, commands."""

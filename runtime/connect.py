@@ -1,0 +1,64 @@
+"""Connecting to Temporal with Temporal's own configuration, and with uet's data converter."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile
+
+from runtime.errors import ExitCode, UserError
+from runtime.settings import DEFAULT_ADDRESS
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str
+    namespace: str
+    connect_config: dict[str, Any]
+
+
+def target_from_env() -> Target:
+    """``TEMPORAL_*`` variables and the profile file; uet's default is the local dev server."""
+    try:
+        profile = ClientConfigProfile.load()
+    except Exception as exc:  # a broken config file is a user error, not a crash
+        raise UserError(f"Temporal client config: {exc}") from None
+    config: dict[str, Any] = dict(profile.to_client_connect_config())
+    address = config.pop("target_host", None) or DEFAULT_ADDRESS
+    namespace = config.pop("namespace", None) or "default"
+    return Target(address, namespace, config)
+
+
+async def connect(target: Target, timeout_s: float = 5.0) -> Client:
+    return await asyncio.wait_for(
+        Client.connect(
+            target.address,
+            namespace=target.namespace,
+            data_converter=pydantic_data_converter,
+            **target.connect_config,
+        ),
+        timeout=timeout_s,
+    )
+
+
+async def check_namespace(client: Client) -> None:
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UserError(
+                f"Temporal namespace {client.namespace!r} does not exist on this server; "
+                "set TEMPORAL_NAMESPACE to an existing one or create it "
+                f"(temporal operator namespace create --namespace {client.namespace})",
+                exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+            ) from None
+        raise

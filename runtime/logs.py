@@ -1,0 +1,55 @@
+"""structlog for everything: human-readable on a terminal, JSON with ``--log-format json``.
+
+Temporal's ``workflow.logger`` and ``activity.logger`` are stdlib loggers that already skip
+replayed lines and attach workflow/activity info; routing stdlib through structlog's formatter
+gives one format for uet's own events and the SDK's.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+
+def _temporal_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    # The SDK puts its context under these keys (see temporalio.workflow.LoggerAdapter).
+    for key in ("temporal_workflow", "temporal_activity"):
+        info = event.pop(key, None)
+        if isinstance(info, dict):
+            for name in ("workflow_id", "workflow_type", "activity_type", "attempt"):
+                if name in info:
+                    event.setdefault(name, info[name])
+    return event
+
+
+def configure(fmt: str = "console", level: str = "INFO") -> None:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.ExtraAdder(),
+        _temporal_context,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
+        ])
+    )  # fmt: skip
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

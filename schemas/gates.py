@@ -1,0 +1,40 @@
+"""Acceptance gates: inputs and results of running them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import ArtifactRef, GitSha, Model
+from schemas.spec import GateSpec
+
+GateStatus = Literal["passed", "failed", "timeout", "skipped"]
+
+
+class GateRunInput(Model):
+    repo_path: str
+    run_id: str
+    label: str = Field(description="who the gates are for: a workstream id or 'phase'")
+    commit_sha: GitSha
+    gates: list[GateSpec]
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class GateResult(Model):
+    gate_id: str
+    status: GateStatus
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    output_tail: str = ""
+    log: ArtifactRef | None = None
+    reason: str | None = None
+
+
+class GateRunResult(Model):
+    passed: bool
+    results: list[GateResult] = Field(default_factory=list)
+
+    @property
+    def first_failure(self) -> GateResult | None:
+        return next((r for r in self.results if r.status in ("failed", "timeout")), None)

@@ -1,0 +1,93 @@
+"""Run-level models: the phase workflow's input, its live status and its final record."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from schemas.base import ArtifactRef, GitSha, Model
+from schemas.gates import GateResult
+from schemas.spec import PhaseSpec, WorkstreamSpec
+
+
+class WorkstreamState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+
+
+class PhaseState(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class RunOptions(Model):
+    """Knobs fixed when the run starts (workflow code must not read them from the environment)."""
+
+    heartbeat_timeout_s: float = Field(default=30, gt=0)
+    search_attributes: bool = Field(
+        default=True, description="upsert uet's search attributes (they must be registered)"
+    )
+
+
+class RunInput(Model):
+    """PhaseWorkflow's input."""
+
+    run_id: str
+    phase: PhaseSpec
+    repo_path: str = Field(description="absolute path of the user's repository")
+    patch_files: dict[str, ArtifactRef] = Field(
+        default_factory=dict, description="workstream id → its patch_file, imported as an artifact"
+    )
+    options: RunOptions = Field(default_factory=RunOptions)
+
+
+class WorkstreamStatus(Model):
+    status: WorkstreamState = WorkstreamState.PENDING
+    wave: int = Field(description="1-based wave number from the plan")
+    commit: GitSha | None = Field(default=None, description="the workstream's commit")
+    branch: str | None = None
+    reason: str | None = Field(default=None, description="why it failed or was blocked")
+
+
+class RunStatus(Model):
+    """The run record: answered by the ``status`` query, returned at the end, printed by --json."""
+
+    run_id: str
+    workflow_id: str
+    phase_id: str
+    status: PhaseState = PhaseState.RUNNING
+    base_sha: GitSha | None = None
+    integration_branch: str
+    head_sha: GitSha | None = None
+    current_wave: int = 0
+    waves: list[list[str]] = Field(default_factory=list)
+    workstreams: dict[str, WorkstreamStatus] = Field(default_factory=dict)
+    phase_gates: list[GateResult] = Field(default_factory=list)
+    reason: str | None = Field(default=None, description="why the phase failed")
+
+
+class WorkstreamInput(Model):
+    """WorkstreamWorkflow's input."""
+
+    run_id: str
+    repo_path: str
+    workstream: WorkstreamSpec
+    base_sha: GitSha
+    wave: int
+    branch_ref: str
+    patch_file: ArtifactRef | None = None
+    options: RunOptions = Field(default_factory=RunOptions)
+
+
+class WorkstreamResult(Model):
+    workstream_id: str
+    status: WorkstreamState
+    commit: GitSha | None = None
+    patch: ArtifactRef | None = None
+    reason: str | None = None
+    gates: list[GateResult] = Field(default_factory=list)

@@ -1,0 +1,162 @@
+"""The phase spec (contract): what a user writes in a phase file.
+
+Field names follow DESIGN.md §3. ``defaults`` are deep-merged into every workstream before
+validation, so a workstream only states what differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from schemas.base import Identifier, Model
+
+GateKind = Literal["lint", "unit", "integration", "security", "custom"]
+ReviewMode = Literal["never", "on_failure", "always"]
+Scheduling = Literal["waves", "eager"]
+
+#: Tools with an adapter in activities/adapters. The router and AI adapters add more.
+KNOWN_TOOLS: tuple[str, ...] = ("shell", "patch")
+
+Command = str | list[str]
+
+
+class ExecutionRequest(Model):
+    """How a workstream makes its change."""
+
+    tool_id: str = Field(
+        default="shell", description="shell | patch (aider, claude, codex come with their adapters)"
+    )
+    command: Command | None = Field(
+        default=None, description="shell: a string runs under /bin/sh -c, a list is argv"
+    )
+    prompt: str | None = Field(default=None, description="AI tools: the task")
+    patch_file: str | None = Field(
+        default=None, description="patch: a unified diff, relative to the spec file"
+    )
+    model: str | None = None
+    args: list[str] = Field(default_factory=list, description="extra tool-specific arguments")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+
+
+class FileScope(Model):
+    allowed_paths: list[str] = Field(
+        default_factory=list, description="globs (with **) the change may touch; empty = whole repo"
+    )
+    forbidden_paths: list[str] = Field(default_factory=list)
+
+
+class Constraints(Model):
+    file_scope: FileScope = Field(default_factory=FileScope)
+
+
+class GateSpec(Model):
+    """An acceptance gate: a command that must exit 0."""
+
+    gate_id: Identifier
+    kind: GateKind = "custom"
+    command: Command
+    after: list[str] = Field(default_factory=list, description="gate ids that must pass first")
+    timeout_s: float = Field(default=600, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class AcceptanceCriteria(Model):
+    gates: list[GateSpec] = Field(default_factory=list)
+
+
+class ResiliencePolicy(Model):
+    max_attempts: int = Field(default=3, ge=1, description="activity attempts on transient errors")
+    max_fix_attempts: int = Field(default=2, ge=0)
+    timeout_s: float = Field(default=1800, gt=0, description="tool run time limit")
+
+
+class PatchPolicy(Model):
+    max_files_changed: int = Field(default=50, ge=1)
+    max_lines_changed: int = Field(default=2000, ge=1)
+
+
+class Compensation(Model):
+    command: Command
+
+
+class Defaults(Model):
+    """Merged into every workstream (the workstream's own values win)."""
+
+    execution_request: dict[str, Any] = Field(default_factory=dict)
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    resilience_policy: dict[str, Any] = Field(default_factory=dict)
+    patch_policy: dict[str, Any] = Field(default_factory=dict)
+    review: ReviewMode | None = None
+
+
+class WorkstreamSpec(Model):
+    workstream_id: Identifier
+    title: str = ""
+    dependencies: list[str] = Field(default_factory=list)
+    execution_request: ExecutionRequest = Field(default_factory=ExecutionRequest)
+    constraints: Constraints = Field(default_factory=Constraints)
+    acceptance_criteria: AcceptanceCriteria = Field(default_factory=AcceptanceCriteria)
+    resilience_policy: ResiliencePolicy = Field(default_factory=ResiliencePolicy)
+    patch_policy: PatchPolicy = Field(default_factory=PatchPolicy)
+    review: ReviewMode = "on_failure"
+    compensation: Compensation | None = None
+    estimated_duration_s: float | None = Field(
+        default=None, gt=0, description="planning weight for the critical path"
+    )
+
+
+class PhaseSpec(Model):
+    phase_id: Identifier
+    title: str = ""
+    base_ref: str | None = Field(default=None, description="default: the repository's HEAD")
+    max_parallel: int = Field(default=4, ge=1, le=500)
+    scheduling: Scheduling = "waves"
+    defaults: Defaults = Field(default_factory=Defaults)
+    gates: list[GateSpec] = Field(
+        default_factory=list,
+        description="phase gates, run on the integration branch after each wave",
+    )
+    workstreams: list[WorkstreamSpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("defaults") or {}
+        streams = data.get("workstreams")
+        if not isinstance(defaults, dict) or not isinstance(streams, list):
+            return data
+        merged = [merge_defaults(defaults, ws) if isinstance(ws, dict) else ws for ws in streams]
+        return {**data, "workstreams": merged}
+
+    def workstream(self, workstream_id: str) -> WorkstreamSpec:
+        for ws in self.workstreams:
+            if ws.workstream_id == workstream_id:
+                return ws
+        raise KeyError(workstream_id)
+
+
+def merge_defaults(defaults: dict[str, Any], workstream: dict[str, Any]) -> dict[str, Any]:
+    """The workstream as written, with the phase defaults filled in underneath it."""
+    merged = dict(workstream)
+    for key, value in defaults.items():
+        if key not in Defaults.model_fields or value is None:
+            continue
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = _deep_merge(value, merged[key])
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,292 @@
+"""Every problem in a phase spec, each located by its JSON path.
+
+Two layers: the committed JSON Schema (types, required and unknown fields) and the semantic
+rules a schema cannot say (ids, dependencies, cycles, tools, gate order, path scopes).
+Pure functions: the CLI and the planner both call them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import networkx as nx
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError as SchemaError
+from pydantic import BaseModel, ValidationError
+
+from schemas.spec import (
+    KNOWN_TOOLS,
+    Constraints,
+    ExecutionRequest,
+    GateSpec,
+    PatchPolicy,
+    PhaseSpec,
+    ResiliencePolicy,
+)
+
+PathPart = str | int
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: tuple[PathPart, ...]
+    message: str
+
+    @property
+    def json_path(self) -> str:
+        return json_path(self.path)
+
+
+@dataclass(frozen=True)
+class SpecCheck:
+    spec: PhaseSpec | None
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return self.spec is not None and not self.problems
+
+
+def json_path(path: Iterable[PathPart]) -> str:
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+@cache
+def phase_json_schema() -> dict[str, Any]:
+    text = resources.files("schemas").joinpath("phase_spec.v1.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def check_spec(data: Any) -> SpecCheck:
+    """All problems with ``data`` (a parsed phase file); the spec when there are none."""
+    problems = _schema_problems(data)
+    if problems:
+        return SpecCheck(None, problems)
+    try:
+        spec = PhaseSpec.model_validate(data)
+    except ValidationError as exc:
+        # Defaults are merged before validation, so an error can only surface here.
+        return SpecCheck(None, [Problem(_loc(e["loc"]), e["msg"]) for e in exc.errors()])
+    problems = semantic_problems(spec)
+    return SpecCheck(None if problems else spec, problems)
+
+
+def _loc(loc: Sequence[Any]) -> tuple[PathPart, ...]:
+    return tuple(p if isinstance(p, int) else str(p) for p in loc)
+
+
+def _schema_problems(data: Any) -> list[Problem]:
+    validator = Draft202012Validator(phase_json_schema())
+    problems = [_schema_problem(e) for e in validator.iter_errors(data)]
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    if isinstance(defaults, dict):
+        # The defaults hold partial sub-objects; check their keys against the real models.
+        problems += _defaults_problems(defaults)
+    return sorted(problems, key=lambda p: (p.json_path, p.message))
+
+
+def _schema_problem(error: SchemaError) -> Problem:
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hints = [_unknown_field(name, allowed) for name in extra]
+        return Problem(path, "; ".join(hints))
+    if error.validator == "required":
+        return Problem(path, f"missing required field: {error.message.split(' ')[0]}")
+    if error.validator == "pattern":
+        return Problem(
+            path, f"{error.instance!r} is not a valid name (letters, digits, '.', '_', '-')"
+        )
+    return Problem(path, error.message)
+
+
+def _unknown_field(name: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
+    return f"unknown field {name!r}{hint}"
+
+
+_DEFAULTS_MODELS: dict[str, type[BaseModel]] = {
+    "execution_request": ExecutionRequest,
+    "constraints": Constraints,
+    "resilience_policy": ResiliencePolicy,
+    "patch_policy": PatchPolicy,
+}
+
+
+def _defaults_problems(defaults: dict[str, Any]) -> list[Problem]:
+    problems = []
+    for key, model in _DEFAULTS_MODELS.items():
+        value = defaults.get(key)
+        if not isinstance(value, dict):
+            continue
+        allowed = sorted(model.model_fields)
+        for name in sorted(set(value) - set(allowed)):
+            problems.append(Problem(("defaults", key), _unknown_field(name, allowed)))
+    return problems
+
+
+# -- semantic rules ---------------------------------------------------------------------------
+
+_BAD_REF_PART = re.compile(r"\.\.|\.lock$|\.$|@\{")
+
+
+def semantic_problems(spec: PhaseSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    ids: dict[str, int] = {}
+    for i, ws in enumerate(spec.workstreams):
+        where: tuple[PathPart, ...] = ("workstreams", i)
+        wid = ws.workstream_id
+        if wid in ids:
+            problems.append(
+                Problem(
+                    (*where, "workstream_id"),
+                    f"duplicate workstream id {wid!r} (first at $.workstreams[{ids[wid]}])",
+                )
+            )
+        else:
+            ids[wid] = i
+        if _BAD_REF_PART.search(wid):
+            problems.append(
+                Problem((*where, "workstream_id"), f"{wid!r} cannot be part of a git ref name")
+            )
+    for i, ws in enumerate(spec.workstreams):
+        where = ("workstreams", i)
+        seen: set[str] = set()
+        for j, dep in enumerate(ws.dependencies):
+            at = (*where, "dependencies", j)
+            if dep == ws.workstream_id:
+                problems.append(Problem(at, f"{dep!r} depends on itself"))
+            elif dep not in ids:
+                problems.append(Problem(at, f"unknown dependency {dep!r}{_suggest(dep, ids)}"))
+            elif dep in seen:
+                problems.append(Problem(at, f"dependency {dep!r} is listed twice"))
+            seen.add(dep)
+        problems += _tool_problems(ws.execution_request, (*where, "execution_request"))
+        problems += _gate_problems(
+            ws.acceptance_criteria.gates, (*where, "acceptance_criteria", "gates")
+        )
+        scope = ws.constraints.file_scope
+        for field in ("allowed_paths", "forbidden_paths"):
+            for j, pattern in enumerate(getattr(scope, field)):
+                reason = scope_pattern_problem(pattern)
+                if reason:
+                    at = (*where, "constraints", "file_scope", field, j)
+                    problems.append(Problem(at, reason))
+    problems += _gate_problems(spec.gates, ("gates",))
+    problems += _cycle_problems(spec, ids)
+    return problems
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _tool_problems(request: Any, where: tuple[PathPart, ...]) -> list[Problem]:
+    tool = request.tool_id
+    if tool not in KNOWN_TOOLS:
+        return [
+            Problem(
+                (*where, "tool_id"),
+                f"unknown tool {tool!r}{_suggest(tool, KNOWN_TOOLS)}; "
+                f"available: {', '.join(KNOWN_TOOLS)}",
+            )
+        ]
+    if tool == "shell" and not request.command:
+        return [Problem((*where, "command"), "the shell tool needs a command")]
+    if tool == "patch" and not request.patch_file:
+        return [Problem((*where, "patch_file"), "the patch tool needs a patch_file")]
+    return []
+
+
+def _gate_problems(gates: list[GateSpec], where: tuple[PathPart, ...]) -> list[Problem]:
+    problems = []
+    index: dict[str, int] = {}
+    for i, gate in enumerate(gates):
+        if gate.gate_id in index:
+            problems.append(Problem((*where, i, "gate_id"), f"duplicate gate id {gate.gate_id!r}"))
+        index.setdefault(gate.gate_id, i)
+        if not gate.command:
+            problems.append(Problem((*where, i, "command"), "empty gate command"))
+    graph = nx.DiGraph()
+    for i, gate in enumerate(gates):
+        graph.add_node(gate.gate_id)
+        for j, name in enumerate(gate.after):
+            if name not in index:
+                problems.append(
+                    Problem(
+                        (*where, i, "after", j),
+                        f"gate {gate.gate_id!r} runs after unknown gate {name!r}"
+                        f"{_suggest(name, index)}",
+                    )
+                )
+            else:
+                graph.add_edge(name, gate.gate_id)
+    for cycle in find_cycles(graph):
+        first = index[cycle[0]]
+        problems.append(Problem((*where, first, "after"), f"gate cycle: {' -> '.join(cycle)}"))
+    return problems
+
+
+def _cycle_problems(spec: PhaseSpec, ids: dict[str, int]) -> list[Problem]:
+    graph = dependency_graph(spec)
+    return [
+        Problem(
+            ("workstreams", ids[cycle[0]], "dependencies"),
+            f"dependency cycle: {' -> '.join(cycle)}",
+        )
+        for cycle in find_cycles(graph)
+    ]
+
+
+def dependency_graph(spec: PhaseSpec) -> nx.DiGraph:
+    """Edges point from a dependency to its dependent; unknown and self edges are left out."""
+    graph = nx.DiGraph()
+    known = {ws.workstream_id for ws in spec.workstreams}
+    for ws in spec.workstreams:
+        graph.add_node(ws.workstream_id)
+        for dep in ws.dependencies:
+            if dep in known and dep != ws.workstream_id:
+                graph.add_edge(dep, ws.workstream_id)
+    return graph
+
+
+def find_cycles(graph: nx.DiGraph) -> list[list[str]]:
+    """One cycle per strongly connected component, written in dependency order and closed,
+    e.g. ``["ws-a", "ws-b", "ws-a"]`` for ws-b depending on ws-a and ws-a on ws-b."""
+    cycles = []
+    for component in nx.strongly_connected_components(graph):
+        if len(component) < 2:
+            continue
+        start = min(component)
+        sub = graph.subgraph(component)
+        edges = nx.find_cycle(sub, source=start)
+        cycle = [edges[0][0]] + [v for _, v in edges]
+        cycles.append(cycle)
+    return sorted(cycles)
+
+
+def scope_pattern_problem(pattern: str) -> str | None:
+    """Why a file-scope glob is unusable, or None. Scopes are repo-relative by construction."""
+    if not pattern.strip():
+        return "empty path pattern"
+    if pattern.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", pattern):
+        return f"{pattern!r} is absolute; scopes are relative to the repository root"
+    if ".." in re.split(r"[\\/]", pattern):
+        return f"{pattern!r} contains '..'; scopes cannot leave the repository"
+    if "[" in pattern and "]" not in pattern.split("[", 1)[1]:
+        return f"{pattern!r} has an unclosed '['"
+    return None

@@ -1,0 +1,72 @@
+"""Git-side steps of a run: opening it, committing patches, integrating, cleaning up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from schemas.base import ArtifactRef, GitSha, Model
+
+
+class OpenRunInput(Model):
+    repo_path: str
+    run_id: str
+    base_ref: str | None = None
+    integration_ref: str
+
+
+class OpenRunResult(Model):
+    base_sha: GitSha
+    integration_ref: str
+
+
+class CommitPatchInput(Model):
+    repo_path: str
+    run_id: str
+    workstream_id: str
+    title: str
+    base_sha: GitSha
+    patch: ArtifactRef
+    patch_id: str
+    branch_ref: str
+    timestamp: int = Field(description="commit date, seconds since the epoch, from workflow time")
+
+
+class CommitPatchResult(Model):
+    commit_sha: GitSha
+    tree_sha: GitSha
+
+
+class MergeRequest(Model):
+    workstream_id: str
+    commit_sha: GitSha
+
+
+class MergeOutcome(Model):
+    workstream_id: str
+    merged: bool
+    merge_commit: GitSha | None = None
+    conflicts: list[str] = Field(default_factory=list)
+
+
+class IntegrateInput(Model):
+    repo_path: str
+    run_id: str
+    wave: int
+    integration_ref: str
+    expected_head: GitSha = Field(description="the integration head the merges start from")
+    merges: list[MergeRequest] = Field(description="merged in this order")
+    tag_ref: str | None = Field(default=None, description="checkpoint tag to point at the new head")
+    timestamp: int
+
+
+class IntegrateResult(Model):
+    head_sha: GitSha
+    outcomes: list[MergeOutcome]
+
+
+class CloseRunInput(Model):
+    run_id: str
+
+
+class CloseRunResult(Model):
+    removed_paths: int

@@ -1,0 +1,89 @@
+"""The ``uet`` command line: parse arguments, connect, delegate to runtime.commands.
+
+Exit codes: 0 completed, 1 failed, 2 invalid input, 3 Temporal unreachable or not started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from runtime import commands, logs
+from runtime.errors import UserError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="uet", description="Durable orchestrator for AI coding work.")
+    p.add_argument("--log-format", choices=["console", "json"], default="console")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("validate", help="check a phase file; every problem, one per line")
+    s.add_argument("spec")
+
+    s = sub.add_parser("plan", help="waves, critical path and speedup bound of a phase")
+    s.add_argument("spec")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("run", help="run a phase on Temporal")
+    s.add_argument("spec")
+    s.add_argument("--repo", required=True, help="the git repository to work on")
+    s.add_argument("--json", action="store_true", help="print the run record as JSON on stdout")
+    s.add_argument("--detach", action="store_true", help="start the run and return")
+    s.add_argument("--no-worker", action="store_true", help="rely on workers running elsewhere")
+    s.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how fast a dead worker's activities move elsewhere (default 30)",
+    )
+
+    s = sub.add_parser("status", help="the record of a running or finished run")
+    s.add_argument("run_id")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("server", help="run the embedded Temporal server; `server stop` ends it")
+    s.add_argument("action", nargs="?", choices=["stop"])
+
+    sub.add_parser("worker", help="run a worker (same as python worker.py)")
+    return p
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    match args.command:
+        case "validate":
+            return commands.validate(args.spec)
+        case "plan":
+            return commands.plan(args.spec, args.json)
+        case "run":
+            request = commands.RunRequest(
+                args.spec, args.repo, args.json, args.detach, args.no_worker, args.heartbeat_timeout
+            )
+            return asyncio.run(commands.run(request))
+        case "status":
+            return asyncio.run(commands.status(args.run_id, args.json))
+        case "server":
+            return commands.server(args.action)
+        case "worker":
+            return commands.worker()
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.configure(args.log_format, level="WARNING")
+    try:
+        return dispatch(args)
+    except UserError as error:
+        for line in error.lines:
+            print(f"uet: {line}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("uet: interrupted; a started run stays open in Temporal — `uet worker` continues it",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

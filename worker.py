@@ -1,0 +1,72 @@
+"""A uet worker: runs phase and workstream workflows and every activity.
+
+    python worker.py        (or: uet worker)
+
+Connection settings come from TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / profiles; the state dir
+(artifacts, checkouts) from UET_HOME, which every worker of a deployment must share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.gates import GateActivities
+from activities.planning import plan
+from activities.tools import ToolActivities
+from activities.workspace import Workspace, WorkspaceActivities
+from runtime.settings import Settings
+from workflows.phase import PhaseWorkflow
+from workflows.workstream import WorkstreamWorkflow
+
+WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow]
+
+
+def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
+    workspace = Workspace(settings.home)
+    git = WorkspaceActivities(workspace)
+    tools = ToolActivities(workspace)
+    gates = GateActivities(workspace)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            plan,
+            git.open_run,
+            git.commit_patch,
+            git.integrate,
+            git.close_run,
+            tools.run_tool,
+            gates.run_gates,
+        ],
+        **options,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    from runtime.connect import connect, target_from_env
+
+    client = await connect(target_from_env(), timeout_s=30)
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        await stop.wait()
+
+
+def main() -> None:
+    from runtime import logs
+
+    logs.configure()
+    asyncio.run(serve(Settings.from_env()))
+
+
+if __name__ == "__main__":
+    main()
