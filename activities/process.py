@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ async def run_process(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     except (FileNotFoundError, PermissionError) as exc:
         log_path.write_text(f"{exc}\n")
@@ -91,6 +94,16 @@ async def run_process(
     return ProcessResult(
         exit_code, timed_out, not_found, time.monotonic() - started, tail, log_path
     )
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL the command if the worker dies (SIGKILL leaves no time to clean up)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 async def _pump(stream: asyncio.StreamReader, log_path: Path, limit: int) -> str:

@@ -50,7 +50,12 @@ def dockerfile() -> list[tuple[str, str]]:
 def docker_compose(*args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("docker-compose")
     if exe is None:
-        pytest.fail("docker-compose not found: apt-get install -y docker-compose")
+        # CI installs it and sets UET_REQUIRE_DOCKER_COMPOSE=1, so there a missing binary fails;
+        # on a developer machine with only Python and git, say what is not being checked.
+        message = "docker-compose not found: apt-get install -y docker-compose"
+        if os.environ.get("UET_REQUIRE_DOCKER_COMPOSE") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     env.pop("UET_REPOS", None)
     proc = subprocess.run(

@@ -267,14 +267,18 @@ class PhaseWorkflow:
         entry = self._ws(ws_id)
         entry.status = WorkstreamState.FAILED
         entry.reason = reason
-        stack = list(self._dependents[ws_id])
+        stack = [(dependent, ws_id) for dependent in self._dependents[ws_id]]
         while stack:
-            dependent = stack.pop()
+            dependent, via = stack.pop()
             blocked = self._ws(dependent)
             if blocked.status == WorkstreamState.PENDING:
                 blocked.status = WorkstreamState.BLOCKED
-                blocked.reason = f"dependency {ws_id} failed"
-                stack.extend(self._dependents[dependent])
+                blocked.reason = (
+                    f"dependency {via} failed"
+                    if via == ws_id
+                    else f"dependency {via} is blocked by failed {ws_id}"
+                )
+                stack.extend((after, dependent) for after in self._dependents[dependent])
         self._show()
 
     def _block_all_pending(self, reason: str) -> None:

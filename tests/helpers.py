@@ -1,0 +1,64 @@
+"""Small helpers shared by the workflow and CLI tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from ulid import ULID
+
+from runtime.settings import Settings
+from schemas.refs import workflow_id
+from schemas.run import RunInput, RunOptions, RunStatus
+from schemas.spec import PhaseSpec
+from workflows.phase import PhaseWorkflow
+
+
+def phase(**fields: Any) -> PhaseSpec:
+    return PhaseSpec.model_validate({"phase_id": "PH-TEST", **fields})
+
+
+def run_input(spec: PhaseSpec, repo: Path, **options: Any) -> RunInput:
+    return RunInput(
+        run_id=str(ULID()), phase=spec, repo_path=str(repo),
+        options=RunOptions(**{"heartbeat_timeout_s": 5, **options}),
+    )  # fmt: skip
+
+
+async def run_phase(client: Client, settings: Settings, input: RunInput) -> RunStatus:
+    """Run to the end and return the record, whether the phase completed or failed."""
+    handle = await client.start_workflow(
+        PhaseWorkflow.run, input, id=workflow_id(input.run_id), task_queue=settings.task_queue
+    )
+    return await record_of(handle)
+
+
+async def record_of(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
+    try:
+        return await handle.result()
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        assert isinstance(cause, ApplicationError) and cause.type == "PhaseFailed", failure
+        return RunStatus.model_validate(cause.details[0])
+
+
+def git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def show(repo: Path, rev: str, path: str) -> str:
+    return git_out(repo, "show", f"{rev}:{path}")
+
+
+def snapshot(repo: Path) -> tuple[str, str, str]:
+    """What uet must never change: checked-out branch, index, working tree status."""
+    return (
+        git_out(repo, "symbolic-ref", "HEAD") + " " + git_out(repo, "rev-parse", "HEAD"),
+        git_out(repo, "ls-files", "-s"),
+        git_out(repo, "status", "--porcelain", "--untracked-files=all"),
+    )

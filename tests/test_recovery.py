@@ -1,0 +1,91 @@
+"""A worker killed mid-phase loses nothing: a new worker on the same queue finishes the run,
+and every workstream lands on the integration branch exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from helpers import git_out, phase, record_of, run_input
+from temporalio.client import Client
+
+from runtime.settings import Settings
+from schemas.refs import workflow_id
+from schemas.run import PhaseState, WorkstreamState
+from worker import build_worker
+from workflows.phase import PhaseWorkflow
+
+
+def start_worker_process(client: Client, settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": client.namespace,
+        "UET_TASK_QUEUE": settings.task_queue,
+        "UET_HOME": str(settings.home),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker"], env=env, cwd=Path(__file__).parent.parent
+    )
+
+
+async def test_worker_sigkilled_mid_tool_then_replaced(
+    client: Client, settings: Settings, make_repo, tmp_path: Path
+) -> None:
+    repo: Path = make_repo({"base.txt": "base\n"})
+    runs = tmp_path / "tool-runs.log"  # outside the repo: counts how often each tool ran
+
+    def slow_tool(ws_id: str) -> str:
+        return f"echo {ws_id} >> {runs} && sleep 1.5 && echo {ws_id} > {ws_id}.txt"
+
+    spec = phase(
+        max_parallel=2,
+        workstreams=[
+            {"workstream_id": "ws-a", "execution_request": {"command": slow_tool("ws-a")}},
+            {"workstream_id": "ws-b", "execution_request": {"command": slow_tool("ws-b")}},
+            {"workstream_id": "ws-c", "dependencies": ["ws-a"],
+             "execution_request": {"command": slow_tool("ws-c")}},
+            {"workstream_id": "ws-d", "dependencies": ["ws-b", "ws-c"],
+             "execution_request": {"command": "cat ws-a.txt ws-b.txt ws-c.txt > ws-d.txt"}},
+        ],
+    )  # fmt: skip
+    input = run_input(spec, repo, heartbeat_timeout_s=2)
+    doomed = start_worker_process(client, settings)
+    try:
+        handle = await client.start_workflow(
+            PhaseWorkflow.run, input, id=workflow_id(input.run_id), task_queue=settings.task_queue
+        )
+        # Kill the worker while wave 1's tools are running (they log their start).
+        for _ in range(200):
+            if runs.exists() and len(runs.read_text().split()) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the worker process never started the wave-1 tools")
+        await asyncio.sleep(0.3)
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+
+    interrupted = Counter(runs.read_text().split())
+    assert interrupted == {"ws-a": 1, "ws-b": 1}, "killed mid-tool, before any tool finished"
+    async with build_worker(client, settings):
+        record = await record_of(handle)
+
+    assert record.status == PhaseState.COMPLETED, record.reason
+    assert all(s.status == WorkstreamState.COMPLETED for s in record.workstreams.values())
+    # The interrupted tools ran again (at-least-once work), the rest once ...
+    assert Counter(runs.read_text().split()) == {"ws-a": 2, "ws-b": 2, "ws-c": 1}
+    # ... but each workstream is committed and integrated exactly once.
+    trailers = git_out(
+        repo, "log", "--format=%(trailers:key=Uet-Workstream,valueonly)", record.head_sha or ""
+    ).split()
+    assert Counter(trailers) == {"ws-a": 1, "ws-b": 1, "ws-c": 1, "ws-d": 1}
+    assert git_out(repo, "show", f"{record.head_sha}:ws-d.txt").split() == ["ws-a", "ws-b", "ws-c"]
