@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from typing import NoReturn
 
 from runtime import commands, logs
 from runtime.errors import UserError
@@ -85,5 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def cli() -> NoReturn:
+    """The console entry point. Exits without interpreter finalization: the Temporal client's
+    native threads may still be winding down, and tearing Python down under them can abort
+    the process after the work is done (seen with `uet run --detach`)."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -40,8 +40,16 @@ class ProgressPrinter:
             if entry.commit and entry.status == WorkstreamState.COMPLETED:
                 detail = f" {entry.commit[:10]}"
             if entry.reason and entry.status in (WorkstreamState.FAILED, WorkstreamState.BLOCKED):
-                detail = f" — {entry.reason.splitlines()[0][:160]}"
+                detail = f" — {_headline(entry.reason)}"
             self.console.print(
                 f"  {ws_id:<{width}}  [{STYLE[entry.status]}]{entry.status:<9}[/]{detail}",
                 highlight=False,
             )
+
+
+def _headline(reason: str) -> str:
+    """What failed and the last line of its output (usually the error itself)."""
+    lines = [line for line in reason.splitlines() if line.strip()]
+    if len(lines) == 1:
+        return lines[0][:200]
+    return f"{lines[0][:120]}: {lines[-1].strip()[:160]}"

@@ -50,8 +50,8 @@ def _file_problems(directory: Path, spec: PhaseSpec) -> list[Problem]:
     problems = []
     for i, ws in enumerate(spec.workstreams):
         patch_file = ws.execution_request.patch_file
-        uses_patch = ws.execution_request.tool_id == "patch" and patch_file
-        if uses_patch and not (directory / patch_file).is_file():
+        uses_patch = ws.execution_request.tool_id == "patch"
+        if uses_patch and patch_file and not (directory / patch_file).is_file():
             problems.append(
                 Problem(
                     ("workstreams", i, "execution_request", "patch_file"),

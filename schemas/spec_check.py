@@ -99,7 +99,8 @@ def _schema_problems(data: Any) -> list[Problem]:
 def _schema_problem(error: SchemaError) -> Problem:
     path = tuple(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
         hints = [_unknown_field(name, allowed) for name in extra]
         return Problem(path, "; ".join(hints))
@@ -183,8 +184,8 @@ def semantic_problems(spec: PhaseSpec) -> list[Problem]:
             for j, pattern in enumerate(getattr(scope, field)):
                 reason = scope_pattern_problem(pattern)
                 if reason:
-                    at = (*where, "constraints", "file_scope", field, j)
-                    problems.append(Problem(at, reason))
+                    location = (*where, "constraints", "file_scope", field, j)
+                    problems.append(Problem(location, reason))
     problems += _gate_problems(spec.gates, ("gates",))
     problems += _cycle_problems(spec, ids)
     return problems

@@ -134,7 +134,8 @@ class WorkstreamWorkflow:
         )
 
     def _failed(self, reason: str, tail: str = "", commit: str | None = None) -> WorkstreamResult:
-        detail = f"{reason}: {_last_lines(tail)}" if tail.strip() else reason
+        # First line: what failed; then the end of its output, where the error usually is.
+        detail = f"{reason}\n{_last_lines(tail)}" if tail.strip() else reason
         return WorkstreamResult(
             workstream_id=self._workstream_id,
             status=WorkstreamState.FAILED,
