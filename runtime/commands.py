@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -93,7 +94,7 @@ async def run(request: RunRequest) -> int:
     settings = Settings.from_env()
     loaded = load_spec(request.spec_path)
     repo_path = await _check_repo(request.repo, loaded.spec.base_ref)
-    devserver._writable(settings.home)
+    devserver.ensure_writable(settings.home)
     patch_files = _import_patch_files(loaded, ArtifactStore(settings.home / "artifacts"))
     target = target_from_env()
     client, embedded = await devserver.connect_or_start(settings, target)
@@ -111,35 +112,34 @@ async def run(request: RunRequest) -> int:
             heartbeat_timeout_s=request.heartbeat_timeout_s, search_attributes=attributes_ok
         ),
     )
-    if request.detach and not request.no_worker:
-        devserver.start_background_worker(settings)
+    start = functools.partial(
+        client.start_workflow,
+        PhaseWorkflow.run,
+        run_input,
+        id=workflow_id(run_id),
+        task_queue=settings.task_queue,
+        search_attributes=_run_search_attributes(run_id, spec.phase_id) if attributes_ok else None,
+        static_summary=f"{spec.phase_id}: {spec.title}" if spec.title else spec.phase_id,
+    )
+    if request.detach:
+        if not request.no_worker:
+            devserver.start_background_worker(settings)  # else nobody would execute the run
+        handle = await start()
+        err.print(f"started run [bold]{run_id}[/] — {ui_link(settings, target, handle.id)}")
+        if request.as_json:
+            emit_json(_initial_record(run_id, handle.id, spec.phase_id))
+        else:
+            print(run_id)
+        return ExitCode.COMPLETED
 
-    async with contextlib.AsyncExitStack() as stack:
-        if not request.detach and not request.no_worker:
-            from worker import build_worker
+    from worker import build_worker
 
-            await stack.enter_async_context(build_worker(client, settings))
-        handle = await client.start_workflow(
-            PhaseWorkflow.run,
-            run_input,
-            id=workflow_id(run_id),
-            task_queue=settings.task_queue,
-            search_attributes=_run_search_attributes(run_id, spec.phase_id)
-            if attributes_ok
-            else None,
-            static_summary=f"{spec.phase_id}: {spec.title}" if spec.title else spec.phase_id,
-        )
+    in_process = None if request.no_worker else build_worker(client, settings)
+    async with in_process or contextlib.nullcontext():
+        handle = await start()
         link = ui_link(settings, target, handle.id)
-        if request.detach:
-            err.print(f"started run [bold]{run_id}[/] — {link}")
-            if request.as_json:
-                emit_json(_initial_record(run_id, handle.id, spec.phase_id))
-            else:
-                print(run_id)
-            return ExitCode.COMPLETED
         err.print(f"run [bold]{run_id}[/] of phase {spec.phase_id} — {link}")
         return await _follow(handle, link, request.as_json)
-    raise AssertionError("unreachable")
 
 
 async def _check_repo(repo: str, base_ref: str | None) -> Path:
@@ -333,7 +333,7 @@ def server(action: str | None) -> int:
         return ExitCode.COMPLETED
     target = target_from_env()
     args = devserver.server_args(settings, target.address, target.namespace)
-    devserver._writable(settings.home)
+    devserver.ensure_writable(settings.home)
     err.print(
         f"Temporal dev server on {target.address}, Web UI http://localhost:{settings.ui_port}"
     )

@@ -111,7 +111,7 @@ def _short(error: BaseException) -> str:
 
 def start_background(name: str, args: Sequence[str], settings: Settings) -> Path:
     """Start ``args`` detached (own session, survives this process); pid in ``<name>.pid``."""
-    _writable(settings.home)
+    ensure_writable(settings.home)
     settings.logs.mkdir(parents=True, exist_ok=True)
     log_path = settings.logs / f"{name}.log"
     with log_path.open("ab") as log:
@@ -123,7 +123,7 @@ def start_background(name: str, args: Sequence[str], settings: Settings) -> Path
     return log_path
 
 
-def _writable(home: Path) -> None:
+def ensure_writable(home: Path) -> None:
     try:
         home.mkdir(parents=True, exist_ok=True)
         probe = home / ".write-test"
