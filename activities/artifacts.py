@@ -52,6 +52,11 @@ class ArtifactStore:
                 self._write_atomically(target, iter(lambda: fh.read(_CHUNK), b""))
         return self.ref(hexdigest, size, media_type)
 
+    def verified_path(self, ref: ArtifactRef) -> Path:
+        """The blob's path, after checking it is there and intact (for tools that read files)."""
+        self.read_bytes(ref)
+        return self.path_for(ref.sha256)
+
     def read_bytes(self, ref: ArtifactRef) -> bytes:
         path = self.path_for(ref.sha256)
         try:

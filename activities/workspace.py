@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.artifacts import ArtifactStore
 from activities.git import Git, GitError, objects_dir, open_repository, run_git
+from activities.patches import apply_patch
 from schemas.workspace import (
     CloseRunInput,
     CloseRunResult,
@@ -112,21 +113,15 @@ class WorkspaceActivities:
         """Apply the patch to the base in a private index and commit it on the workstream
         branch. No work tree is involved, so nothing on disk can redirect the write."""
         repo = await open_repository(input.repo_path)
-        patch = self.workspace.artifacts.path_for(input.patch.sha256)
-        self.workspace.artifacts.read_bytes(input.patch)  # verifies presence and hash
+        patch = self.workspace.artifacts.verified_path(input.patch)
         async with self.workspace.private_index(repo, input.run_id) as git:
             await git.run("read-tree", input.base_sha)
-            check = await git.run(
-                "apply", "--cached", "--check", "--whitespace=nowarn", str(patch), check=False
+            await apply_patch(
+                git,
+                patch,
+                target="--cached",
+                what=f"patch for {input.workstream_id} at {input.base_sha[:12]}",
             )
-            if check.returncode != 0:
-                raise ApplicationError(
-                    f"patch for {input.workstream_id} does not apply to "
-                    f"{input.base_sha[:12]}: {check.stderr.decode(errors='replace').strip()}",
-                    type="PatchDoesNotApply",
-                    non_retryable=True,
-                )
-            await git.run("apply", "--cached", "--whitespace=nowarn", str(patch))
             tree = await git.out("write-tree")
         message = (
             f"{input.title or input.workstream_id}\n\n"

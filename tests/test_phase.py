@@ -185,15 +185,31 @@ async def test_patch_tool_and_phase_gate(
         "diff --git a/greet.py b/greet.py\n--- a/greet.py\n+++ b/greet.py\n"
         "@@ -1 +1,2 @@\n print('hello')\n+print('world')\n"
     )
-    ref = ArtifactStore(settings.home / "artifacts").put_bytes(diff.encode(), "text/x-diff")
+    stale = diff.replace(" print('hello')", " print('goodbye')")
+    store = ArtifactStore(settings.home / "artifacts")
     spec = phase(
         gates=[{"gate_id": "runs", "command": "python3 greet.py | grep -q world"}],
-        workstreams=[{"workstream_id": "ws-p",
-                      "execution_request": {"tool_id": "patch", "patch_file": "p.diff"}}],
+        workstreams=[
+            {"workstream_id": "ws-p",
+             "execution_request": {"tool_id": "patch", "patch_file": "p.diff"}},
+            {"workstream_id": "ws-stale",
+             "execution_request": {"tool_id": "patch", "patch_file": "stale.diff"}},
+        ],
     )  # fmt: skip
     input = run_input(spec, repo)
-    input.patch_files = {"ws-p": ref}
+    input.patch_files = {
+        "ws-p": store.put_bytes(diff.encode(), "text/x-diff"),
+        "ws-stale": store.put_bytes(stale.encode(), "text/x-diff"),
+    }
     record = await run_phase(client, settings, input)
-    assert record.status == PhaseState.COMPLETED, record.reason
+    assert record.workstreams["ws-p"].status == WorkstreamState.COMPLETED
     assert [g.status for g in record.phase_gates] == ["passed"]
     assert show(repo, record.head_sha or "", "greet.py") == "print('hello')\nprint('world')"
+    stale_reason = record.workstreams["ws-stale"].reason or ""
+    assert stale_reason.startswith("ws-stale: patch_file 'stale.diff' at ")
+    assert "does not apply: error: patch failed: greet.py:1" in stale_reason
+    history = await client.get_workflow_handle(
+        f"{workflow_id(record.run_id)}/ws/ws-stale"
+    ).fetch_history()
+    started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
+    assert len(started) == 1, "a patch that does not apply is not retried"
