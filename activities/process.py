@@ -25,6 +25,7 @@ from schemas.spec import Command
 TAIL_BYTES = 4096
 DEFAULT_LOG_LIMIT = 64 << 20
 KILL_GRACE_S = 5.0
+DRAIN_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -55,23 +56,34 @@ async def run_process(
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = argv_for(command)
+    # Our own pipe rather than asyncio's: asyncio's Process.wait() also waits for its pipes to
+    # close, which a daemonised grandchild holding stdout would delay forever. Owning the read
+    # end, we can stop reading and close it whatever the children do.
+    read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=str(cwd),
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdout=write_fd,
+            stderr=write_fd,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
     except (FileNotFoundError, PermissionError) as exc:
+        os.close(read_fd)
         log_path.write_text(f"{exc}\n")
         return ProcessResult(None, False, True, 0.0, str(exc), log_path)
+    finally:
+        os.close(write_fd)
 
-    assert proc.stdout is not None
-    pump = asyncio.create_task(_pump(proc.stdout, log_path, log_limit))
+    output = _Output(log_path, log_limit)
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    pump = asyncio.create_task(output.pump(reader))
     beat = asyncio.create_task(_heartbeat(heartbeat_every_s, started))
     timed_out = False
     try:
@@ -85,14 +97,18 @@ async def run_process(
         raise
     finally:
         beat.cancel()
-    # A background child that inherited stdout would keep the pipe open forever.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    tail = await pump
+        # Background children that inherited stdout die with the group ...
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        # ... and one that left the group (setsid) cannot keep us reading.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(pump), timeout=DRAIN_TIMEOUT_S)
+        pump.cancel()
+        transport.close()
     exit_code = None if timed_out else proc.returncode
     not_found = exit_code == 127 and isinstance(command, str)
     return ProcessResult(
-        exit_code, timed_out, not_found, time.monotonic() - started, tail, log_path
+        exit_code, timed_out, not_found, time.monotonic() - started, output.tail, log_path
     )
 
 
@@ -106,24 +122,32 @@ def _die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-async def _pump(stream: asyncio.StreamReader, log_path: Path, limit: int) -> str:
-    """Copy output to the log up to ``limit`` bytes, keep reading past it so the child never
-    blocks on a full pipe, and keep the last TAIL_BYTES for messages."""
-    written = 0
-    tail = b""
-    truncated = False
-    with log_path.open("wb") as log:
-        while chunk := await stream.read(65536):
-            tail = (tail + chunk)[-TAIL_BYTES:]
-            if written < limit:
-                part = chunk[: limit - written]
-                log.write(part)
-                written += len(part)
-            elif not truncated:
-                truncated = True
-        if truncated:
-            log.write(f"\n[uet: output truncated after {limit} bytes]\n".encode())
-    return tail.decode("utf-8", "replace")
+class _Output:
+    """Copies output to the log up to ``limit`` bytes, keeps reading past it so the child never
+    blocks on a full pipe, and keeps the last TAIL_BYTES for messages."""
+
+    def __init__(self, log_path: Path, limit: int) -> None:
+        self.log_path = log_path
+        self.limit = limit
+        self.tail_bytes = b""
+
+    @property
+    def tail(self) -> str:
+        return self.tail_bytes.decode("utf-8", "replace")
+
+    async def pump(self, stream: asyncio.StreamReader) -> None:
+        written = 0
+        with self.log_path.open("wb") as log:
+            try:
+                while chunk := await stream.read(65536):
+                    self.tail_bytes = (self.tail_bytes + chunk)[-TAIL_BYTES:]
+                    if written < self.limit:
+                        part = chunk[: self.limit - written]
+                        log.write(part)
+                        written += len(part)
+            finally:
+                if written >= self.limit:
+                    log.write(f"\n[uet: output truncated after {self.limit} bytes]\n".encode())
 
 
 async def _heartbeat(every_s: float | None, started: float) -> None:
