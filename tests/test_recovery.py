@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from helpers import git_out, phase, record_of, run_input
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from runtime.settings import Settings
 from schemas.refs import workflow_id
@@ -89,3 +89,33 @@ async def test_worker_sigkilled_mid_tool_then_replaced(
     ).split()
     assert Counter(trailers) == {"ws-a": 1, "ws-b": 1, "ws-c": 1, "ws-d": 1}
     assert git_out(repo, "show", f"{record.head_sha}:ws-d.txt").split() == ["ws-a", "ws-b", "ws-c"]
+
+
+async def test_cancelling_a_run_kills_the_running_tool(
+    client: Client, settings: Settings, make_repo, tmp_path: Path
+) -> None:
+    repo: Path = make_repo({"base.txt": "base\n"})
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    spec = phase(
+        workstreams=[{"workstream_id": "ws-slow", "execution_request": {
+            "command": f"touch {started} && sleep 4 && touch {finished}"}}],
+    )  # fmt: skip
+    input = run_input(spec, repo, heartbeat_timeout_s=1)
+    async with build_worker(client, settings):
+        handle = await client.start_workflow(
+            PhaseWorkflow.run, input, id=workflow_id(input.run_id), task_queue=settings.task_queue
+        )
+        for _ in range(200):
+            if started.exists():
+                break
+            await asyncio.sleep(0.05)
+        await handle.cancel()
+        child = client.get_workflow_handle(f"{workflow_id(input.run_id)}/ws/ws-slow")
+        for _ in range(100):
+            if (await child.describe()).status != WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.1)
+        assert (await child.describe()).status == WorkflowExecutionStatus.CANCELED
+        assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+        await asyncio.sleep(5)  # longer than the tool would have needed
+    assert started.exists() and not finished.exists(), "the tool outlived its cancelled run"

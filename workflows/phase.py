@@ -11,7 +11,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    is_cancelled_exception,
+)
 
 from workflows import search
 from workflows.failures import cause_message
@@ -97,6 +102,8 @@ class PhaseWorkflow:
                 summary="open the run: resolve base, create the integration branch",
             )
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
             return await self._finish(f"could not start: {cause_message(err)}")
         self._status.base_sha = self._status.head_sha = opened.base_sha
 
@@ -157,6 +164,8 @@ class PhaseWorkflow:
                 search_attributes=self._child_search_attributes(),
             )
         except ChildWorkflowError as err:
+            if is_cancelled_exception(err):
+                raise
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "WorkstreamFailed":
                 return WorkstreamResult.model_validate(cause.details[0])

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
@@ -93,6 +93,8 @@ class WorkstreamWorkflow:
                 commit = committed.commit_sha
             gates = await self._run_gates(input, commit, heartbeat)
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise  # the run was cancelled: end as cancelled, not as a failed workstream
             return self._failed(cause_message(err))
         if not gates.passed:
             failure = gates.first_failure
