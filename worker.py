@@ -16,9 +16,11 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.gates import GateActivities
+from activities.patches import PatchActivities
 from activities.planning import plan
+from activities.state_dir import StateDir
 from activities.tools import ToolActivities
-from activities.workspace import Workspace, WorkspaceActivities
+from activities.workspace import WorkspaceActivities
 from runtime.settings import Settings
 from workflows.phase import PhaseWorkflow
 from workflows.workstream import WorkstreamWorkflow
@@ -27,10 +29,11 @@ WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
-    workspace = Workspace(settings.home)
-    git = WorkspaceActivities(workspace)
-    tools = ToolActivities(workspace)
-    gates = GateActivities(workspace)
+    state = StateDir(settings.home)
+    git = WorkspaceActivities(state)
+    tools = ToolActivities(state)
+    gates = GateActivities(state)
+    patches = PatchActivities(state)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -42,6 +45,8 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
             git.integrate,
             git.close_run,
             tools.run_tool,
+            patches.validate_patch,
+            patches.quarantine_patch,
             gates.run_gates,
         ],
         **options,

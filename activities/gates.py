@@ -6,7 +6,8 @@ from temporalio import activity
 
 from activities.git import clean_env, open_repository
 from activities.process import run_process
-from activities.workspace import Workspace, checkout
+from activities.state_dir import StateDir
+from activities.workspace import checkout
 from schemas.gates import GateResult, GateRunInput, GateRunResult
 from schemas.spec import GateSpec
 
@@ -26,15 +27,13 @@ def gate_order(gates: list[GateSpec]) -> list[GateSpec]:
 
 
 class GateActivities:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
 
     @activity.defn
     async def run_gates(self, input: GateRunInput) -> GateRunResult:
         repo = await open_repository(input.repo_path)
-        scratch = self.workspace.scratch(
-            input.run_id, input.label, f"gates-{input.commit_sha[:12]}"
-        )
+        scratch = self.state.scratch(input.run_id, input.label, f"gates-{input.commit_sha[:12]}")
         tree = scratch / "tree"
         tree.mkdir()
         await checkout(repo, input.commit_sha, tree)
@@ -68,7 +67,7 @@ class GateActivities:
                 timeout_s=gate.timeout_s,
                 log_path=scratch / f"{gate.gate_id}.log",
             )
-            log = self.workspace.artifacts.put_file(run.log_path, "text/plain")
+            log = self.state.artifacts.put_file(run.log_path, "text/plain")
             if run.timed_out:
                 status, reason = "timeout", f"timed out after {gate.timeout_s:g}s"
             elif run.exit_code == 0:

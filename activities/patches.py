@@ -6,11 +6,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import Git
+from activities.patch_parse import parse_patch
+from activities.patch_policy import History, validate
+from activities.state_dir import StateDir
+from schemas.base import ArtifactRef
+from schemas.patch import (
+    PatchArtifact,
+    QuarantineInput,
+    QuarantineResult,
+    ValidatePatchInput,
+    ValidatePatchResult,
+)
 
 
 async def apply_patch(git: Git, patch: Path, *, target: str, what: str) -> str:
@@ -27,3 +40,68 @@ async def apply_patch(git: Git, patch: Path, *, target: str, what: str) -> str:
         )
     result = await git.run(*args, str(patch))
     return (result.stdout + result.stderr).decode("utf-8", "replace")
+
+
+class PatchActivities:
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
+
+    @activity.defn
+    async def validate_patch(self, input: ValidatePatchInput) -> ValidatePatchResult:
+        """Read the patch exactly, then judge it: format, scope, constraints, oscillation."""
+        store = self.state.artifacts
+        data = store.read_bytes(input.patch)
+        parsed = parse_patch(data)
+        history = History(
+            earlier_attempts=input.earlier_attempts,
+            integrated=self._integrated(input.run_history),
+        )
+        report = validate(
+            parsed, len(data), input.scope, input.policy, history,
+            extra_protected=self._state_dir_patterns(input.repo_path),
+        )  # fmt: skip
+        artifact = PatchArtifact(
+            patch_id=input.patch_id,
+            sha256=input.patch.sha256,
+            size=input.patch.size,
+            uri=input.patch.uri,
+            base_sha=input.base_sha,
+            tool_id=input.tool_id,
+            workstream_id=input.workstream_id,
+            attempt=input.attempt,
+            stats=parsed.stats,
+            fingerprint=parsed.fingerprint,
+            reverse_fingerprint=parsed.reverse_fingerprint,
+        )
+        return ValidatePatchResult(artifact=artifact, report=report)
+
+    def _integrated(self, ref: ArtifactRef | None) -> dict[str, str]:
+        if ref is None:
+            return {}
+        loaded: dict[str, str] = json.loads(self.state.artifacts.read_bytes(ref))
+        return loaded
+
+    def _state_dir_patterns(self, repo_path: str) -> list[str]:
+        """uet's own state dir, when someone put it inside the repository."""
+        home = self.state.home.resolve()
+        repo = Path(repo_path).resolve()
+        if home == repo or repo not in home.parents:
+            return []
+        return [home.relative_to(repo).as_posix() + "/**"]
+
+    @activity.defn
+    async def quarantine_patch(self, input: QuarantineInput) -> QuarantineResult:
+        """Keep the raw patch and why it was refused where a person can look at it."""
+        folder = self.state.quarantine_dir(input.run_id) / input.workstream_id
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{input.patch.attempt:02d}-{input.patch.patch_id}"
+        data = self.state.artifacts.read_bytes(input.patch.ref)
+        (folder / f"{stem}.diff").write_bytes(data)
+        report = {
+            "patch": input.patch.model_dump(mode="json"),
+            "reason": input.reason,
+            "validation": input.report.model_dump(mode="json") if input.report else None,
+            "gate_output": input.gate_output,
+        }
+        (folder / f"{stem}.report.json").write_text(json.dumps(report, indent=2) + "\n")
+        return QuarantineResult(folder=str(folder))

@@ -10,8 +10,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.adapters import ADAPTERS, ToolContext
 from activities.git import Git, clean_env, open_repository
-from activities.workspace import Workspace, checkout
-from schemas.tools import ToolRunInput, ToolRunResult
+from activities.state_dir import StateDir
+from activities.workspace import checkout
+from schemas.tools import Feedback, ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.
 DIFF_FLAGS = (
@@ -21,8 +22,8 @@ DIFF_FLAGS = (
 
 
 class ToolActivities:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
 
     @activity.defn
     async def run_tool(self, input: ToolRunInput) -> ToolRunResult:
@@ -35,14 +36,19 @@ class ToolActivities:
             )
         started = time.monotonic()
         repo = await open_repository(input.repo_path)
-        scratch = self.workspace.scratch(input.run_id, input.workstream_id, f"tool-{input.attempt}")
+        scratch = self.state.scratch(input.run_id, input.workstream_id, f"tool-{input.attempt}")
         tree = scratch / "tree"
         tree.mkdir()
         local = await checkout(repo, input.base_sha, tree)
         env = self._tool_env(input)
-        ctx = ToolContext(input, local, env, scratch / "tool.log", self.workspace.artifacts)
+        if input.feedback is not None:
+            # Outside the tree, so it never ends up in the patch.
+            feedback_file = scratch / "feedback.md"
+            feedback_file.write_text(render_feedback(input.feedback))
+            env["UET_FEEDBACK_FILE"] = str(feedback_file)
+        ctx = ToolContext(input, local, env, scratch / "tool.log", self.state.artifacts)
         end = await adapter.run(ctx)
-        log = self.workspace.artifacts.put_file(ctx.log_path, "text/plain")
+        log = self.state.artifacts.put_file(ctx.log_path, "text/plain")
         result = ToolRunResult(
             outcome="changed",
             reason=end.reason,
@@ -54,13 +60,13 @@ class ToolActivities:
             result.outcome = "timeout" if end.timed_out else "failed"
         else:
             patch, files = await capture_change(
-                repo, tree, input.base_sha, self.workspace, input.run_id
+                repo, tree, input.base_sha, self.state, input.run_id
             )
             if patch is None:
                 result.outcome = "no_change"
                 result.reason = "the tool changed nothing"
             else:
-                result.patch = self.workspace.artifacts.put_bytes(patch, "text/x-diff")
+                result.patch = self.state.artifacts.put_bytes(patch, "text/x-diff")
                 result.files_changed = files
         result.duration_s = round(time.monotonic() - started, 3)
         return result
@@ -79,12 +85,12 @@ class ToolActivities:
 
 
 async def capture_change(
-    repo: Git, tree: Path, base_sha: str, workspace: Workspace, run_id: str
+    repo: Git, tree: Path, base_sha: str, state: StateDir, run_id: str
 ) -> tuple[bytes | None, list[str]]:
     """Everything the tool left in the work tree — its commits, edits and new files — as one
     diff against the base, through a temporary index in the *user's* git dir (trusted config),
     so nothing the tool did to its own ``.git`` can influence the capture."""
-    async with workspace.private_index(repo.with_(work_tree=tree), run_id) as git:
+    async with state.private_index(repo.with_(work_tree=tree), run_id) as git:
         await git.run("read-tree", base_sha)
         await git.run("add", "--all")
         names = await git.run("diff", "--cached", "--name-only", "-z", "--no-renames", base_sha)
@@ -93,3 +99,16 @@ async def capture_change(
             return None, []
         diff = await git.run("diff", "--cached", *DIFF_FLAGS, base_sha)
     return diff.stdout, files
+
+
+def render_feedback(feedback: Feedback) -> str:
+    """What the previous attempt got wrong, for a person or an AI tool's prompt."""
+    exit_code = "none (timed out)" if feedback.exit_code is None else str(feedback.exit_code)
+    return (
+        f"# uet fix attempt {feedback.attempt - 1} of {feedback.max_attempts - 1}\n\n"
+        f"The previous change failed acceptance gate `{feedback.gate_id}`.\n\n"
+        f"- command: `{feedback.command}`\n"
+        f"- exit code: {exit_code}\n\n"
+        "Output (last lines):\n\n"
+        f"```\n{feedback.output_tail.rstrip()}\n```\n"
+    )

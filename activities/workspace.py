@@ -12,18 +12,17 @@ there changes nothing the user or uet relies on.
 
 from __future__ import annotations
 
+import json
 import shutil
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.artifacts import ArtifactStore
 from activities.git import Git, GitError, objects_dir, open_repository, run_git
 from activities.patches import apply_patch
+from activities.state_dir import StateDir
+from schemas.base import ArtifactRef
 from schemas.workspace import (
     CloseRunInput,
     CloseRunResult,
@@ -35,33 +34,6 @@ from schemas.workspace import (
     OpenRunInput,
     OpenRunResult,
 )
-
-
-class Workspace:
-    """Where uet keeps its per-run scratch space under the state dir."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.artifacts = ArtifactStore(home / "artifacts")
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.home / "worktrees" / run_id
-
-    def scratch(self, run_id: str, *parts: str) -> Path:
-        """A fresh, empty directory for one activity attempt (left-overs of a crashed attempt
-        are removed first, so a retry starts from nothing)."""
-        path = self.run_dir(run_id).joinpath(*parts)
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return path
-
-    @asynccontextmanager
-    async def private_index(self, repo: Git, run_id: str) -> AsyncIterator[Git]:
-        """``repo`` with a throwaway index file of our own (never the user's)."""
-        tmp_root = self.run_dir(run_id) / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-            yield repo.with_(index_file=Path(tmp) / "index")
 
 
 async def checkout(repo: Git, sha: str, path: Path) -> Git:
@@ -81,8 +53,8 @@ async def resolve_commit(repo: Git, rev: str) -> str | None:
 
 
 class WorkspaceActivities:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
 
     @activity.defn
     async def open_run(self, input: OpenRunInput) -> OpenRunResult:
@@ -113,8 +85,8 @@ class WorkspaceActivities:
         """Apply the patch to the base in a private index and commit it on the workstream
         branch. No work tree is involved, so nothing on disk can redirect the write."""
         repo = await open_repository(input.repo_path)
-        patch = self.workspace.artifacts.verified_path(input.patch)
-        async with self.workspace.private_index(repo, input.run_id) as git:
+        patch = self.state.artifacts.verified_path(input.patch)
+        async with self.state.private_index(repo, input.run_id) as git:
             await git.run("read-tree", input.base_sha)
             await apply_patch(
                 git,
@@ -181,13 +153,47 @@ class WorkspaceActivities:
             )
         if input.tag_ref:
             await repo.update_ref(input.tag_ref, head)
-        return IntegrateResult(head_sha=head, outcomes=outcomes)
+        return IntegrateResult(
+            head_sha=head, outcomes=outcomes, history=self._extend_history(input, outcomes)
+        )
+
+    def _extend_history(
+        self, input: IntegrateInput, outcomes: list[MergeOutcome]
+    ) -> ArtifactRef | None:
+        """Reverse fingerprints of every patch integrated so far (a patch equal to one of them
+        would undo integrated work: oscillation). Content-addressed, so a retry is a no-op."""
+        history: dict[str, str] = (
+            json.loads(self.state.artifacts.read_bytes(input.history)) if input.history else {}
+        )
+        merged = {o.workstream_id for o in outcomes if o.merged}
+        for request in input.merges:
+            if request.workstream_id in merged and request.reverse_fingerprint:
+                history[request.reverse_fingerprint] = request.patch_id or request.workstream_id
+        if not history:
+            return input.history
+        data = json.dumps(history, sort_keys=True).encode()
+        return self.state.artifacts.put_bytes(data, "application/json")
 
     @activity.defn
     async def close_run(self, input: CloseRunInput) -> CloseRunResult:
-        """Remove the run's checkouts; they are caches, everything that matters is in refs
-        and artifacts."""
-        run_dir = self.workspace.run_dir(input.run_id)
-        removed = sum(1 for _ in run_dir.iterdir()) if run_dir.is_dir() else 0
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return CloseRunResult(removed_paths=removed)
+        """Write what people read after the run (record, ledger and events as JSON Lines) and
+        remove its checkouts: they are caches, everything that matters is in refs and
+        artifacts. Rewriting the same files makes a retry harmless."""
+        run_id = input.record.run_id
+        folder = self.state.report_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomically(folder / "run.json", input.record.model_dump_json(indent=2) + "\n")
+        _write_atomically(
+            folder / "ledger.jsonl", "".join(e.model_dump_json() + "\n" for e in input.ledger)
+        )
+        _write_atomically(
+            folder / "events.jsonl", "".join(e.model_dump_json() + "\n" for e in input.events)
+        )
+        shutil.rmtree(self.state.run_dir(run_id), ignore_errors=True)
+        return CloseRunResult(report_dir=str(folder))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, "utf-8")
+    tmp.replace(path)

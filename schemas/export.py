@@ -8,6 +8,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.events import RunEvent
+from schemas.ledger import LedgerEntry
+from schemas.patch import PatchArtifact
 from schemas.run import RunStatus
 from schemas.spec import PhaseSpec
 
@@ -17,6 +20,9 @@ SCHEMA_DIR = Path(__file__).parent
 EXPORTED: dict[str, type[BaseModel]] = {
     "phase_spec.v1.json": PhaseSpec,
     "run_record.v1.json": RunStatus,
+    "patch_artifact.v1.json": PatchArtifact,
+    "patch_ledger_entry.v1.json": LedgerEntry,
+    "run_event.v1.json": RunEvent,
 }
 
 

@@ -7,7 +7,10 @@ from enum import StrEnum
 from pydantic import Field
 
 from schemas.base import ArtifactRef, GitSha, Model
+from schemas.events import RunEvent
 from schemas.gates import GateResult
+from schemas.ledger import LedgerEntry
+from schemas.patch import PatchArtifact
 from schemas.spec import PhaseSpec, WorkstreamSpec
 
 
@@ -69,6 +72,9 @@ class RunStatus(Model):
     workstreams: dict[str, WorkstreamStatus] = Field(default_factory=dict)
     phase_gates: list[GateResult] = Field(default_factory=list)
     reason: str | None = Field(default=None, description="why the phase failed")
+    report_dir: str | None = Field(
+        default=None, description="ledger.jsonl, events.jsonl, run.json and quarantine/"
+    )
 
 
 class WorkstreamInput(Model):
@@ -81,6 +87,9 @@ class WorkstreamInput(Model):
     wave: int
     branch_ref: str
     patch_file: ArtifactRef | None = None
+    run_history: ArtifactRef | None = Field(
+        default=None, description="reverse fingerprints of the patches integrated so far"
+    )
     options: RunOptions = Field(default_factory=RunOptions)
 
 
@@ -88,6 +97,8 @@ class WorkstreamResult(Model):
     workstream_id: str
     status: WorkstreamState
     commit: GitSha | None = None
-    patch: ArtifactRef | None = None
+    patch: PatchArtifact | None = Field(default=None, description="the patch it ends with")
     reason: str | None = None
     gates: list[GateResult] = Field(default_factory=list)
+    ledger: list[LedgerEntry] = Field(default_factory=list)
+    events: list[RunEvent] = Field(default_factory=list)

@@ -72,9 +72,23 @@ class ResiliencePolicy(Model):
     timeout_s: float = Field(default=1800, gt=0, description="tool run time limit")
 
 
+#: Paths no patch may touch unless a phase says otherwise (``.git`` is never allowed).
+DEFAULT_PROTECTED_PATHS: tuple[str, ...] = (".gitmodules", ".gitattributes", ".github/workflows/**")
+
+
 class PatchPolicy(Model):
+    """Limits checked on the diff itself, before git sees it."""
+
     max_files_changed: int = Field(default=50, ge=1)
-    max_lines_changed: int = Field(default=2000, ge=1)
+    max_lines_changed: int = Field(default=2000, ge=1, description="insertions + deletions")
+    max_hunks: int = Field(default=500, ge=1)
+    max_patch_bytes: int = Field(default=1 << 20, ge=1)
+    allow_deletions: bool = True
+    allow_binary: bool = False
+    protected_paths: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROTECTED_PATHS),
+        description="globs no patch may touch (replaces the default list when set)",
+    )
 
 
 class Compensation(Model):

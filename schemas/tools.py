@@ -12,6 +12,17 @@ from schemas.spec import ExecutionRequest
 ToolOutcome = Literal["changed", "no_change", "failed", "timeout"]
 
 
+class Feedback(Model):
+    """Why the previous attempt was not good enough; the tool sees it as UET_FEEDBACK_FILE."""
+
+    attempt: int = Field(description="the attempt this feedback is for")
+    max_attempts: int
+    gate_id: str
+    command: str
+    exit_code: int | None = None
+    output_tail: str = ""
+
+
 class ToolRunInput(Model):
     run_id: str
     workstream_id: str
@@ -21,6 +32,7 @@ class ToolRunInput(Model):
     request: ExecutionRequest
     patch_file: ArtifactRef | None = Field(default=None, description="patch tool: the diff")
     timeout_s: float = Field(gt=0)
+    feedback: Feedback | None = None
 
 
 class ToolRunResult(Model):

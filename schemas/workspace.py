@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from schemas.base import ArtifactRef, GitSha, Model
+from schemas.events import RunEvent
+from schemas.ledger import LedgerEntry
+from schemas.run import RunStatus
 
 
 class OpenRunInput(Model):
@@ -39,6 +42,8 @@ class CommitPatchResult(Model):
 class MergeRequest(Model):
     workstream_id: str
     commit_sha: GitSha
+    patch_id: str | None = None
+    reverse_fingerprint: str | None = None
 
 
 class MergeOutcome(Model):
@@ -57,16 +62,26 @@ class IntegrateInput(Model):
     merges: list[MergeRequest] = Field(description="merged in this order")
     tag_ref: str | None = Field(default=None, description="checkpoint tag to point at the new head")
     timestamp: int
+    history: ArtifactRef | None = Field(
+        default=None, description="reverse fingerprints of everything integrated before"
+    )
 
 
 class IntegrateResult(Model):
     head_sha: GitSha
     outcomes: list[MergeOutcome]
+    history: ArtifactRef | None = Field(
+        default=None, description="the history with this wave's merged patches added"
+    )
 
 
 class CloseRunInput(Model):
-    run_id: str
+    """Everything a person reads after the run; written once, as JSON Lines."""
+
+    record: RunStatus
+    ledger: list[LedgerEntry] = Field(default_factory=list)
+    events: list[RunEvent] = Field(default_factory=list)
 
 
 class CloseRunResult(Model):
-    removed_paths: int
+    report_dir: str

@@ -118,8 +118,10 @@ def test_failed_run_exit_code_and_reason(cli_env: dict[str, str], make_repo) -> 
     assert result.returncode == 1, result.stderr
     record = json.loads(result.stdout)
     assert record["status"] == "failed"
-    assert "gate unit exited with 1" in record["workstreams"]["ws-1"]["reason"]
-    assert "2 failed" in record["workstreams"]["ws-1"]["reason"]
+    # The command cannot react to feedback, so the fix loop's first attempt repeats the patch.
+    reason = record["workstreams"]["ws-1"]["reason"]
+    assert reason.startswith("patch quarantined: oscillation: repeats attempt 1 exactly")
+    assert "it was fixing gate unit (exit 1)" in reason and "2 failed" in reason
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,7 @@ async def test_failing_gate_blocks_dependents_not_independents(
         workstreams=[
             {
                 "workstream_id": "ws-bad", "execution_request": {"command": append("bad.txt", "x")},
+                "resilience_policy": {"max_fix_attempts": 0},
                 "acceptance_criteria": {"gates": [
                     {"gate_id": "unit", "kind": "unit", "command": "echo 'boom: 3 tests failed'; exit 3"},
                     {"gate_id": "later", "command": "true", "after": ["unit"]},

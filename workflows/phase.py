@@ -20,13 +20,18 @@ from temporalio.exceptions import (
 
 from workflows import search
 from workflows.failures import cause_message
+from workflows.ids import IdFactory
+from workflows.journal import Journal
 from workflows.workstream import WorkstreamWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
     from activities.planning import plan
     from activities.workspace import WorkspaceActivities
+    from schemas.base import ArtifactRef
+    from schemas.events import EventType
     from schemas.gates import GateRunInput
+    from schemas.ledger import LedgerEntry, PatchState
     from schemas.plan import Plan, PlanInput
     from schemas.refs import (
         branch_ref,
@@ -69,6 +74,9 @@ class PhaseWorkflow:
                 for ws in input.phase.workstreams
             },
         )
+        self._journal = Journal(input.run_id, IdFactory())
+        self._ledger: dict[str, LedgerEntry] = {}  # patch_id → entry, from finished children
+        self._history: ArtifactRef | None = None  # what has been integrated (oscillation)
         self._indexed_status = str(PhaseState.RUNNING)  # the starter sets it at start
         self._dependents: dict[str, list[str]] = {
             ws.workstream_id: [] for ws in input.phase.workstreams
@@ -81,8 +89,14 @@ class PhaseWorkflow:
     def status(self) -> RunStatus:
         return self._status
 
+    @workflow.query
+    def ledger(self) -> list[LedgerEntry]:
+        """Every patch of the workstreams that have finished (running ones answer their own)."""
+        return list(self._ledger.values())
+
     @workflow.run
     async def run(self, input: RunInput) -> RunStatus:
+        self._journal.event(EventType.RUN_STARTED, f"run of phase {self._phase.phase_id}")
         try:
             the_plan = await workflow.execute_activity(
                 plan, PlanInput(phase=self._phase), start_to_close_timeout=QUICK,
@@ -110,6 +124,10 @@ class PhaseWorkflow:
         for number, wave in enumerate(the_plan.waves, start=1):
             self._status.current_wave = number
             ready = [w for w in wave if self._ws(w).status == WorkstreamState.PENDING]
+            self._journal.event(
+                EventType.WAVE_STARTED, f"wave {number}: {', '.join(ready) or 'nothing to run'}",
+                wave=number,
+            )  # fmt: skip
             results = await self._run_wave(ready, number)
             await self._integrate(number, results)
             gate_failure = await self._phase_gates(number)
@@ -136,6 +154,8 @@ class PhaseWorkflow:
             async with slots:
                 self._set(ws_id, WorkstreamState.RUNNING)
                 result = await self._run_child(ws_id, head, number)
+            self._journal.events.extend(result.events)
+            self._ledger.update((entry.patch_id, entry) for entry in result.ledger)
             if result.status == WorkstreamState.FAILED:
                 self._fail(ws_id, result.reason or "failed")
             else:
@@ -157,6 +177,7 @@ class PhaseWorkflow:
                     wave=number,
                     branch_ref=workstream_branch(self._input.run_id, ws_id),
                     patch_file=self._input.patch_files.get(ws_id),
+                    run_history=self._history,
                     options=self._input.options,
                 ),
                 id=child_workflow_id(workflow.info().workflow_id, ws_id),
@@ -174,12 +195,20 @@ class PhaseWorkflow:
             )
 
     async def _integrate(self, number: int, results: list[WorkstreamResult]) -> None:
-        """Merge the wave's committed workstreams in id order and tag the checkpoint."""
+        """Merge the wave's verified workstreams in id order and tag the checkpoint."""
         merges = sorted(
-            (MergeRequest(workstream_id=r.workstream_id, commit_sha=r.commit)
-             for r in results if r.status == WorkstreamState.COMPLETED and r.commit),
+            (
+                MergeRequest(
+                    workstream_id=r.workstream_id,
+                    commit_sha=r.commit,
+                    patch_id=r.patch.patch_id if r.patch else None,
+                    reverse_fingerprint=r.patch.reverse_fingerprint if r.patch else None,
+                )
+                for r in results
+                if r.status == WorkstreamState.COMPLETED and r.commit
+            ),
             key=lambda m: m.workstream_id,
-        )  # fmt: skip
+        )
         head = self._status.head_sha
         assert head is not None
         integrated = await workflow.execute_activity_method(
@@ -193,18 +222,40 @@ class PhaseWorkflow:
                 merges=merges,
                 tag_ref=tag_ref(wave_tag(self._input.run_id, number)),
                 timestamp=self._timestamp(),
+                history=self._history,
             ),
             start_to_close_timeout=QUICK,
             retry_policy=GIT_RETRY,
             summary=f"integrate wave {number} ({len(merges)} branches)",
         )
         self._status.head_sha = integrated.head_sha
+        self._history = integrated.history
+        patch_of = {m.workstream_id: m.patch_id for m in merges}
         for outcome in integrated.outcomes:
-            if not outcome.merged:
-                self._fail(
-                    outcome.workstream_id,
-                    f"merge conflict in {', '.join(outcome.conflicts) or 'the integration branch'}",
-                )
+            entry = self._ledger.get(patch_of.get(outcome.workstream_id) or "")
+            if outcome.merged:
+                if entry is not None:
+                    self._journal.move(
+                        entry, PatchState.COMMITTED,
+                        f"merged into {self._status.integration_branch} as "
+                        f"{(outcome.merge_commit or '')[:12]}",
+                    )  # fmt: skip
+                continue
+            reason = f"merge conflict in {', '.join(outcome.conflicts) or 'the integration branch'}"
+            self._journal.event(
+                EventType.MERGE_CONFLICT, f"{outcome.workstream_id}: {reason}",
+                workstream_id=outcome.workstream_id, conflicts=outcome.conflicts,
+            )  # fmt: skip
+            if entry is not None:
+                self._journal.move(entry, PatchState.APPLY_FAILED, reason)
+            self._fail(outcome.workstream_id, reason)
+        self._journal.event(
+            EventType.WAVE_INTEGRATED,
+            f"wave {number} integrated: {self._status.integration_branch} at "
+            f"{integrated.head_sha[:12]}",
+            wave=number,
+            head_sha=integrated.head_sha,
+        )
         self._show()
 
     async def _phase_gates(self, number: int) -> str | None:
@@ -229,6 +280,14 @@ class PhaseWorkflow:
             summary=f"phase gates after wave {number}",
         )
         self._status.phase_gates = result.results
+        for gate in result.results:
+            passed = gate.status == "passed"
+            self._journal.event(
+                EventType.PHASE_GATE_PASSED if passed else EventType.PHASE_GATE_FAILED,
+                f"phase gate {gate.gate_id} {gate.status} after wave {number}",
+                wave=number,
+                gate_id=gate.gate_id,
+            )
         failure = result.first_failure
         if failure is None:
             return None
@@ -241,14 +300,23 @@ class PhaseWorkflow:
         )
         self._status.status = PhaseState.FAILED if failed else PhaseState.COMPLETED
         self._status.reason = reason or (self._summary_of_failures() if failed else None)
+        self._journal.event(
+            EventType.RUN_FAILED if failed else EventType.RUN_COMPLETED,
+            f"run {self._status.status}" + (f": {self._status.reason}" if failed else ""),
+        )
         self._show()
-        await workflow.execute_activity_method(
+        closed = await workflow.execute_activity_method(
             WorkspaceActivities.close_run,
-            CloseRunInput(run_id=self._input.run_id),
+            CloseRunInput(
+                record=self._status,
+                ledger=list(self._ledger.values()),
+                events=sorted(self._journal.events, key=lambda e: e.event_id),
+            ),
             start_to_close_timeout=QUICK,
             retry_policy=GIT_RETRY,
-            summary="clean up the run's checkouts",
+            summary="write the run report, clean up checkouts",
         )
+        self._status.report_dir = closed.report_dir
         if failed:
             # A failed phase is a failed execution in the Web UI; the record rides along.
             raise ApplicationError(
@@ -287,26 +355,30 @@ class PhaseWorkflow:
                     if via == ws_id
                     else f"dependency {via} is blocked by failed {ws_id}"
                 )
+                self._journal.event(
+                    EventType.WORKSTREAM_BLOCKED, f"{dependent} blocked: {blocked.reason}",
+                    workstream_id=dependent,
+                )  # fmt: skip
                 stack.extend((after, dependent) for after in self._dependents[dependent])
         self._show()
 
     def _block_all_pending(self, reason: str) -> None:
-        for entry in self._status.workstreams.values():
+        for ws_id, entry in self._status.workstreams.items():
             if entry.status == WorkstreamState.PENDING:
                 entry.status = WorkstreamState.BLOCKED
                 entry.reason = reason
+                self._journal.event(
+                    EventType.WORKSTREAM_BLOCKED, f"{ws_id} blocked: {reason}", workstream_id=ws_id
+                )
 
     def _summary_of_failures(self) -> str:
-        failed = [
-            w for w, s in self._status.workstreams.items() if s.status == WorkstreamState.FAILED
-        ]
-        blocked = [
-            w for w, s in self._status.workstreams.items() if s.status == WorkstreamState.BLOCKED
-        ]
+        def having(state: WorkstreamState) -> list[str]:
+            return [w for w, s in self._status.workstreams.items() if s.status == state]
+
         parts = []
-        if failed:
+        if failed := having(WorkstreamState.FAILED):
             parts.append(f"failed: {', '.join(failed)}")
-        if blocked:
+        if blocked := having(WorkstreamState.BLOCKED):
             parts.append(f"blocked: {', '.join(blocked)}")
         return "; ".join(parts)
 

@@ -1,8 +1,16 @@
-"""One workstream: tool → patch → commit on its branch → acceptance gates."""
+"""One workstream: tool → patch → validate → apply → gates, with a fix loop.
+
+Every change the tool makes becomes a patch with a ledger entry. A patch that breaks policy is
+quarantined before git sees it; one that applies and passes its gates is ``verified`` and waits
+for the phase to integrate it. When gates fail, the tool runs again from the same base with the
+failure as feedback, up to ``max_fix_attempts`` times; each new patch ``replaces`` the last.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -10,141 +18,394 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
+from workflows.journal import Journal
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
+    from activities.patches import PatchActivities
     from activities.tools import ToolActivities
     from activities.workspace import WorkspaceActivities
-    from schemas.gates import GateRunInput, GateRunResult
+    from schemas.events import EventType
+    from schemas.gates import GateResult, GateRunInput, GateRunResult
+    from schemas.ledger import LedgerEntry, PatchState, Quarantine
+    from schemas.patch import (
+        PatchArtifact,
+        QuarantineInput,
+        ValidatePatchInput,
+        ValidationReport,
+    )
     from schemas.refs import branch_ref
     from schemas.run import WorkstreamInput, WorkstreamResult, WorkstreamState
-    from schemas.tools import ToolRunInput
+    from schemas.spec import GateSpec
+    from schemas.tools import Feedback, ToolRunInput, ToolRunResult
     from schemas.workspace import CommitPatchInput
 
 #: Git steps are quick and only fail transiently (locks, disk); errors typed here never heal.
 GIT_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PatchDoesNotApply"])
+QUICK = timedelta(minutes=5)
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+class Failed(Exception):
+    """Ends the workstream as failed (raised inside the workflow, caught in run())."""
+
+    def __init__(self, reason: str, patch: PatchArtifact | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.patch = patch
 
 
 @workflow.defn
 class WorkstreamWorkflow:
-    def __init__(self) -> None:
-        self._ids = IdFactory()
-        self._workstream_id = ""
+    @workflow.init
+    def __init__(self, input: WorkstreamInput) -> None:
+        self._input = input
+        self._ws = input.workstream
+        self._journal = Journal(input.run_id, IdFactory())
+        self._heartbeat = timedelta(seconds=input.options.heartbeat_timeout_s)
+        self._gates: list[GateResult] = []
+
+    @workflow.query
+    def ledger(self) -> list[LedgerEntry]:
+        return self._journal.entries
 
     @workflow.run
     async def run(self, input: WorkstreamInput) -> WorkstreamResult:
-        result = await self._run(input)
-        if result.status == WorkstreamState.FAILED:
+        ws_id = self._ws.workstream_id
+        self._journal.event(
+            EventType.WORKSTREAM_STARTED, f"{ws_id} started", workstream_id=ws_id, wave=input.wave
+        )
+        try:
+            commit, patch = await self._attempts()
+        except Failed as failed:
+            result = self._result(WorkstreamState.FAILED, reason=failed.reason, patch=failed.patch)
+            self._journal.event(
+                EventType.WORKSTREAM_FAILED, f"{ws_id} failed: {_headline(failed.reason)}",
+                workstream_id=ws_id,
+            )  # fmt: skip
             # Failed in the Web UI too; the parent reads the result from the details.
             raise ApplicationError(
-                f"{result.workstream_id}: {result.reason}",
+                f"{ws_id}: {failed.reason}",
                 result.model_dump(mode="json"),
                 type="WorkstreamFailed",
                 non_retryable=True,
-            )
-        return result
+            ) from None
+        self._journal.event(
+            EventType.WORKSTREAM_COMPLETED, f"{ws_id} completed", workstream_id=ws_id
+        )
+        return self._result(
+            WorkstreamState.COMPLETED,
+            commit=commit if patch is not None else None,
+            patch=patch,
+            reason=None if patch is not None else "the tool changed nothing",
+        )
 
-    async def _run(self, input: WorkstreamInput) -> WorkstreamResult:
-        ws = input.workstream
-        self._workstream_id = ws.workstream_id
-        policy = ws.resilience_policy
-        heartbeat = timedelta(seconds=input.options.heartbeat_timeout_s)
-        patch_id = self._ids.new()
+    async def _attempts(self) -> tuple[str, PatchArtifact | None]:
+        """The fix loop: returns the verified commit (the base when nothing changed)."""
+        max_attempts = 1 + self._ws.resilience_policy.max_fix_attempts
+        feedback: Feedback | None = None
+        previous: LedgerEntry | None = None
+        earlier: list[PatchArtifact] = []
+        for attempt in range(1, max_attempts + 1):
+            if feedback is not None:
+                self._journal.event(
+                    EventType.FIX_ATTEMPT,
+                    f"{self._ws.workstream_id}: fix attempt {attempt - 1} of "
+                    f"{max_attempts - 1} after gate {feedback.gate_id} failed",
+                    workstream_id=self._ws.workstream_id,
+                    gate_id=feedback.gate_id,
+                )
+            tool = await self._run_tool(attempt, feedback)
+            entry: LedgerEntry | None = None
+            commit = self._input.base_sha
+            if tool.patch is None:
+                self._journal.event(
+                    EventType.NO_CHANGE, f"{self._ws.workstream_id}: the tool changed nothing",
+                    workstream_id=self._ws.workstream_id,
+                )  # fmt: skip
+            else:
+                entry = self._journal.new_entry(
+                    workstream_id=self._ws.workstream_id,
+                    attempt=attempt,
+                    tool_id=self._ws.execution_request.tool_id,
+                    replaces=previous.patch_id if previous else None,
+                )
+                await self._validate(entry, tool, attempt, earlier, feedback)
+                assert entry.patch is not None
+                earlier.append(entry.patch)
+                commit = await self._apply(entry)
+            gates = await self._run_gates(commit, entry)
+            if gates.passed:
+                if entry is not None:
+                    self._journal.move(entry, PatchState.VERIFIED, "all gates passed")
+                return commit, entry.patch if entry else None
+            failure = gates.first_failure
+            assert failure is not None
+            why = f"gate {failure.gate_id} {failure.reason}"
+            if attempt < max_attempts:
+                if entry is not None:
+                    self._journal.move(
+                        entry, PatchState.DROPPED, f"{why}; replaced by fix attempt {attempt}"
+                    )
+                    previous = entry
+                feedback = self._feedback(failure, attempt + 1, max_attempts)
+                continue
+            tail = _last_lines(failure.output_tail)
+            if entry is None:
+                raise Failed(f"{why}\n{tail}" if tail else why)
+            fixes = max_attempts - 1
+            reason = f"{why} after {fixes} fix attempt{'s' if fixes != 1 else ''}" if fixes else why
+            self._journal.move(entry, PatchState.QUARANTINED, reason)
+            await self._quarantine(entry, reason, gate_output=failure.output_tail)
+            raise Failed(f"{reason}\n{tail}" if tail else reason, entry.patch)
+        raise AssertionError("the loop returns or raises")
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def _run_tool(self, attempt: int, feedback: Feedback | None) -> ToolRunResult:
+        policy = self._ws.resilience_policy
+        tool_id = self._ws.execution_request.tool_id
         try:
             tool = await workflow.execute_activity_method(
                 ToolActivities.run_tool,
                 ToolRunInput(
-                    run_id=input.run_id,
-                    workstream_id=ws.workstream_id,
-                    repo_path=input.repo_path,
-                    base_sha=input.base_sha,
-                    attempt=1,
-                    request=ws.execution_request,
-                    patch_file=input.patch_file,
+                    run_id=self._input.run_id,
+                    workstream_id=self._ws.workstream_id,
+                    repo_path=self._input.repo_path,
+                    base_sha=self._input.base_sha,
+                    attempt=attempt,
+                    request=self._ws.execution_request,
+                    patch_file=self._input.patch_file,
                     timeout_s=policy.timeout_s,
+                    feedback=feedback,
                 ),
                 # The adapter enforces timeout_s itself and reports it; this is the backstop.
                 start_to_close_timeout=timedelta(seconds=policy.timeout_s + 120),
-                heartbeat_timeout=heartbeat,
+                heartbeat_timeout=self._heartbeat,
                 retry_policy=RetryPolicy(maximum_attempts=policy.max_attempts),
-                summary=f"{ws.execution_request.tool_id} for {ws.workstream_id}",
+                summary=f"{tool_id} for {self._ws.workstream_id} (attempt {attempt})",
             )
-            if tool.outcome in ("failed", "timeout"):
-                return self._failed(f"tool {tool.reason}", tool.output_tail)
-            commit = input.base_sha
-            if tool.patch is not None:
-                committed = await workflow.execute_activity_method(
-                    WorkspaceActivities.commit_patch,
-                    CommitPatchInput(
-                        repo_path=input.repo_path,
-                        run_id=input.run_id,
-                        workstream_id=ws.workstream_id,
-                        title=ws.title,
-                        base_sha=input.base_sha,
-                        patch=tool.patch,
-                        patch_id=patch_id,
-                        branch_ref=branch_ref(input.branch_ref),
-                        timestamp=int(workflow.time_ns() // 1_000_000_000),
-                    ),
-                    start_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=GIT_RETRY,
-                    summary=f"commit {ws.workstream_id}",
-                )
-                commit = committed.commit_sha
-            gates = await self._run_gates(input, commit, heartbeat)
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise  # the run was cancelled: end as cancelled, not as a failed workstream
-            return self._failed(cause_message(err))
-        if not gates.passed:
-            failure = gates.first_failure
-            assert failure is not None
-            result = self._failed(
-                f"gate {failure.gate_id} {failure.reason}", failure.output_tail, commit
-            )
-            result.gates = gates.results
-            return result
-        return WorkstreamResult(
-            workstream_id=ws.workstream_id,
-            status=WorkstreamState.COMPLETED,
-            commit=commit if tool.patch is not None else None,
-            patch=tool.patch,
-            reason=None if tool.patch is not None else tool.reason,
-            gates=gates.results,
+            raise Failed(cause_message(err)) from None
+        self._journal.event(
+            EventType.TOOL_FINISHED,
+            f"{self._ws.workstream_id}: {tool_id} {tool.outcome} in {tool.duration_s:.1f}s",
+            workstream_id=self._ws.workstream_id,
+            outcome=tool.outcome,
+            exit_code=tool.exit_code,
         )
+        if tool.outcome in ("failed", "timeout"):
+            tail = _last_lines(tool.output_tail)
+            raise Failed(f"tool {tool.reason}\n{tail}" if tail else f"tool {tool.reason}")
+        return tool
 
-    async def _run_gates(
-        self, input: WorkstreamInput, commit: str, heartbeat: timedelta
-    ) -> GateRunResult:
-        gates = input.workstream.acceptance_criteria.gates
+    async def _validate(
+        self,
+        entry: LedgerEntry,
+        tool: ToolRunResult,
+        attempt: int,
+        earlier: list[PatchArtifact],
+        feedback: Feedback | None,
+    ) -> None:
+        assert tool.patch is not None
+        checked = await self._activity(
+            PatchActivities.validate_patch,
+            ValidatePatchInput(
+                run_id=self._input.run_id,
+                workstream_id=self._ws.workstream_id,
+                tool_id=self._ws.execution_request.tool_id,
+                attempt=attempt,
+                patch_id=entry.patch_id,
+                base_sha=self._input.base_sha,
+                patch=tool.patch,
+                repo_path=self._input.repo_path,
+                scope=self._ws.constraints.file_scope,
+                policy=self._ws.patch_policy,
+                earlier_attempts=earlier,
+                run_history=self._input.run_history,
+            ),
+            summary=f"validate patch of {self._ws.workstream_id}",
+        )
+        entry.patch = checked.artifact
+        entry.record_validation(checked.report)
+        if checked.report.ok:
+            stats = checked.artifact.stats
+            self._journal.move(
+                entry, PatchState.VALIDATED,
+                f"{stats.files_changed} files, +{stats.insertions}/-{stats.deletions}",
+            )  # fmt: skip
+            return
+        first = checked.report.errors[0]
+        reason = (
+            f"{first.code}: {first.path}: {first.message}"
+            if first.path
+            else (f"{first.code}: {first.message}")
+        )
+        more = len(checked.report.errors) - 1
+        if more:
+            reason += f" (and {more} more)"
+        self._journal.move(entry, PatchState.QUARANTINED, reason)
+        await self._quarantine(entry, reason, report=checked.report)
+        message = f"patch quarantined: {reason}"
+        if feedback is not None:
+            # Say what the fix attempt was trying to fix, not only how it went wrong.
+            tail = _last_lines(feedback.output_tail)
+            message += f"; it was fixing gate {feedback.gate_id} (exit {feedback.exit_code})"
+            message += f"\n{tail}" if tail else ""
+        raise Failed(message, checked.artifact)
+
+    async def _apply(self, entry: LedgerEntry) -> str:
+        assert entry.patch is not None
+        self._journal.move(entry, PatchState.QUEUED)
+        entry.apply_attempts += 1
+        try:
+            committed = await self._activity(
+                WorkspaceActivities.commit_patch,
+                CommitPatchInput(
+                    repo_path=self._input.repo_path,
+                    run_id=self._input.run_id,
+                    workstream_id=self._ws.workstream_id,
+                    title=self._ws.title,
+                    base_sha=self._input.base_sha,
+                    patch=entry.patch.ref,
+                    patch_id=entry.patch_id,
+                    branch_ref=branch_ref(self._input.branch_ref),
+                    timestamp=int(workflow.time_ns() // 1_000_000_000),
+                ),
+                summary=f"apply and commit {self._ws.workstream_id}",
+            )
+        except Failed as failed:
+            self._journal.move(entry, PatchState.APPLY_FAILED, failed.reason)
+            raise Failed(failed.reason, entry.patch) from None
+        entry.commit = committed.commit_sha
+        self._journal.move(entry, PatchState.APPLIED, f"commit {committed.commit_sha[:12]}")
+        return committed.commit_sha
+
+    async def _run_gates(self, commit: str, entry: LedgerEntry | None) -> GateRunResult:
+        gates = self._ws.acceptance_criteria.gates
         if not gates:
             return GateRunResult(passed=True)
-        total = sum(g.timeout_s for g in gates)
-        return await workflow.execute_activity_method(
+        result = await self._activity(
             GateActivities.run_gates,
             GateRunInput(
-                repo_path=input.repo_path,
-                run_id=input.run_id,
-                label=input.workstream.workstream_id,
+                repo_path=self._input.repo_path,
+                run_id=self._input.run_id,
+                label=self._ws.workstream_id,
                 commit_sha=commit,
                 gates=gates,
             ),
-            start_to_close_timeout=timedelta(seconds=total + 120),
-            heartbeat_timeout=heartbeat,
-            retry_policy=RetryPolicy(maximum_attempts=3),
-            summary=f"gates for {input.workstream.workstream_id}",
+            timeout=timedelta(seconds=sum(g.timeout_s for g in gates) + 120),
+            heartbeat=True,
+            summary=f"gates for {self._ws.workstream_id}",
+        )
+        self._gates = result.results
+        for gate in result.results:
+            kind = {"passed": EventType.GATE_PASSED, "skipped": EventType.GATE_SKIPPED}.get(
+                gate.status, EventType.GATE_FAILED
+            )
+            self._journal.event(
+                kind,
+                f"{self._ws.workstream_id}: gate {gate.gate_id} {gate.status}"
+                + (f" ({gate.reason})" if gate.reason else ""),
+                workstream_id=self._ws.workstream_id,
+                patch_id=entry.patch_id if entry else None,
+                gate_id=gate.gate_id,
+                exit_code=gate.exit_code,
+            )
+        if entry is not None:
+            entry.gates = result.results
+            entry.validation.tests_ran = True
+            entry.validation.tests_passed = result.passed
+        return result
+
+    async def _quarantine(
+        self,
+        entry: LedgerEntry,
+        reason: str,
+        report: ValidationReport | None = None,
+        gate_output: str = "",
+    ) -> None:
+        assert entry.patch is not None
+        kept = await self._activity(
+            PatchActivities.quarantine_patch,
+            QuarantineInput(
+                run_id=self._input.run_id,
+                workstream_id=self._ws.workstream_id,
+                patch=entry.patch,
+                reason=reason,
+                report=report,
+                gate_output=gate_output,
+            ),
+            summary=f"quarantine patch of {self._ws.workstream_id}",
+        )
+        entry.quarantine = Quarantine(reason=reason, folder=kept.folder)
+
+    async def _activity(
+        self,
+        method: Callable[[Any, A], Awaitable[R]],
+        arg: A,
+        *,
+        summary: str,
+        timeout: timedelta = QUICK,
+        heartbeat: bool = False,
+    ) -> R:
+        """A short activity; its non-retryable failures end the workstream."""
+        try:
+            return await workflow.execute_activity_method(
+                method,
+                arg,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=self._heartbeat if heartbeat else None,
+                retry_policy=GIT_RETRY,
+                summary=summary,
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            raise Failed(cause_message(err)) from None
+
+    # -- results -------------------------------------------------------------------------------
+
+    def _feedback(self, failure: GateResult, attempt: int, max_attempts: int) -> Feedback:
+        gate: GateSpec = next(
+            g for g in self._ws.acceptance_criteria.gates if g.gate_id == failure.gate_id
+        )
+        command = gate.command if isinstance(gate.command, str) else " ".join(gate.command)
+        return Feedback(
+            attempt=attempt,
+            max_attempts=max_attempts,
+            gate_id=failure.gate_id,
+            command=command,
+            exit_code=failure.exit_code,
+            output_tail=failure.output_tail,
         )
 
-    def _failed(self, reason: str, tail: str = "", commit: str | None = None) -> WorkstreamResult:
-        # First line: what failed; then the end of its output, where the error usually is.
-        detail = f"{reason}\n{_last_lines(tail)}" if tail.strip() else reason
+    def _result(
+        self,
+        status: WorkstreamState,
+        *,
+        commit: str | None = None,
+        patch: PatchArtifact | None = None,
+        reason: str | None = None,
+    ) -> WorkstreamResult:
         return WorkstreamResult(
-            workstream_id=self._workstream_id,
-            status=WorkstreamState.FAILED,
+            workstream_id=self._ws.workstream_id,
+            status=status,
             commit=commit,
-            reason=detail,
+            patch=patch,
+            reason=reason,
+            gates=self._gates,
+            ledger=self._journal.entries,
+            events=self._journal.events,
         )
 
 
 def _last_lines(text: str, n: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
+
+
+def _headline(reason: str) -> str:
+    return reason.splitlines()[0] if reason else ""

@@ -1,0 +1,205 @@
+"""The verdict on a patch: format, scope and constraints, each problem with a stable code.
+
+Checked on the diff itself, before git ever sees it. Pure functions.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+from activities.patch_parse import ParsedPatch
+from schemas.patch import FileChange, PatchArtifact, PatchProblem, ValidationReport
+from schemas.spec import FileScope, PatchPolicy
+
+FORMAT_CODES = frozenset({"unparseable", "garbage_between_files"})
+CONSTRAINT_CODES = frozenset(
+    {"deletion_not_allowed", "too_many_files", "too_many_lines", "too_many_hunks", "too_large",
+     "oscillation"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class History:
+    """What oscillation is judged against."""
+
+    earlier_attempts: Sequence[PatchArtifact] = ()
+    integrated: dict[str, str] = field(default_factory=dict)  # reverse fingerprint → patch_id
+
+
+def validate(
+    parsed: ParsedPatch,
+    size: int,
+    scope: FileScope,
+    policy: PatchPolicy,
+    history: History,
+    extra_protected: Iterable[str] = (),
+) -> ValidationReport:
+    problems = list(parsed.problems)
+    files = parsed.stats.files
+    protected = [*policy.protected_paths, *extra_protected]
+    for change in files:
+        for path in _paths_of(change):
+            problems += _path_problems(path, scope, protected)
+        if change.symlink and change.kind != "deleted":
+            problems += _symlink_problems(change.path, parsed.symlink_targets.get(change.path, ""))
+        if change.gitlink:
+            problems.append(_p("gitlink", change.path, "submodule entries are not allowed"))
+        if change.binary and not policy.allow_binary:
+            problems.append(
+                _p("binary_not_allowed", change.path,
+                   "binary change; set patch_policy.allow_binary to permit it")
+            )  # fmt: skip
+        if change.kind == "deleted" and not policy.allow_deletions:
+            problems.append(_p("deletion_not_allowed", change.path, "deletes the file"))
+    problems += _limit_problems(parsed, size, policy)
+    problems += _oscillation_problems(parsed, history)
+    codes = {p.code for p in problems}
+    return ValidationReport(
+        format_ok=not codes & FORMAT_CODES,
+        scope_ok=not codes - FORMAT_CODES - CONSTRAINT_CODES,
+        constraints_ok=not codes & CONSTRAINT_CODES,
+        errors=problems,
+    )
+
+
+def _p(code: str, path: str | None, message: str) -> PatchProblem:
+    return PatchProblem(code=code, path=path, message=message)  # type: ignore[arg-type]
+
+
+def _paths_of(change: FileChange) -> list[str]:
+    return [change.path] + ([change.old_path] if change.old_path else [])
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+
+def _path_problems(path: str, scope: FileScope, protected: list[str]) -> list[PatchProblem]:
+    unsafe = path_safety_problem(path)
+    if unsafe:
+        return [unsafe]
+    if scope.allowed_paths and not matches_any(path, scope.allowed_paths):
+        return [_p("out_of_scope", path,
+                   f"outside allowed_paths ({', '.join(scope.allowed_paths)})")]  # fmt: skip
+    if matches_any(path, scope.forbidden_paths):
+        return [_p("forbidden_path", path, "inside forbidden_paths")]
+    if matches_any(path, protected):
+        why = "protected (patch_policy.protected_paths); a phase can allow it there"
+        return [_p("protected_path", path, why)]
+    return []
+
+
+def path_safety_problem(path: str) -> PatchProblem | None:
+    """Paths git must never be handed, whatever the scope says."""
+    if not path:
+        return _p("empty_path", None, "a file section without a path")
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+        return _p("absolute_path", path, "absolute path")
+    parts = path.split("/")
+    if ".." in parts or ".." in path.split("\\"):
+        return _p("parent_traversal", path, "'..' leaves the repository")
+    for part in parts:
+        # .git in any case, and the spellings Windows and macOS treat as the same name.
+        if part.lower().rstrip(". ") == ".git" or part.lower() == "git~1":
+            return _p("git_dir", path, "writes into the .git directory")
+    if "" in parts or "." in parts or "\\" in path:
+        return _p("not_normalized", path, "not a normalized relative path")
+    return None
+
+
+def _symlink_problems(path: str, target: str) -> list[PatchProblem]:
+    if not target or target.startswith("/") or re.match(r"^[A-Za-z]:", target):
+        return [_p("symlink_escape", path, f"symlink to {target!r} leaves the repository")]
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../"):
+        return [_p("symlink_escape", path, f"symlink to {target!r} leaves the repository")]
+    if any(part.lower().rstrip(". ") == ".git" for part in resolved.split("/")):
+        return [_p("git_dir", path, f"symlink to {target!r} points into .git")]
+    return []
+
+
+def matches_any(path: str, patterns: Iterable[str]) -> bool:
+    return any(_glob(p).fullmatch(path) for p in patterns)
+
+
+@cache
+def _glob(pattern: str) -> re.Pattern[str]:
+    """Repository globs: ``*`` and ``?`` stay within a path segment, ``**`` spans segments,
+    ``[...]`` is a character class; ``dir/`` means everything under dir."""
+    if pattern.endswith("/"):
+        pattern += "**"
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+# -- constraints -------------------------------------------------------------------------------
+
+
+def _limit_problems(parsed: ParsedPatch, size: int, policy: PatchPolicy) -> list[PatchProblem]:
+    stats = parsed.stats
+    lines = stats.insertions + stats.deletions
+    checks = [
+        ("too_many_files", stats.files_changed, policy.max_files_changed, "files changed"),
+        ("too_many_lines", lines, policy.max_lines_changed, "lines changed"),
+        ("too_many_hunks", stats.hunks, policy.max_hunks, "hunks"),
+        ("too_large", size, policy.max_patch_bytes, "bytes"),
+    ]
+    return [
+        _p(code, None, f"{value} {what}, more than the {limit} patch_policy allows")
+        for code, value, limit, what in checks
+        if value > limit
+    ]
+
+
+def _oscillation_problems(parsed: ParsedPatch, history: History) -> list[PatchProblem]:
+    undone = history.integrated.get(parsed.fingerprint)
+    if undone:
+        return [_p("oscillation", None, f"exactly reverses patch {undone}, already integrated")]
+    problems = []
+    for earlier in history.earlier_attempts:
+        if earlier.fingerprint == parsed.fingerprint:
+            return [_p("oscillation", None, f"repeats attempt {earlier.attempt} exactly")]
+    # A file that goes back to what an earlier attempt made it, after the attempt in between
+    # had changed it: the fix loop is going round in circles.
+    for change in parsed.stats.files:
+        after = change.new_blob
+        seen = [_after(a, change.path) for a in history.earlier_attempts]
+        if after and len(seen) >= 2 and after in seen[:-1] and seen[-1] != after:
+            attempt = history.earlier_attempts[seen.index(after)].attempt
+            problems.append(
+                _p("oscillation", change.path,
+                   f"returns the file to its content from attempt {attempt}")
+            )  # fmt: skip
+    return problems
+
+
+def _after(artifact: PatchArtifact, path: str) -> str | None:
+    for change in artifact.stats.files:
+        if change.path == path:
+            return change.new_blob
+    return None

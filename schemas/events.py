@@ -1,0 +1,51 @@
+"""Typed run events: what happened, when (workflow time), to what."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from schemas.base import Model
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "RUN_STARTED"
+    WAVE_STARTED = "WAVE_STARTED"
+    WORKSTREAM_STARTED = "WORKSTREAM_STARTED"
+    TOOL_FINISHED = "TOOL_FINISHED"
+    NO_CHANGE = "NO_CHANGE"
+    PATCH_CREATED = "PATCH_CREATED"
+    PATCH_VALIDATED = "PATCH_VALIDATED"
+    PATCH_QUARANTINED = "PATCH_QUARANTINED"
+    PATCH_APPLIED = "PATCH_APPLIED"
+    PATCH_APPLY_FAILED = "PATCH_APPLY_FAILED"
+    PATCH_DROPPED = "PATCH_DROPPED"
+    PATCH_COMMITTED = "PATCH_COMMITTED"
+    GATE_PASSED = "GATE_PASSED"
+    GATE_FAILED = "GATE_FAILED"
+    GATE_SKIPPED = "GATE_SKIPPED"
+    FIX_ATTEMPT = "FIX_ATTEMPT"
+    WORKSTREAM_COMPLETED = "WORKSTREAM_COMPLETED"
+    WORKSTREAM_FAILED = "WORKSTREAM_FAILED"
+    WORKSTREAM_BLOCKED = "WORKSTREAM_BLOCKED"
+    MERGE_CONFLICT = "MERGE_CONFLICT"
+    WAVE_INTEGRATED = "WAVE_INTEGRATED"
+    PHASE_GATE_PASSED = "PHASE_GATE_PASSED"
+    PHASE_GATE_FAILED = "PHASE_GATE_FAILED"
+    RUN_COMPLETED = "RUN_COMPLETED"
+    RUN_FAILED = "RUN_FAILED"
+
+
+class RunEvent(Model):
+    event_id: str = Field(description="ULID")
+    type: EventType
+    at: datetime = Field(description="workflow time")
+    run_id: str
+    workstream_id: str | None = None
+    patch_id: str | None = None
+    wave: int | None = None
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
