@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-from runtime import commands, logs
+from runtime import commands, logs, reports
 from runtime.errors import UserError
 
 
@@ -45,6 +45,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run_id")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("ledger", help="every patch of a run and what happened to it")
+    s.add_argument("run_id")
+    s.add_argument("--json", action="store_true", help="a list of ledger entries")
+
+    s = sub.add_parser("show", help="a workstream's patches, ledger history, gates and diff")
+    s.add_argument("run_id")
+    s.add_argument("workstream_id")
+
     s = sub.add_parser("server", help="run the embedded Temporal server; `server stop` ends it")
     s.add_argument("action", nargs="?", choices=["stop"])
 
@@ -65,6 +73,10 @@ def dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(commands.run(request))
         case "status":
             return asyncio.run(commands.status(args.run_id, args.json))
+        case "ledger":
+            return asyncio.run(reports.ledger(args.run_id, args.json))
+        case "show":
+            return asyncio.run(reports.show(args.run_id, args.workstream_id))
         case "server":
             return commands.server(args.action)
         case "worker":

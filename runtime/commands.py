@@ -278,7 +278,7 @@ def _print_summary(record: RunStatus, link: str, elapsed_s: float) -> None:
 async def status(run_id: str, as_json: bool) -> int:
     settings = Settings.from_env()
     target = target_from_env()
-    client = await _connect_existing(target)
+    client = await connect_existing(target)
     handle = client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
     try:
         description = await handle.describe()
@@ -309,7 +309,7 @@ def _print_summary_line(record: RunStatus, link: str) -> None:
     err.print(f"  web ui: {link}")
 
 
-async def _connect_existing(target: Target) -> Client:
+async def connect_existing(target: Target) -> Client:
     from runtime.connect import connect
 
     try:

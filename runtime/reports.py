@@ -1,0 +1,160 @@
+"""`uet ledger` and `uet show`: what happened to each patch of a run, for people and scripts.
+
+A finished run is read from its report folder (``$UET_HOME/runs/<run>``); a running one is
+asked through the workflow's queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from activities.artifacts import ArtifactStore
+from runtime.connect import target_from_env
+from runtime.errors import ExitCode, UserError
+from runtime.settings import Settings
+from schemas.ledger import LedgerEntry
+from schemas.refs import child_workflow_id, workflow_id
+from schemas.run import RunStatus, WorkstreamState
+from workflows.phase import PhaseWorkflow
+from workflows.workstream import WorkstreamWorkflow
+
+out = Console(soft_wrap=True, highlight=False)
+
+
+@dataclass(frozen=True)
+class RunView:
+    record: RunStatus
+    ledger: list[LedgerEntry]
+    live: bool
+
+
+async def load(run_id: str) -> RunView:
+    settings = Settings.from_env()
+    folder = settings.home / "runs" / run_id
+    if (folder / "run.json").is_file() and (folder / "ledger.jsonl").is_file():
+        record = RunStatus.model_validate_json((folder / "run.json").read_text("utf-8"))
+        ledger = [
+            LedgerEntry.model_validate_json(line)
+            for line in (folder / "ledger.jsonl").read_text("utf-8").splitlines()
+            if line.strip()
+        ]
+        return RunView(record, ledger, live=False)
+    return await _load_live(run_id, settings)
+
+
+async def _load_live(run_id: str, settings: Settings) -> RunView:
+    from runtime.commands import connect_existing
+
+    target = target_from_env()
+    client = await connect_existing(target)
+    handle = client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
+    try:
+        description = await handle.describe()
+        record = await asyncio.wait_for(handle.query(PhaseWorkflow.status), 10)
+        ledger = await asyncio.wait_for(handle.query(PhaseWorkflow.ledger), 10)
+    except RPCError as exc:
+        raise UserError(f"run {run_id!r}: {exc.message}") from None
+    except TimeoutError:
+        raise UserError(
+            f"run {run_id} has no report in {settings.home} and no worker answers on task "
+            f"queue {settings.task_queue!r}; start one with `uet worker`",
+            exit_code=ExitCode.FAILED,
+        ) from None
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        # Workstreams still running keep their entries until they finish: ask them too.
+        known = {entry.patch_id for entry in ledger}
+        for ws_id, state in record.workstreams.items():
+            if state.status != WorkstreamState.RUNNING:
+                continue
+            child = client.get_workflow_handle_for(
+                WorkstreamWorkflow.run, child_workflow_id(handle.id, ws_id)
+            )
+            try:
+                entries = await asyncio.wait_for(child.query(WorkstreamWorkflow.ledger), 10)
+            except (RPCError, TimeoutError):
+                continue
+            ledger += [e for e in entries if e.patch_id not in known]
+    return RunView(record, ledger, live=True)
+
+
+# -- uet ledger --------------------------------------------------------------------------------
+
+
+async def ledger(run_id: str, as_json: bool) -> int:
+    view = await load(run_id)
+    if as_json:
+        print(json.dumps([e.model_dump(mode="json") for e in view.ledger], indent=2))
+        return ExitCode.COMPLETED
+    if not view.ledger:
+        out.print(f"run {run_id}: no patches yet")
+        return ExitCode.COMPLETED
+    width = max(len(e.workstream_id) for e in view.ledger)
+    for entry in sorted(view.ledger, key=lambda e: (e.workstream_id, e.attempt)):
+        stats = entry.patch.stats if entry.patch else None
+        size = f"{stats.files_changed}f +{stats.insertions}/-{stats.deletions}" if stats else ""
+        last = entry.state_history[-1].reason if entry.state_history else ""
+        replaces = f" replaces {entry.replaces}" if entry.replaces else ""
+        out.print(
+            f"{entry.workstream_id:<{width}}  #{entry.attempt}  {entry.patch_id}  "
+            f"{entry.state:<12} {size:<16} {last}{replaces}"
+        )
+    return ExitCode.COMPLETED
+
+
+# -- uet show ----------------------------------------------------------------------------------
+
+
+async def show(run_id: str, workstream_id: str) -> int:
+    view = await load(run_id)
+    state = view.record.workstreams.get(workstream_id)
+    if state is None:
+        known = ", ".join(view.record.workstreams)
+        raise UserError(f"run {run_id} has no workstream {workstream_id!r} (it has: {known})")
+    entries = sorted(
+        (e for e in view.ledger if e.workstream_id == workstream_id), key=lambda e: e.attempt
+    )
+    out.print(f"[bold]{workstream_id}[/] — {state.status} (wave {state.wave})")
+    if state.reason:
+        out.print(f"reason: {state.reason}")
+    if state.commit:
+        out.print(f"commit: {state.commit} on {state.branch}")
+    if not entries:
+        out.print("no patch: the tool did not get as far as changing anything")
+        return ExitCode.COMPLETED
+    for entry in entries:
+        out.print(f"\n[bold]patch {entry.patch_id}[/] (attempt {entry.attempt}) — {entry.state}"
+                  + (f", replaces {entry.replaces}" if entry.replaces else ""))  # fmt: skip
+        for change in entry.state_history:
+            reason = f"  {change.reason}" if change.reason else ""
+            out.print(f"  {change.at:%Y-%m-%d %H:%M:%S}  {change.state:<12}{reason}")
+        for error in entry.validation.errors:
+            out.print(f"  [red]{error}[/]")
+        if entry.quarantine and entry.quarantine.folder:
+            out.print(f"  quarantined in {entry.quarantine.folder}")
+    latest = entries[-1]
+    for gate in latest.gates:
+        out.print(f"\n[bold]gate {gate.gate_id}[/]: {gate.status}"
+                  + (f" ({gate.reason})" if gate.reason else ""))  # fmt: skip
+        if gate.status != "passed" and gate.output_tail.strip():
+            out.print(gate.output_tail.rstrip(), markup=False)
+    _print_patch(latest)
+    return ExitCode.COMPLETED
+
+
+def _print_patch(entry: LedgerEntry) -> None:
+    if entry.patch is None:
+        return
+    store = ArtifactStore(Settings.from_env().home / "artifacts")
+    path: Path = store.path_for(entry.patch.sha256)
+    out.print(f"\n[bold]diff[/] ({entry.patch.size} bytes, sha256 {entry.patch.sha256[:12]})")
+    if not path.is_file():
+        out.print(f"not in this machine's artifact store ({store.root})")
+        return
+    out.print(path.read_bytes().decode("utf-8", "replace").rstrip(), markup=False)
