@@ -134,17 +134,19 @@ async def show(run_id: str, workstream_id: str) -> int:
         for change in entry.state_history:
             reason = f"  {change.reason}" if change.reason else ""
             out.print(f"  {change.at:%Y-%m-%d %H:%M:%S}  {change.state:<12}{reason}")
+        last_reason = entry.state_history[-1].reason if entry.state_history else ""
         for error in entry.validation.errors:
-            out.print(f"  [red]{error}[/]")
+            if error != last_reason:
+                out.print(f"  [red]{error}[/]")
         if entry.quarantine and entry.quarantine.folder:
             out.print(f"  quarantined in {entry.quarantine.folder}")
-    latest = entries[-1]
-    for gate in latest.gates:
-        out.print(f"\n[bold]gate {gate.gate_id}[/]: {gate.status}"
-                  + (f" ({gate.reason})" if gate.reason else ""))  # fmt: skip
-        if gate.status != "passed" and gate.output_tail.strip():
-            out.print(gate.output_tail.rstrip(), markup=False)
-    _print_patch(latest)
+        for gate in entry.gates:
+            out.print(f"  gate {gate.gate_id}: {gate.status}"
+                      + (f" ({gate.reason})" if gate.reason else ""))  # fmt: skip
+            if gate.status != "passed" and gate.output_tail.strip():
+                for line in gate.output_tail.rstrip().splitlines()[-20:]:
+                    out.print(f"    | {line}", markup=False)
+    _print_patch(entries[-1])
     return ExitCode.COMPLETED
 
 

@@ -193,6 +193,8 @@ async def test_pipeline_quarantine_fix_loop_and_ledger(
     assert "too_many_lines: 50 lines changed" in shown.stdout
     assert "+++ b/big.txt" in shown.stdout and "quarantined in" in shown.stdout
     shown = uet("show", record.run_id, "ws-fix")
+    assert "gate unit: failed (exited with 1)" in shown.stdout  # attempt 1, with its output
+    assert "    | broken" in shown.stdout
     assert "gate unit: passed" in shown.stdout and "replaces" in shown.stdout
     unknown = uet("show", record.run_id, "ws-nope")
     assert unknown.returncode == 2 and "has no workstream 'ws-nope'" in unknown.stderr

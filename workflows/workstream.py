@@ -146,7 +146,7 @@ class WorkstreamWorkflow:
             if attempt < max_attempts:
                 if entry is not None:
                     self._journal.move(
-                        entry, PatchState.DROPPED, f"{why}; replaced by fix attempt {attempt}"
+                        entry, PatchState.DROPPED, f"{why}; replaced by attempt {attempt + 1}"
                     )
                     previous = entry
                 feedback = self._feedback(failure, attempt + 1, max_attempts)
