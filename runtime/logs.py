@@ -12,6 +12,8 @@ import sys
 from typing import Any
 
 import structlog
+import temporalio.activity
+import temporalio.workflow
 
 
 def _temporal_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -53,3 +55,7 @@ def configure(fmt: str = "console", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The SDK appends its context dict to every message; _temporal_context lifts the useful
+    # fields into the event instead.
+    temporalio.workflow.logger.workflow_info_on_message = False
+    temporalio.activity.logger.activity_info_on_message = False

@@ -198,3 +198,30 @@ async def test_pipeline_quarantine_fix_loop_and_ledger(
     assert "gate unit: passed" in shown.stdout and "replaces" in shown.stdout
     unknown = uet("show", record.run_id, "ws-nope")
     assert unknown.returncode == 2 and "has no workstream 'ws-nope'" in unknown.stderr
+
+
+async def test_undoing_an_integrated_patch_is_oscillation(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    repo: Path = make_repo({"config.txt": "mode = safe\n"})
+    spec = phase(
+        workstreams=[
+            {"workstream_id": "ws-set", "execution_request": {"command": "echo 'mode = fast' > config.txt"}},
+            {"workstream_id": "ws-undo", "dependencies": ["ws-set"],
+             "execution_request": {"command": "echo 'mode = safe' > config.txt"}},
+            {"workstream_id": "ws-other", "dependencies": ["ws-set"],
+             "execution_request": {"command": "echo 'extra' > other.txt"}},
+        ],
+    )  # fmt: skip
+    record = await run_phase(client, settings, run_input(spec, repo))
+    set_patch = next(
+        json.loads(line)["patch_id"]
+        for line in (Path(record.report_dir or "") / "ledger.jsonl").read_text().splitlines()
+        if json.loads(line)["workstream_id"] == "ws-set"
+    )
+    assert record.workstreams["ws-other"].status == WorkstreamState.COMPLETED
+    assert record.workstreams["ws-undo"].status == WorkstreamState.FAILED
+    assert record.workstreams["ws-undo"].reason == (
+        f"patch quarantined: oscillation: exactly reverses patch {set_patch}, already integrated"
+    )
+    assert show(repo, record.head_sha or "", "config.txt") == "mode = fast"

@@ -49,3 +49,27 @@ def test_defaults_merge_under_the_workstream() -> None:
     assert ws.execution_request.env == {"A": "1", "B": "2"}
     assert ws.resilience_policy.max_attempts == 5 and ws.resilience_policy.timeout_s == 10
     assert ws.review == "never"
+
+
+def test_ledger_state_machine() -> None:
+    from datetime import UTC, datetime
+
+    from schemas.ledger import IllegalTransition, LedgerEntry, PatchState, is_legal_history
+
+    now = datetime.now(UTC)
+    entry = LedgerEntry(ledger_id="L", patch_id="P", run_id="R", workstream_id="ws", attempt=1,
+                        tool_id="shell")  # fmt: skip
+    for state in (PatchState.VALIDATED, PatchState.QUEUED, PatchState.APPLIED):
+        entry.move(state, now, "ok")
+    with pytest.raises(IllegalTransition, match="applied -> committed is not a legal move"):
+        entry.move(PatchState.COMMITTED, now)  # must be verified first
+    entry.move(PatchState.VERIFIED, now)
+    entry.move(PatchState.COMMITTED, now)
+    assert [c.state for c in entry.state_history] == [
+        "validated", "queued", "applied", "verified", "committed"]  # fmt: skip
+    S = PatchState
+    assert is_legal_history([S.CREATED, S.QUARANTINED, S.DROPPED])
+    assert not is_legal_history([S.CREATED, S.APPLIED])
+    assert not is_legal_history([S.VALIDATED])
+    assert not is_legal_history([S.CREATED, S.VALIDATED, S.QUEUED, S.APPLIED, S.VERIFIED,
+                                 S.COMMITTED, S.DROPPED])  # fmt: skip

@@ -57,9 +57,9 @@ class Journal:
             data=data,
         )
         self.events.append(event)
+        context = {"uet_event": str(type), "workstream_id": workstream_id, "patch_id": patch_id}
         workflow.logger.info(
-            message or str(type),
-            extra={"uet_event": str(type), "workstream_id": workstream_id, "patch_id": patch_id},
+            message or str(type), extra={k: v for k, v in context.items() if v is not None}
         )
         return event
 

@@ -192,7 +192,8 @@ class WorkstreamWorkflow:
             raise Failed(cause_message(err)) from None
         self._journal.event(
             EventType.TOOL_FINISHED,
-            f"{self._ws.workstream_id}: {tool_id} {tool.outcome} in {tool.duration_s:.1f}s",
+            f"{self._ws.workstream_id}: {tool_id} finished in {tool.duration_s:.1f}s "
+            f"({tool.outcome.replace('_', ' ')})",
             workstream_id=self._ws.workstream_id,
             outcome=tool.outcome,
             exit_code=tool.exit_code,
