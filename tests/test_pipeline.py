@@ -12,12 +12,13 @@ from pathlib import Path
 import jsonschema
 from helpers import git_out, phase, run_input, run_phase, show
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from runtime.settings import Settings
 from schemas.export import SCHEMA_DIR
 from schemas.ledger import PatchState, is_legal_history
 from schemas.run import PhaseState, WorkstreamState
+from worker import WORKFLOWS
 from workflows.phase import PhaseWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,6 +199,12 @@ async def test_pipeline_quarantine_fix_loop_and_ledger(
     assert "gate unit: passed" in shown.stdout and "replaces" in shown.stdout
     unknown = uet("show", record.run_id, "ws-nope")
     assert unknown.returncode == 2 and "has no workstream 'ws-nope'" in unknown.stderr
+
+    # Fix loop, quarantine and oscillation histories replay with the current code.
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=client.data_converter)
+    for wf_id in [record.workflow_id, *(f"{record.workflow_id}/ws/{w}" for w in
+                                        ("ws-fix", "ws-osc", "ws-scope", "ws-big"))]:  # fmt: skip
+        await replayer.replay_workflow(await client.get_workflow_handle(wf_id).fetch_history())
 
 
 async def test_undoing_an_integrated_patch_is_oscillation(
