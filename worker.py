@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from activities.gates import GateActivities
 from activities.patches import PatchActivities
 from activities.planning import plan
+from activities.saga import SagaActivities
 from activities.state_dir import StateDir
 from activities.tools import ToolActivities
 from activities.workspace import WorkspaceActivities
@@ -34,6 +35,7 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
     tools = ToolActivities(state)
     gates = GateActivities(state)
     patches = PatchActivities(state)
+    saga = SagaActivities(state)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -48,6 +50,7 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
             patches.validate_patch,
             patches.quarantine_patch,
             gates.run_gates,
+            saga.compensate,
         ],
         **options,
     )

@@ -102,13 +102,19 @@ async def capture_change(
 
 
 def render_feedback(feedback: Feedback) -> str:
-    """What the previous attempt got wrong, for a person or an AI tool's prompt."""
-    exit_code = "none (timed out)" if feedback.exit_code is None else str(feedback.exit_code)
-    return (
-        f"# uet fix attempt {feedback.attempt - 1} of {feedback.max_attempts - 1}\n\n"
-        f"The previous change failed acceptance gate `{feedback.gate_id}`.\n\n"
-        f"- command: `{feedback.command}`\n"
-        f"- exit code: {exit_code}\n\n"
-        "Output (last lines):\n\n"
-        f"```\n{feedback.output_tail.rstrip()}\n```\n"
-    )
+    """What the previous attempt got wrong and what a reviewer asked, for a person or an AI
+    tool's prompt."""
+    parts = [f"# uet: attempt {feedback.attempt} of up to {feedback.max_attempts}\n"]
+    if feedback.instructions:
+        who = f" ({feedback.reviewer})" if feedback.reviewer else ""
+        parts.append(f"## Instructions from the reviewer{who}\n\n{feedback.instructions}\n")
+    if feedback.gate_id:
+        exit_code = "none (timed out)" if feedback.exit_code is None else str(feedback.exit_code)
+        parts.append(
+            f"## The previous change failed acceptance gate `{feedback.gate_id}`\n\n"
+            f"- command: `{feedback.command}`\n"
+            f"- exit code: {exit_code}\n\n"
+            "Output (last lines):\n\n"
+            f"```\n{feedback.output_tail.rstrip()}\n```\n"
+        )
+    return "\n".join(parts)

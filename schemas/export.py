@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from schemas.events import RunEvent
 from schemas.ledger import LedgerEntry
 from schemas.patch import PatchArtifact
+from schemas.review import ReviewDecision
 from schemas.run import RunStatus
 from schemas.spec import PhaseSpec
 
@@ -23,6 +24,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "patch_artifact.v1.json": PatchArtifact,
     "patch_ledger_entry.v1.json": LedgerEntry,
     "run_event.v1.json": RunEvent,
+    "review_decision.v1.json": ReviewDecision,
 }
 
 

@@ -36,12 +36,14 @@ TRANSITIONS: dict[PatchState, frozenset[PatchState]] = {
     S.CREATED: frozenset({S.VALIDATED, S.QUARANTINED, S.DROPPED}),
     S.VALIDATED: frozenset({S.QUEUED, S.DROPPED}),
     S.QUEUED: frozenset({S.APPLIED, S.APPLY_FAILED, S.DROPPED}),
-    # Gates fail: dropped when a fix attempt replaces it, quarantined when none is left.
+    # Gates fail: dropped when a fix attempt replaces it, quarantined when none is left;
+    # verified anyway when a reviewer approves it.
     S.APPLIED: frozenset({S.VERIFIED, S.QUARANTINED, S.DROPPED}),
     # Integration: merged, or it conflicts with what the wave merged before it.
     S.VERIFIED: frozenset({S.COMMITTED, S.APPLY_FAILED, S.DROPPED}),
     S.COMMITTED: frozenset({S.ROLLED_BACK}),
-    S.QUARANTINED: frozenset({S.DROPPED}),
+    # A reviewer's recorded override puts a quarantined patch back on the path.
+    S.QUARANTINED: frozenset({S.VALIDATED, S.DROPPED}),
     S.APPLY_FAILED: frozenset({S.DROPPED}),
     S.DROPPED: frozenset(),
     S.ROLLED_BACK: frozenset(),

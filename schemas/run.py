@@ -11,21 +11,30 @@ from schemas.events import RunEvent
 from schemas.gates import GateResult
 from schemas.ledger import LedgerEntry
 from schemas.patch import PatchArtifact
+from schemas.review import ReviewNeed, ReviewRecord
+from schemas.saga import CompensationStep
 from schemas.spec import PhaseSpec, WorkstreamSpec
+from schemas.tools import Feedback
 
 
 class WorkstreamState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    AWAITING_REVIEW = "awaiting_review"
     COMPLETED = "completed"
     FAILED = "failed"
     BLOCKED = "blocked"
+    DROPPED = "dropped"
+    ROLLED_BACK = "rolled_back"
 
 
 class PhaseState(StrEnum):
     RUNNING = "running"
+    AWAITING_REVIEW = "awaiting_review"
     COMPLETED = "completed"
     FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    CANCELED = "canceled"
 
 
 class RunOptions(Model):
@@ -75,6 +84,10 @@ class RunStatus(Model):
     report_dir: str | None = Field(
         default=None, description="ledger.jsonl, events.jsonl, run.json and quarantine/"
     )
+    reviews: list[ReviewRecord] = Field(default_factory=list, description="asked and decided")
+    compensations: list[CompensationStep] = Field(
+        default_factory=list, description="the saga stack still to undo, oldest first"
+    )
 
 
 class WorkstreamInput(Model):
@@ -91,6 +104,13 @@ class WorkstreamInput(Model):
         default=None, description="reverse fingerprints of the patches integrated so far"
     )
     options: RunOptions = Field(default_factory=RunOptions)
+    # A later execution of the same workstream (after a review or a merge conflict):
+    first_attempt: int = Field(default=1, ge=1, description="number of its first attempt")
+    replaces: str | None = Field(default=None, description="patch_id its first patch replaces")
+    feedback: Feedback | None = Field(default=None, description="for its first attempt")
+    resume: LedgerEntry | None = Field(
+        default=None, description="an approved quarantined patch: apply it, skip the tool"
+    )
 
 
 class WorkstreamResult(Model):
@@ -102,3 +122,4 @@ class WorkstreamResult(Model):
     gates: list[GateResult] = Field(default_factory=list)
     ledger: list[LedgerEntry] = Field(default_factory=list)
     events: list[RunEvent] = Field(default_factory=list)
+    review: ReviewNeed | None = Field(default=None, description="status awaiting_review: why")

@@ -15,6 +15,7 @@ from schemas.base import Identifier, Model
 GateKind = Literal["lint", "unit", "integration", "security", "custom"]
 ReviewMode = Literal["never", "on_failure", "always"]
 Scheduling = Literal["waves", "eager"]
+OnFailure = Literal["continue", "rollback"]
 
 #: Tools with an adapter in activities/adapters. The router and AI adapters add more.
 KNOWN_TOOLS: tuple[str, ...] = ("shell", "patch")
@@ -127,6 +128,17 @@ class PhaseSpec(Model):
     base_ref: str | None = Field(default=None, description="default: the repository's HEAD")
     max_parallel: int = Field(default=4, ge=1, le=500)
     scheduling: Scheduling = "waves"
+    on_failure: OnFailure = Field(
+        default="continue",
+        description="continue: independent workstreams go on; rollback: undo the whole phase",
+    )
+    allowed_reviewers: list[str] = Field(
+        default_factory=list, description="who may decide reviews (empty: anyone)"
+    )
+    review_timeout_s: float | None = Field(
+        default=None, gt=0, description="how long a review may wait (default: forever)"
+    )
+    on_review_timeout: Literal["reject", "approve"] = "reject"
     defaults: Defaults = Field(default_factory=Defaults)
     gates: list[GateSpec] = Field(
         default_factory=list,

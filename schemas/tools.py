@@ -13,14 +13,17 @@ ToolOutcome = Literal["changed", "no_change", "failed", "timeout"]
 
 
 class Feedback(Model):
-    """Why the previous attempt was not good enough; the tool sees it as UET_FEEDBACK_FILE."""
+    """Why the previous attempt was not good enough, and what a reviewer asked for; the tool
+    sees it as UET_FEEDBACK_FILE."""
 
     attempt: int = Field(description="the attempt this feedback is for")
     max_attempts: int
-    gate_id: str
-    command: str
+    gate_id: str | None = Field(default=None, description="the gate that failed, if one did")
+    command: str = ""
     exit_code: int | None = None
     output_tail: str = ""
+    instructions: str = Field(default="", description="adjust: what the reviewer asked for")
+    reviewer: str = ""
 
 
 class ToolRunInput(Model):

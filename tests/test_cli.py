@@ -110,7 +110,7 @@ def test_failed_run_exit_code_and_reason(cli_env: dict[str, str], make_repo) -> 
     repo: Path = make_repo({"a.txt": "a\n"})
     spec = repo.parent / "phase.yaml"
     spec.write_text(
-        "phase_id: PH-FAIL\nworkstreams:\n"
+        "phase_id: PH-FAIL\ndefaults: {review: never}\nworkstreams:\n"
         "  - workstream_id: ws-1\n    execution_request: {command: 'touch x'}\n"
         "    acceptance_criteria: {gates: [{gate_id: unit, command: 'echo 2 failed; exit 1'}]}\n"
     )

@@ -95,6 +95,7 @@ async def test_failing_gate_blocks_dependents_not_independents(
 ) -> None:
     repo: Path = make_repo({"app.py": "x = 1\n"})
     spec = phase(
+        defaults={"review": "never"},
         workstreams=[
             {
                 "workstream_id": "ws-bad", "execution_request": {"command": append("bad.txt", "x")},
@@ -129,7 +130,7 @@ async def test_failing_gate_blocks_dependents_not_independents(
     assert "gate unit exited with 3" in bad.reason and "boom: 3 tests failed" in bad.reason
     assert record.workstreams["ws-child"].reason == "dependency ws-bad failed"
     assert record.workstreams["ws-grandchild"].reason == (
-        "dependency ws-child is blocked by failed ws-bad"
+        "dependency ws-child is blocked by ws-bad, which failed"
     )
     head = record.head_sha
     assert head is not None

@@ -45,6 +45,7 @@ async def test_pipeline_quarantine_fix_loop_and_ledger(
     repo: Path = make_repo({"README.md": "readme\n", "src/scope/keep.txt": "k\n"})
     spec = phase(
         max_parallel=4,
+        defaults={"review": "never"},  # failures fail here; tests/test_review.py asks people
         workstreams=[
             {"workstream_id": "ws-scope",
              "execution_request": {"command": "echo x > src/scope/a.txt && echo y >> README.md"},
@@ -212,6 +213,7 @@ async def test_undoing_an_integrated_patch_is_oscillation(
 ) -> None:
     repo: Path = make_repo({"config.txt": "mode = safe\n"})
     spec = phase(
+        defaults={"review": "never"},
         workstreams=[
             {"workstream_id": "ws-set", "execution_request": {"command": "echo 'mode = fast' > config.txt"}},
             {"workstream_id": "ws-undo", "dependencies": ["ws-set"],

@@ -1,7 +1,9 @@
 """A phase run: plan → waves of workstream children → integrate in a fixed order → checkpoint.
 
 The integration branch only ever moves here, one wave at a time, so every workstream of wave
-N+1 starts from a head that contains all of wave N's merged work.
+N+1 starts from a head that contains all of wave N's merged work. When a workstream needs a
+person the phase asks and waits durably; when the phase must be abandoned its saga undoes
+every wave in reverse, merges of finished workstreams included.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from workflows import search
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.journal import Journal
+from workflows.review import ReviewDesk
+from workflows.saga import Saga
 from workflows.workstream import WorkstreamWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -41,6 +45,13 @@ with workflow.unsafe.imports_passed_through():
         wave_tag,
         workstream_branch,
     )
+    from schemas.review import (
+        ReviewAnswer,
+        ReviewDecision,
+        ReviewNeed,
+        ReviewRecord,
+        ReviewRequest,
+    )
     from schemas.run import (
         PhaseState,
         RunInput,
@@ -50,10 +61,19 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamState,
         WorkstreamStatus,
     )
-    from schemas.workspace import CloseRunInput, IntegrateInput, MergeRequest, OpenRunInput
+    from schemas.saga import RollbackRequest
+    from schemas.tools import Feedback
+    from schemas.workspace import (
+        CloseRunInput,
+        IntegrateInput,
+        MergeOutcome,
+        MergeRequest,
+        OpenRunInput,
+    )
 
 GIT_RETRY = RetryPolicy(maximum_attempts=5)
 QUICK = timedelta(minutes=5)
+ENDED = (WorkstreamState.FAILED, WorkstreamState.DROPPED, WorkstreamState.BLOCKED)
 
 
 @workflow.defn
@@ -75,8 +95,22 @@ class PhaseWorkflow:
             },
         )
         self._journal = Journal(input.run_id, IdFactory())
+        self._desk = ReviewDesk(input.run_id, input.phase, self._journal)
+        self._status.reviews = self._desk.records
+        self._saga = Saga(
+            input.repo_path,
+            input.run_id,
+            branch_ref(self._status.integration_branch),
+            self._journal,
+            self._status.compensations,
+            timedelta(seconds=input.options.heartbeat_timeout_s),
+        )
         self._ledger: dict[str, LedgerEntry] = {}  # patch_id → entry, from finished children
         self._history: ArtifactRef | None = None  # what has been integrated (oscillation)
+        self._checkpoints: dict[int, str] = {}  # wave → integration head after it (0: base)
+        self._executions: dict[str, int] = {}  # workstream → child executions so far
+        self._completed_order: list[str] = []
+        self._rollback: RollbackRequest | None = None
         self._indexed_status = str(PhaseState.RUNNING)  # the starter sets it at start
         self._dependents: dict[str, list[str]] = {
             ws.workstream_id: [] for ws in input.phase.workstreams
@@ -84,6 +118,8 @@ class PhaseWorkflow:
         for ws in input.phase.workstreams:
             for dep in ws.dependencies:
                 self._dependents[dep].append(ws.workstream_id)
+
+    # -- messages ------------------------------------------------------------------------------
 
     @workflow.query
     def status(self) -> RunStatus:
@@ -94,9 +130,64 @@ class PhaseWorkflow:
         """Every patch of the workstreams that have finished (running ones answer their own)."""
         return list(self._ledger.values())
 
+    @workflow.query
+    def pending_reviews(self) -> list[ReviewRequest]:
+        return self._desk.pending()
+
+    @workflow.update
+    def submit_review(self, decision: ReviewDecision) -> ReviewAnswer:
+        answer = self._desk.decide(decision)
+        self._show()
+        return answer
+
+    @submit_review.validator
+    def _check_review(self, decision: ReviewDecision) -> None:
+        problem = self._desk.problem(decision)
+        if problem:
+            raise ValueError(problem)  # the caller gets it; nothing reaches history
+
+    @workflow.signal
+    def review_decision(self, decision: ReviewDecision) -> None:
+        """The same decision as a signal (``temporal workflow signal``, the Web UI). A bad one
+        is logged and ignored: a signal cannot be refused, and must never crash the run."""
+        problem = self._desk.problem(decision)
+        if problem:
+            workflow.logger.warning(f"review_decision signal ignored: {problem}")
+            return
+        self._desk.decide(decision)
+        self._show()
+
+    @workflow.update
+    def rollback(self, request: RollbackRequest) -> RunStatus:
+        self._rollback = request
+        return self._status
+
+    @rollback.validator
+    def _check_rollback(self, request: RollbackRequest) -> None:
+        if self._rollback is not None:
+            raise ValueError("a rollback is already under way")
+        last = len(self._status.waves)
+        if request.to_wave and request.to_wave >= self._status.current_wave:
+            raise ValueError(
+                f"--to-wave {request.to_wave}: the run is in wave {self._status.current_wave} "
+                f"of {last}; only finished waves can be kept"
+            )
+
+    # -- the run -------------------------------------------------------------------------------
+
     @workflow.run
     async def run(self, input: RunInput) -> RunStatus:
         self._journal.event(EventType.RUN_STARTED, f"run of phase {self._phase.phase_id}")
+        try:
+            return await self._run_phase(input)
+        except asyncio.CancelledError:
+            # `uet cancel`: the children were cancelled with us, their tools killed and awaited.
+            # Undo everything, write the report, then end as cancelled.
+            await self._roll_back(RollbackRequest(to_wave=0, reason="the run was cancelled"))
+            await self._finish(state=PhaseState.CANCELED, reason="the run was cancelled")
+            raise
+
+    async def _run_phase(self, input: RunInput) -> RunStatus:
         try:
             the_plan = await workflow.execute_activity(
                 plan, PlanInput(phase=self._phase), start_to_close_timeout=QUICK,
@@ -118,8 +209,9 @@ class PhaseWorkflow:
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            return await self._finish(f"could not start: {cause_message(err)}")
+            return await self._finish(reason=f"could not start: {cause_message(err)}")
         self._status.base_sha = self._status.head_sha = opened.base_sha
+        self._checkpoints[0] = opened.base_sha
 
         for number, wave in enumerate(the_plan.waves, start=1):
             self._status.current_wave = number
@@ -129,14 +221,28 @@ class PhaseWorkflow:
                 wave=number,
             )  # fmt: skip
             results = await self._run_wave(ready, number)
-            await self._integrate(number, results)
-            gate_failure = await self._phase_gates(number)
-            if gate_failure:
-                self._block_all_pending(gate_failure)
-                return await self._finish(gate_failure)
+            if self._rollback is None:
+                for result, outcome in await self._integrate(number, results):
+                    await self._settle_conflict(number, result, outcome)
+            if self._rollback is None:
+                await self._phase_gates(number, last=number == len(the_plan.waves))
+            if self._rollback is None and self._phase.on_failure == "rollback":
+                failed = [w for w, s in self._status.workstreams.items() if s.status in ENDED]
+                if failed:
+                    self._rollback = RollbackRequest(
+                        to_wave=0, reason=f"on_failure: rollback ({', '.join(failed)} failed)"
+                    )
+            if self._rollback is not None:
+                break
+            if self._status.reason:  # a phase gate failed before the last wave
+                self._block_all_pending(self._status.reason)
+                return await self._finish(reason=self._status.reason)
+        if self._rollback is not None:
+            await self._roll_back(self._rollback)
+            return await self._finish(state=PhaseState.ROLLED_BACK, reason=self._rollback.reason)
         return await self._finish()
 
-    # -- steps ---------------------------------------------------------------------------------
+    # -- waves ---------------------------------------------------------------------------------
 
     def _apply_plan(self, the_plan: Plan) -> None:
         self._status.waves = the_plan.waves
@@ -148,40 +254,96 @@ class PhaseWorkflow:
     async def _run_wave(self, ready: list[str], number: int) -> list[WorkstreamResult]:
         head = self._status.head_sha
         assert head is not None
+        # Pushed before the wave: the merge and the tag may happen and still report failure.
+        self._saga.push(
+            "reset_ref", number, f"reset {self._status.integration_branch} to wave {number - 1}",
+            ref=branch_ref(self._status.integration_branch), to_sha=head,
+        )  # fmt: skip
+        tag = tag_ref(wave_tag(self._input.run_id, number))
+        self._saga.push("delete_ref", number, f"delete tag wave-{number}", ref=tag)
         slots = asyncio.Semaphore(self._phase.max_parallel)
+        tasks = [
+            asyncio.create_task(self._run_workstream(ws_id, head, number, slots)) for ws_id in ready
+        ]
+        results: list[WorkstreamResult] = []
+        for task in tasks:
+            try:
+                results.append(await task)
+            except asyncio.CancelledError:
+                if self._rollback is None:
+                    raise  # the whole run is being cancelled
+        return results
 
-        async def run_one(ws_id: str) -> WorkstreamResult:
-            async with slots:
-                self._set(ws_id, WorkstreamState.RUNNING)
-                result = await self._run_child(ws_id, head, number)
-            self._journal.events.extend(result.events)
-            self._ledger.update((entry.patch_id, entry) for entry in result.ledger)
-            if result.status == WorkstreamState.FAILED:
-                self._fail(ws_id, result.reason or "failed")
-            else:
-                self._set(ws_id, WorkstreamState.COMPLETED, commit=result.commit)
-            return result
-
-        return list(await asyncio.gather(*(run_one(ws_id) for ws_id in ready)))
-
-    async def _run_child(self, ws_id: str, head: str, number: int) -> WorkstreamResult:
+    async def _run_workstream(
+        self, ws_id: str, head: str, number: int, slots: asyncio.Semaphore
+    ) -> WorkstreamResult:
+        """One workstream to its end: its child executions and the reviews between them."""
         ws = self._phase.workstream(ws_id)
+        self._saga.push(
+            "delete_ref", number, f"delete branch of {ws_id}",
+            ref=branch_ref(workstream_branch(self._input.run_id, ws_id)), workstream_id=ws_id,
+        )  # fmt: skip
+        request = WorkstreamInput(
+            run_id=self._input.run_id,
+            repo_path=self._input.repo_path,
+            workstream=ws,
+            base_sha=head,
+            wave=number,
+            branch_ref=workstream_branch(self._input.run_id, ws_id),
+            patch_file=self._input.patch_files.get(ws_id),
+            run_history=self._history,
+            options=self._input.options,
+        )
+        result = await self._execute(request, slots)
+        result = await self._resolve(ws_id, result, request, slots)
+        return self._settle(ws_id, result)
+
+    async def _execute(
+        self, request: WorkstreamInput, slots: asyncio.Semaphore | None = None
+    ) -> WorkstreamResult:
+        """One child execution, inside a slot (reviews wait outside one)."""
+        ws_id = request.workstream.workstream_id
+        async with slots or asyncio.Semaphore(1):
+            if self._rollback is not None:
+                return self._dropped(ws_id, "the phase is being rolled back")
+            self._set(ws_id, WorkstreamState.RUNNING)
+            result = await self._run_child(request)
+        self._absorb(result)
+        return result
+
+    async def _resolve(
+        self,
+        ws_id: str,
+        result: WorkstreamResult,
+        request: WorkstreamInput,
+        slots: asyncio.Semaphore | None = None,
+    ) -> WorkstreamResult:
+        """Ask people until the workstream has a final result: each decision either ends it or
+        starts its next execution."""
+        while result.status == WorkstreamState.AWAITING_REVIEW:
+            assert result.review is not None
+            self._set(ws_id, WorkstreamState.AWAITING_REVIEW)
+            record = await self._desk.ask(ws_id, result.review, lambda: self._rollback is not None)
+            outcome = self._apply_decision(ws_id, record, request)
+            if isinstance(outcome, WorkstreamResult):
+                return outcome
+            request = outcome
+            result = await self._execute(request, slots)
+        return result
+
+    async def _run_child(self, request: WorkstreamInput) -> WorkstreamResult:
+        ws_id = request.workstream.workstream_id
+        execution = self._executions.get(ws_id, 0) + 1
+        self._executions[ws_id] = execution
+        child_id = child_workflow_id(workflow.info().workflow_id, ws_id)
+        title = request.workstream.title
         try:
             return await workflow.execute_child_workflow(
                 WorkstreamWorkflow.run,
-                WorkstreamInput(
-                    run_id=self._input.run_id,
-                    repo_path=self._input.repo_path,
-                    workstream=ws,
-                    base_sha=head,
-                    wave=number,
-                    branch_ref=workstream_branch(self._input.run_id, ws_id),
-                    patch_file=self._input.patch_files.get(ws_id),
-                    run_history=self._history,
-                    options=self._input.options,
-                ),
-                id=child_workflow_id(workflow.info().workflow_id, ws_id),
-                static_summary=f"{ws_id}: {ws.title}" if ws.title else ws_id,
+                request,
+                # Later executions (after a review or a merge conflict) get their own id.
+                id=child_id if execution == 1 else f"{child_id}/{execution}",
+                static_summary=f"{ws_id}: {title}" if title else ws_id,
                 search_attributes=self._child_search_attributes(),
             )
         except ChildWorkflowError as err:
@@ -194,21 +356,135 @@ class PhaseWorkflow:
                 workstream_id=ws_id, status=WorkstreamState.FAILED, reason=cause_message(err)
             )
 
-    async def _integrate(self, number: int, results: list[WorkstreamResult]) -> None:
-        """Merge the wave's verified workstreams in id order and tag the checkpoint."""
-        merges = sorted(
-            (
-                MergeRequest(
-                    workstream_id=r.workstream_id,
-                    commit_sha=r.commit,
-                    patch_id=r.patch.patch_id if r.patch else None,
-                    reverse_fingerprint=r.patch.reverse_fingerprint if r.patch else None,
-                )
-                for r in results
-                if r.status == WorkstreamState.COMPLETED and r.commit
-            ),
-            key=lambda m: m.workstream_id,
+    def _absorb(self, result: WorkstreamResult) -> None:
+        known = {e.event_id for e in self._journal.events}
+        self._journal.events.extend(e for e in result.events if e.event_id not in known)
+        self._ledger.update((entry.patch_id, entry) for entry in result.ledger)
+
+    def _settle(self, ws_id: str, result: WorkstreamResult) -> WorkstreamResult:
+        if result.status == WorkstreamState.COMPLETED:
+            self._set(ws_id, WorkstreamState.COMPLETED, commit=result.commit)
+            self._completed_order.append(ws_id)
+        elif result.status == WorkstreamState.DROPPED:
+            self._fail(ws_id, result.reason or "dropped", WorkstreamState.DROPPED)
+        else:
+            self._fail(ws_id, result.reason or "failed")
+        return result
+
+    # -- reviews -------------------------------------------------------------------------------
+
+    def _apply_decision(
+        self, ws_id: str, record: ReviewRecord, request: WorkstreamInput
+    ) -> WorkstreamResult | WorkstreamInput:
+        """What the workstream does next: a final result, or its next execution."""
+        need = record.request
+        entry = self._ledger.get(need.patch_id or "")
+        decision = record.decision
+        if decision is None:  # abandoned: the phase is being rolled back
+            if entry is not None and entry.state != PatchState.DROPPED:
+                self._journal.move(entry, PatchState.DROPPED, "review abandoned: rollback")
+            return self._dropped(ws_id, "review abandoned: the phase is being rolled back")
+        by = f"{decision.decision} by {decision.reviewer}" + (
+            f": {decision.comment}" if decision.comment else ""
         )
+        if decision.decision == "reject":
+            if entry is not None:
+                self._journal.move(entry, PatchState.DROPPED, f"rejected by {decision.reviewer}")
+            if decision.rollback:
+                self._rollback = RollbackRequest(
+                    to_wave=0, reason=f"{ws_id} rejected with rollback by {decision.reviewer}",
+                    requested_by=decision.reviewer,
+                )  # fmt: skip
+            return self._dropped(ws_id, f"rejected ({by})")
+        if decision.decision == "approve":
+            assert entry is not None, "approve is only offered for a patch"
+            if need.reason == "quarantined":
+                # A recorded override: the refused patch goes on to be applied and gated.
+                self._journal.move(entry, PatchState.VALIDATED, f"override: {by}")
+                return request.model_copy(
+                    update={"resume": entry, "first_attempt": entry.attempt, "feedback": None}
+                )
+            if entry.state == PatchState.APPLIED:  # gates failed: approved as it is
+                self._journal.move(entry, PatchState.VERIFIED, f"gates overridden: {by}")
+            return WorkstreamResult(
+                workstream_id=ws_id, status=WorkstreamState.COMPLETED, commit=entry.commit,
+                patch=entry.patch, reason=by,
+            )  # fmt: skip
+        # retry / adjust: a new execution; the last patch is replaced, fix attempts start over.
+        if entry is not None and entry.state in (
+            PatchState.APPLIED, PatchState.VERIFIED, PatchState.QUARANTINED
+        ):  # fmt: skip
+            self._journal.move(entry, PatchState.DROPPED, f"replaced: {by}")
+        last_attempt = self._last_attempt(ws_id)
+        feedback = None
+        if decision.decision == "adjust":
+            failed_gate = next(
+                (g for g in (entry.gates if entry else []) if g.status in ("failed", "timeout")),
+                None,
+            )
+            feedback = Feedback(
+                attempt=last_attempt + 1,
+                max_attempts=last_attempt
+                + 1
+                + request.workstream.resilience_policy.max_fix_attempts,
+                gate_id=failed_gate.gate_id if failed_gate else None,
+                exit_code=failed_gate.exit_code if failed_gate else None,
+                output_tail=failed_gate.output_tail if failed_gate else "",
+                instructions=decision.instructions,
+                reviewer=decision.reviewer,
+            )
+        return request.model_copy(
+            update={
+                "first_attempt": last_attempt + 1,
+                "replaces": entry.patch_id if entry else request.replaces,
+                "feedback": feedback,
+                "resume": None,
+                # A merge conflict is retried on the integration head as it is now.
+                "base_sha": self._status.head_sha
+                if need.reason == "merge_conflict"
+                else request.base_sha,
+                "run_history": self._history,
+            }
+        )
+
+    def _dropped(self, ws_id: str, reason: str) -> WorkstreamResult:
+        return WorkstreamResult(workstream_id=ws_id, status=WorkstreamState.DROPPED, reason=reason)
+
+    # -- integration ---------------------------------------------------------------------------
+
+    async def _integrate(
+        self, number: int, results: list[WorkstreamResult]
+    ) -> list[tuple[WorkstreamResult, MergeOutcome]]:
+        """Merge the wave's verified workstreams in id order and tag the checkpoint; the ones
+        that conflict even with a 3-way re-apply are returned."""
+        merges = sorted(
+            (self._merge_request(r) for r in results
+             if r.status == WorkstreamState.COMPLETED and r.commit),
+            key=lambda m: m.workstream_id,
+        )  # fmt: skip
+        outcomes = await self._merge(number, merges)
+        self._journal.event(
+            EventType.WAVE_INTEGRATED,
+            f"wave {number} integrated: {self._status.integration_branch} at "
+            f"{(self._status.head_sha or '')[:12]}",
+            wave=number,
+            head_sha=self._status.head_sha,
+        )
+        by_id = {r.workstream_id: r for r in results}
+        return [(by_id[o.workstream_id], o) for o in outcomes if not o.merged]
+
+    def _merge_request(self, result: WorkstreamResult) -> MergeRequest:
+        assert result.commit is not None
+        return MergeRequest(
+            workstream_id=result.workstream_id,
+            commit_sha=result.commit,
+            patch_id=result.patch.patch_id if result.patch else None,
+            reverse_fingerprint=result.patch.reverse_fingerprint if result.patch else None,
+            patch=result.patch.ref if result.patch else None,
+            title=self._phase.workstream(result.workstream_id).title,
+        )
+
+    async def _merge(self, number: int, merges: list[MergeRequest]) -> list[MergeOutcome]:
         head = self._status.head_sha
         assert head is not None
         integrated = await workflow.execute_activity_method(
@@ -228,40 +504,114 @@ class PhaseWorkflow:
             retry_policy=GIT_RETRY,
             summary=f"integrate wave {number} ({len(merges)} branches)",
         )
-        self._status.head_sha = integrated.head_sha
+        self._status.head_sha = self._checkpoints[number] = integrated.head_sha
         self._history = integrated.history
         patch_of = {m.workstream_id: m.patch_id for m in merges}
         for outcome in integrated.outcomes:
             entry = self._ledger.get(patch_of.get(outcome.workstream_id) or "")
-            if outcome.merged:
-                if entry is not None:
-                    self._journal.move(
-                        entry, PatchState.COMMITTED,
-                        f"merged into {self._status.integration_branch} as "
-                        f"{(outcome.merge_commit or '')[:12]}",
-                    )  # fmt: skip
+            if not outcome.merged:
                 continue
-            reason = f"merge conflict in {', '.join(outcome.conflicts) or 'the integration branch'}"
-            self._journal.event(
-                EventType.MERGE_CONFLICT, f"{outcome.workstream_id}: {reason}",
-                workstream_id=outcome.workstream_id, conflicts=outcome.conflicts,
-            )  # fmt: skip
             if entry is not None:
-                self._journal.move(entry, PatchState.APPLY_FAILED, reason)
-            self._fail(outcome.workstream_id, reason)
-        self._journal.event(
-            EventType.WAVE_INTEGRATED,
-            f"wave {number} integrated: {self._status.integration_branch} at "
-            f"{integrated.head_sha[:12]}",
-            wave=number,
-            head_sha=integrated.head_sha,
-        )
+                how = " (3-way re-apply)" if outcome.method == "3way" else ""
+                self._journal.move(
+                    entry, PatchState.COMMITTED,
+                    f"merged into {self._status.integration_branch} as "
+                    f"{(outcome.merge_commit or '')[:12]}{how}",
+                )  # fmt: skip
+            ws = self._phase.workstream(outcome.workstream_id)
+            if ws.compensation is not None:
+                # Pushed after the merge it belongs with, so it runs first on the way back,
+                # while the integration head still holds this workstream's work.
+                self._saga.push(
+                    "user_command", number, f"compensation of {ws.workstream_id}",
+                    workstream_id=ws.workstream_id, command=ws.compensation.command,
+                )  # fmt: skip
         self._show()
+        return integrated.outcomes
 
-    async def _phase_gates(self, number: int) -> str | None:
-        """Phase gates on the integration head; the reason the phase fails, if one fails."""
+    async def _settle_conflict(
+        self, number: int, result: WorkstreamResult, outcome: MergeOutcome
+    ) -> None:
+        """A merge that conflicts even with a 3-way re-apply: re-run the workstream on the new
+        head (that counts as a fix attempt); only then ask a person, or fail it."""
+        ws_id = result.workstream_id
+        ws = self._phase.workstream(ws_id)
+        rerun_left = ws.resilience_policy.max_fix_attempts > 0
+        conflicts = outcome.conflicts
+        while True:
+            reason = self._conflicted(ws_id, result, conflicts)
+            request = self._next_execution(ws_id, result)
+            if rerun_left:
+                rerun_left = False
+                self._journal.event(
+                    EventType.MERGE_RETRIED, f"{ws_id}: re-running on the new integration head",
+                    workstream_id=ws_id,
+                )  # fmt: skip
+                result = await self._execute(request)
+            elif ws.review == "never":
+                self._settle(ws_id, WorkstreamResult(
+                    workstream_id=ws_id, status=WorkstreamState.FAILED, reason=reason))  # fmt: skip
+                return
+            else:
+                patch = result.patch
+                result = WorkstreamResult(
+                    workstream_id=ws_id,
+                    status=WorkstreamState.AWAITING_REVIEW,
+                    patch=patch,
+                    reason=reason,
+                    review=ReviewNeed(
+                        reason="merge_conflict", summary=reason, conflicts=conflicts,
+                        patch_id=patch.patch_id if patch else None,
+                        patch=patch.ref if patch else None,
+                    ),
+                )  # fmt: skip
+            result = await self._resolve(ws_id, result, request)
+            if result.status != WorkstreamState.COMPLETED or result.commit is None:
+                self._settle(ws_id, result)
+                return
+            (merged,) = await self._merge(number, [self._merge_request(result)])
+            if merged.merged:
+                self._settle(ws_id, result)
+                return
+            conflicts = merged.conflicts
+
+    def _conflicted(self, ws_id: str, result: WorkstreamResult, conflicts: list[str]) -> str:
+        reason = f"merge conflict in {', '.join(conflicts) or 'the integration branch'}"
+        entry = self._ledger.get(result.patch.patch_id if result.patch else "")
+        if entry is not None and entry.state == PatchState.VERIFIED:
+            self._journal.move(entry, PatchState.APPLY_FAILED, reason)
+        self._journal.event(
+            EventType.MERGE_CONFLICT, f"{ws_id}: {reason}", workstream_id=ws_id,
+            conflicts=conflicts,
+        )  # fmt: skip
+        return reason
+
+    def _next_execution(self, ws_id: str, result: WorkstreamResult) -> WorkstreamInput:
+        """A new execution of a workstream on the integration head as it is now."""
+        ws = self._phase.workstream(ws_id)
+        return WorkstreamInput(
+            run_id=self._input.run_id,
+            repo_path=self._input.repo_path,
+            workstream=ws,
+            base_sha=self._status.head_sha or "",
+            wave=self._ws(ws_id).wave,
+            branch_ref=workstream_branch(self._input.run_id, ws_id),
+            patch_file=self._input.patch_files.get(ws_id),
+            run_history=self._history,
+            options=self._input.options,
+            first_attempt=self._last_attempt(ws_id) + 1,
+            replaces=result.patch.patch_id if result.patch else None,
+        )
+
+    def _last_attempt(self, ws_id: str) -> int:
+        return max((e.attempt for e in self._ledger.values() if e.workstream_id == ws_id),
+                   default=0)  # fmt: skip
+
+    async def _phase_gates(self, number: int, last: bool) -> None:
+        """Phase gates on the integration head. Failing after the last wave rolls the phase
+        back; failing earlier stops it (and rolls back with on_failure: rollback)."""
         if not self._phase.gates:
-            return None
+            return
         assert self._status.head_sha is not None
         result = await workflow.execute_activity_method(
             GateActivities.run_gates,
@@ -290,19 +640,72 @@ class PhaseWorkflow:
             )
         failure = result.first_failure
         if failure is None:
-            return None
-        return f"phase gate {failure.gate_id} {failure.reason} after wave {number}"
+            return
+        reason = f"phase gate {failure.gate_id} {failure.reason} after wave {number}"
+        if last or self._phase.on_failure == "rollback":
+            self._rollback = RollbackRequest(to_wave=0, reason=reason)
+        else:
+            self._status.reason = reason
 
-    async def _finish(self, reason: str | None = None) -> RunStatus:
-        failed = reason is not None or any(
-            s.status in (WorkstreamState.FAILED, WorkstreamState.BLOCKED)
-            for s in self._status.workstreams.values()
-        )
-        self._status.status = PhaseState.FAILED if failed else PhaseState.COMPLETED
-        self._status.reason = reason or (self._summary_of_failures() if failed else None)
+    # -- saga ----------------------------------------------------------------------------------
+
+    async def _roll_back(self, request: RollbackRequest) -> None:
+        to_wave = request.to_wave or 0
         self._journal.event(
-            EventType.RUN_FAILED if failed else EventType.RUN_COMPLETED,
-            f"run {self._status.status}" + (f": {self._status.reason}" if failed else ""),
+            EventType.COMPENSATION_STARTED,
+            f"rolling back to {'the base' if not to_wave else f'wave {to_wave}'}: {request.reason}",
+            wave=to_wave,
+        )
+        failures = await self._saga.unwind(to_wave)
+        self._status.head_sha = self._checkpoints.get(to_wave, self._status.base_sha)
+        for state in self._status.workstreams.values():
+            if state.wave <= to_wave:
+                continue
+            if state.status == WorkstreamState.COMPLETED:
+                state.status = WorkstreamState.ROLLED_BACK
+                state.reason = f"rolled back: {request.reason}"
+            elif state.status in (WorkstreamState.PENDING, WorkstreamState.RUNNING,
+                                  WorkstreamState.AWAITING_REVIEW):  # fmt: skip
+                state.status = WorkstreamState.DROPPED
+                state.reason = f"not run: {request.reason}"
+        for entry in self._ledger.values():
+            if self._ws(entry.workstream_id).wave <= to_wave:
+                continue
+            if entry.state == PatchState.COMMITTED:
+                self._journal.move(entry, PatchState.ROLLED_BACK, request.reason)
+            elif entry.state in (PatchState.VALIDATED, PatchState.QUEUED, PatchState.APPLIED,
+                                 PatchState.VERIFIED, PatchState.QUARANTINED,
+                                 PatchState.APPLY_FAILED):  # fmt: skip
+                self._journal.move(entry, PatchState.DROPPED, f"rolled back: {request.reason}")
+        self._journal.event(
+            EventType.COMPENSATION_COMPLETED,
+            "rollback complete" + (f" with {len(failures)} failed steps" if failures else ""),
+            failures=failures,
+        )
+        if failures:
+            request.reason += f"; compensation failed: {'; '.join(failures)}"
+        self._show()
+
+    # -- the end -------------------------------------------------------------------------------
+
+    async def _finish(
+        self, *, reason: str | None = None, state: PhaseState | None = None
+    ) -> RunStatus:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        failed = reason is not None or any(
+            s.status in ENDED for s in self._status.workstreams.values()
+        )
+        if state is None:
+            state = PhaseState.FAILED if failed else PhaseState.COMPLETED
+        self._status.status = state
+        self._status.reason = reason or (self._summary_of_failures() if failed else None)
+        kind = {
+            PhaseState.COMPLETED: EventType.RUN_COMPLETED,
+            PhaseState.ROLLED_BACK: EventType.RUN_ROLLED_BACK,
+            PhaseState.CANCELED: EventType.RUN_CANCELED,
+        }.get(state, EventType.RUN_FAILED)
+        self._journal.event(
+            kind, f"run {state}" + (f": {self._status.reason}" if self._status.reason else "")
         )
         self._show()
         closed = await workflow.execute_activity_method(
@@ -317,10 +720,10 @@ class PhaseWorkflow:
             summary="write the run report, clean up checkouts",
         )
         self._status.report_dir = closed.report_dir
-        if failed:
+        if state in (PhaseState.FAILED, PhaseState.ROLLED_BACK):
             # A failed phase is a failed execution in the Web UI; the record rides along.
             raise ApplicationError(
-                f"phase {self._phase.phase_id} failed: {self._status.reason}",
+                f"phase {self._phase.phase_id} {state}: {self._status.reason}",
                 self._status.model_dump(mode="json"),
                 type="PhaseFailed",
                 non_retryable=True,
@@ -339,11 +742,14 @@ class PhaseWorkflow:
             entry.commit = commit
         self._show()
 
-    def _fail(self, ws_id: str, reason: str) -> None:
-        """Fail a workstream and block everything downstream of it (never run)."""
+    def _fail(
+        self, ws_id: str, reason: str, state: WorkstreamState = WorkstreamState.FAILED
+    ) -> None:
+        """End a workstream and block everything downstream of it (never run)."""
         entry = self._ws(ws_id)
-        entry.status = WorkstreamState.FAILED
+        entry.status = state
         entry.reason = reason
+        word = "was dropped" if state == WorkstreamState.DROPPED else "failed"
         stack = [(dependent, ws_id) for dependent in self._dependents[ws_id]]
         while stack:
             dependent, via = stack.pop()
@@ -351,9 +757,9 @@ class PhaseWorkflow:
             if blocked.status == WorkstreamState.PENDING:
                 blocked.status = WorkstreamState.BLOCKED
                 blocked.reason = (
-                    f"dependency {via} failed"
+                    f"dependency {via} {word}"
                     if via == ws_id
-                    else f"dependency {via} is blocked by failed {ws_id}"
+                    else f"dependency {via} is blocked by {ws_id}, which {word}"
                 )
                 self._journal.event(
                     EventType.WORKSTREAM_BLOCKED, f"{dependent} blocked: {blocked.reason}",
@@ -372,18 +778,18 @@ class PhaseWorkflow:
                 )
 
     def _summary_of_failures(self) -> str:
-        def having(state: WorkstreamState) -> list[str]:
-            return [w for w, s in self._status.workstreams.items() if s.status == state]
-
         parts = []
-        if failed := having(WorkstreamState.FAILED):
-            parts.append(f"failed: {', '.join(failed)}")
-        if blocked := having(WorkstreamState.BLOCKED):
-            parts.append(f"blocked: {', '.join(blocked)}")
+        for state in ENDED:
+            names = [w for w, s in self._status.workstreams.items() if s.status == state]
+            if names:
+                parts.append(f"{state}: {', '.join(names)}")
         return "; ".join(parts)
 
     def _show(self) -> None:
         """Live status for the Web UI (current details) and for search."""
+        if self._status.status in (PhaseState.RUNNING, PhaseState.AWAITING_REVIEW):
+            waiting = bool(self._desk.pending())
+            self._status.status = PhaseState.AWAITING_REVIEW if waiting else PhaseState.RUNNING
         lines = [
             f"**{self._phase.phase_id}** — {self._status.status}, wave "
             f"{self._status.current_wave}/{len(self._status.waves)}",
@@ -394,6 +800,12 @@ class PhaseWorkflow:
         for ws_id, entry in self._status.workstreams.items():
             commit = entry.commit[:10] if entry.commit else ""
             lines.append(f"| {ws_id} | {entry.wave} | {entry.status} | {commit} |")
+        for request in self._desk.pending():
+            lines.append(
+                f"\nReview `{request.review_id}` for **{request.workstream_id}** "
+                f"({request.reason}): `uet approve|reject|retry {self._input.run_id} "
+                f"{request.workstream_id}`"
+            )
         workflow.set_current_details("\n".join(lines))
         status = str(self._status.status)
         if self._input.options.search_attributes and status != self._indexed_status:

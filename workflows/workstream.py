@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ValidationReport,
     )
     from schemas.refs import branch_ref
+    from schemas.review import ReviewNeed
     from schemas.run import WorkstreamInput, WorkstreamResult, WorkstreamState
     from schemas.spec import GateSpec
     from schemas.tools import Feedback, ToolRunInput, ToolRunResult
@@ -53,6 +55,15 @@ class Failed(Exception):
     def __init__(self, reason: str, patch: PatchArtifact | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.patch = patch
+
+
+class AskReview(Exception):
+    """Ends this execution waiting for a person: the phase asks, then resumes or re-runs it."""
+
+    def __init__(self, need: ReviewNeed, patch: PatchArtifact | None = None) -> None:
+        super().__init__(need.summary)
+        self.need = need
         self.patch = patch
 
 
@@ -78,6 +89,11 @@ class WorkstreamWorkflow:
         )
         try:
             commit, patch = await self._attempts()
+        except AskReview as ask:
+            return self._result(
+                WorkstreamState.AWAITING_REVIEW, patch=ask.patch, reason=ask.need.summary,
+                review=ask.need,
+            )  # fmt: skip
         except Failed as failed:
             result = self._result(WorkstreamState.FAILED, reason=failed.reason, patch=failed.patch)
             self._journal.event(
@@ -103,62 +119,94 @@ class WorkstreamWorkflow:
 
     async def _attempts(self) -> tuple[str, PatchArtifact | None]:
         """The fix loop: returns the verified commit (the base when nothing changed)."""
-        max_attempts = 1 + self._ws.resilience_policy.max_fix_attempts
-        feedback: Feedback | None = None
-        previous: LedgerEntry | None = None
+        first = self._input.first_attempt
+        last = first + self._ws.resilience_policy.max_fix_attempts
+        feedback = self._input.feedback
+        previous_id = self._input.replaces
         earlier: list[PatchArtifact] = []
-        for attempt in range(1, max_attempts + 1):
-            if feedback is not None:
-                self._journal.event(
-                    EventType.FIX_ATTEMPT,
-                    f"{self._ws.workstream_id}: fix attempt {attempt - 1} of "
-                    f"{max_attempts - 1} after gate {feedback.gate_id} failed",
-                    workstream_id=self._ws.workstream_id,
-                    gate_id=feedback.gate_id,
-                )
-            tool = await self._run_tool(attempt, feedback)
+        for attempt in range(first, last + 1):
             entry: LedgerEntry | None = None
             commit = self._input.base_sha
-            if tool.patch is None:
-                self._journal.event(
-                    EventType.NO_CHANGE, f"{self._ws.workstream_id}: the tool changed nothing",
-                    workstream_id=self._ws.workstream_id,
-                )  # fmt: skip
-            else:
-                entry = self._journal.new_entry(
-                    workstream_id=self._ws.workstream_id,
-                    attempt=attempt,
-                    tool_id=self._ws.execution_request.tool_id,
-                    replaces=previous.patch_id if previous else None,
-                )
-                await self._validate(entry, tool, attempt, earlier, feedback)
-                assert entry.patch is not None
-                earlier.append(entry.patch)
+            if attempt == first and self._input.resume is not None:
+                # A reviewer approved this quarantined patch: apply it as it is.
+                entry = self._input.resume
+                self._journal.entries.append(entry)
                 commit = await self._apply(entry)
+            else:
+                if feedback is not None and feedback.gate_id and attempt > first:
+                    self._journal.event(
+                        EventType.FIX_ATTEMPT,
+                        f"{self._ws.workstream_id}: fix attempt {attempt - first} of "
+                        f"{last - first} after gate {feedback.gate_id} failed",
+                        workstream_id=self._ws.workstream_id,
+                        gate_id=feedback.gate_id,
+                    )
+                tool = await self._run_tool(attempt, feedback)
+                if tool.patch is None:
+                    self._journal.event(
+                        EventType.NO_CHANGE, f"{self._ws.workstream_id}: the tool changed nothing",
+                        workstream_id=self._ws.workstream_id,
+                    )  # fmt: skip
+                else:
+                    entry = self._journal.new_entry(
+                        workstream_id=self._ws.workstream_id,
+                        attempt=attempt,
+                        tool_id=self._ws.execution_request.tool_id,
+                        replaces=previous_id,
+                    )
+                    await self._validate(entry, tool, attempt, earlier, feedback)
+                    assert entry.patch is not None
+                    earlier.append(entry.patch)
+                    commit = await self._apply(entry)
             gates = await self._run_gates(commit, entry)
             if gates.passed:
                 if entry is not None:
                     self._journal.move(entry, PatchState.VERIFIED, "all gates passed")
+                    if self._ws.review == "always":
+                        raise AskReview(
+                            ReviewNeed(
+                                reason="approval_required",
+                                summary=f"patch {entry.patch_id} passed its gates and waits "
+                                "for approval",
+                                patch_id=entry.patch_id,
+                                patch=entry.patch.ref if entry.patch else None,
+                                gate_logs=[g.log for g in gates.results if g.log],
+                            ),
+                            entry.patch,
+                        )
                 return commit, entry.patch if entry else None
             failure = gates.first_failure
             assert failure is not None
             why = f"gate {failure.gate_id} {failure.reason}"
-            if attempt < max_attempts:
+            if attempt < last:
                 if entry is not None:
                     self._journal.move(
                         entry, PatchState.DROPPED, f"{why}; replaced by attempt {attempt + 1}"
                     )
-                    previous = entry
-                feedback = self._feedback(failure, attempt + 1, max_attempts)
+                    previous_id = entry.patch_id
+                feedback = self._feedback(failure, attempt + 1, last)
                 continue
             tail = _last_lines(failure.output_tail)
+            fixes = last - first
+            if fixes:
+                why += f" after {fixes} fix attempt{'s' if fixes != 1 else ''}"
             if entry is None:
                 raise Failed(f"{why}\n{tail}" if tail else why)
-            fixes = max_attempts - 1
-            reason = f"{why} after {fixes} fix attempt{'s' if fixes != 1 else ''}" if fixes else why
-            self._journal.move(entry, PatchState.QUARANTINED, reason)
-            await self._quarantine(entry, reason, gate_output=failure.output_tail)
-            raise Failed(f"{reason}\n{tail}" if tail else reason, entry.patch)
+            if self._ws.review != "never":
+                # The patch stays `applied`: a reviewer may still approve it as it is.
+                raise AskReview(
+                    ReviewNeed(
+                        reason="gates_failed",
+                        summary=f"{why}\n{tail}" if tail else why,
+                        patch_id=entry.patch_id,
+                        patch=entry.patch.ref if entry.patch else None,
+                        gate_logs=[g.log for g in gates.results if g.log],
+                    ),
+                    entry.patch,
+                )
+            self._journal.move(entry, PatchState.QUARANTINED, why)
+            await self._quarantine(entry, why, gate_output=failure.output_tail)
+            raise Failed(f"{why}\n{tail}" if tail else why, entry.patch)
         raise AssertionError("the loop returns or raises")
 
     # -- steps ---------------------------------------------------------------------------------
@@ -184,6 +232,8 @@ class WorkstreamWorkflow:
                 start_to_close_timeout=timedelta(seconds=policy.timeout_s + 120),
                 heartbeat_timeout=self._heartbeat,
                 retry_policy=RetryPolicy(maximum_attempts=policy.max_attempts),
+                # On cancel, wait until the tool is really dead: compensation comes next.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"{tool_id} for {self._ws.workstream_id} (attempt {attempt})",
             )
         except ActivityError as err:
@@ -251,11 +301,19 @@ class WorkstreamWorkflow:
         self._journal.move(entry, PatchState.QUARANTINED, reason)
         await self._quarantine(entry, reason, report=checked.report)
         message = f"patch quarantined: {reason}"
-        if feedback is not None:
+        if feedback is not None and feedback.gate_id:
             # Say what the fix attempt was trying to fix, not only how it went wrong.
             tail = _last_lines(feedback.output_tail)
             message += f"; it was fixing gate {feedback.gate_id} (exit {feedback.exit_code})"
             message += f"\n{tail}" if tail else ""
+        if self._ws.review != "never":
+            raise AskReview(
+                ReviewNeed(
+                    reason="quarantined", summary=message, patch_id=entry.patch_id,
+                    patch=checked.artifact.ref,
+                ),
+                checked.artifact,
+            )  # fmt: skip
         raise Failed(message, checked.artifact)
 
     async def _apply(self, entry: LedgerEntry) -> str:
@@ -361,6 +419,7 @@ class WorkstreamWorkflow:
                 start_to_close_timeout=timeout,
                 heartbeat_timeout=self._heartbeat if heartbeat else None,
                 retry_policy=GIT_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=summary,
             )
         except ActivityError as err:
@@ -391,8 +450,10 @@ class WorkstreamWorkflow:
         commit: str | None = None,
         patch: PatchArtifact | None = None,
         reason: str | None = None,
+        review: ReviewNeed | None = None,
     ) -> WorkstreamResult:
         return WorkstreamResult(
+            review=review,
             workstream_id=self._ws.workstream_id,
             status=status,
             commit=commit,

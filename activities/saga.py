@@ -1,0 +1,69 @@
+"""Compensation steps: each idempotent, each fine when its forward step never happened."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.git import clean_env, open_repository
+from activities.process import run_process
+from activities.state_dir import StateDir
+from activities.workspace import checkout
+from schemas.saga import CompensateInput, CompensateResult
+
+
+class SagaActivities:
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
+
+    @activity.defn
+    async def compensate(self, input: CompensateInput) -> CompensateResult:
+        step = input.step
+        repo = await open_repository(input.repo_path)
+        if step.kind == "reset_ref":
+            assert step.ref and step.to_sha
+            current = await repo.rev_parse(step.ref)
+            if current == step.to_sha:
+                return CompensateResult(step_id=step.step_id, done=True, detail="already there")
+            await repo.update_ref(step.ref, step.to_sha)
+            return CompensateResult(
+                step_id=step.step_id, done=True,
+                detail=f"{step.ref} {str(current)[:12]} -> {step.to_sha[:12]}",
+            )  # fmt: skip
+        if step.kind == "delete_ref":
+            assert step.ref
+            if await repo.rev_parse(step.ref) is None:
+                return CompensateResult(step_id=step.step_id, done=True, detail="already gone")
+            await repo.run("update-ref", "-d", step.ref)
+            return CompensateResult(step_id=step.step_id, done=True, detail=f"deleted {step.ref}")
+        # The user's own undo, in a fresh checkout of the integration head (their work is
+        # still there: its merge is undone after this step).
+        assert step.command is not None
+        head = await repo.rev_parse(input.integration_ref)
+        if head is None:
+            raise ApplicationError(f"{input.integration_ref} is gone", non_retryable=True)
+        scratch = self.state.scratch(
+            input.run_id, "compensation", f"{step.step_id}.{activity.info().attempt}"
+        )
+        tree = scratch / "tree"
+        tree.mkdir()
+        await checkout(repo, head, tree)
+        env = clean_env(
+            {
+                "UET_RUN_ID": input.run_id,
+                "UET_WORKSTREAM_ID": step.workstream_id or "",
+                "UET_COMPENSATION": "1",
+                "UET_INTEGRATION_SHA": head,
+            }
+        )
+        result = await run_process(
+            step.command, cwd=tree, env=env, timeout_s=input.timeout_s,
+            log_path=scratch / "compensation.log",
+        )  # fmt: skip
+        if result.exit_code != 0:
+            what = "timed out" if result.timed_out else f"exited with {result.exit_code}"
+            raise ApplicationError(
+                f"compensation of {step.workstream_id} {what}: {result.tail.strip()[-500:]}",
+                type="CompensationFailed",
+            )
+        return CompensateResult(step_id=step.step_id, done=True, detail="command ran")

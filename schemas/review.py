@@ -1,0 +1,81 @@
+"""Human review (contract): what a workstream asks a person, and what the person decides."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import ArtifactRef, Model
+
+ReviewReason = Literal[
+    "approval_required",  # review: always — a verified patch waits for a person
+    "gates_failed",  # gates still failing after the fix loop
+    "quarantined",  # the patch broke policy
+    "merge_conflict",  # it conflicts with the integration branch, even after 3-way and re-run
+]
+Decision = Literal["approve", "reject", "adjust", "retry"]
+
+#: What a person may decide, by why they are asked.
+ALLOWED_DECISIONS: dict[str, tuple[Decision, ...]] = {
+    "approval_required": ("approve", "reject", "adjust", "retry"),
+    "gates_failed": ("approve", "reject", "adjust", "retry"),
+    "quarantined": ("approve", "reject", "adjust", "retry"),
+    # There is nothing to approve: the patch cannot be merged as it is.
+    "merge_conflict": ("reject", "adjust", "retry"),
+}
+
+
+class ReviewNeed(Model):
+    """What a workstream needs a person for (the phase turns it into a ReviewRequest)."""
+
+    reason: ReviewReason
+    summary: str
+    patch_id: str | None = None
+    patch: ArtifactRef | None = None
+    gate_logs: list[ArtifactRef] = Field(default_factory=list)
+    conflicts: list[str] = Field(default_factory=list)
+
+
+class ReviewRequest(Model):
+    review_id: str = Field(description="ULID")
+    run_id: str
+    workstream_id: str
+    reason: ReviewReason
+    summary: str
+    patch_id: str | None = None
+    patch: ArtifactRef | None = None
+    gate_logs: list[ArtifactRef] = Field(default_factory=list)
+    conflicts: list[str] = Field(default_factory=list)
+    allowed: list[Decision]
+    requested_at: datetime
+    timeout_at: datetime | None = None
+
+
+class ReviewDecision(Model):
+    """The payload of the ``submit_review`` update and of the ``review_decision`` signal."""
+
+    review_id: str
+    decision: Decision
+    reviewer: str = Field(min_length=1)
+    comment: str = ""
+    instructions: str = Field(default="", description="adjust: appended to the tool's feedback")
+    rollback: bool = Field(default=False, description="reject: also roll the whole phase back")
+
+
+class ReviewRecord(Model):
+    request: ReviewRequest
+    decision: ReviewDecision | None = None
+    decided_at: datetime | None = None
+    timed_out: bool = False
+    abandoned: bool = Field(default=False, description="the run was rolled back meanwhile")
+
+
+class ReviewAnswer(Model):
+    """What ``submit_review`` returns to its caller."""
+
+    review_id: str
+    workstream_id: str
+    decision: Decision
+    accepted: bool = True

@@ -1,0 +1,87 @@
+"""The phase's saga: a stack of compensations, unwound in reverse to undo waves.
+
+Each compensation is pushed *before* its forward step, because a step can take effect and
+still report failure; every compensation therefore copes with "it never happened". The stack
+lives in the run record, so a finished run can still be rolled back from it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.failures import cause_message
+from workflows.journal import Journal
+
+with workflow.unsafe.imports_passed_through():
+    from activities.saga import SagaActivities
+    from schemas.events import EventType
+    from schemas.saga import CompensateInput, CompensationStep
+
+
+class Saga:
+    def __init__(
+        self,
+        repo_path: str,
+        run_id: str,
+        integration_ref: str,
+        journal: Journal,
+        stack: list[CompensationStep],
+        heartbeat: timedelta,
+    ) -> None:
+        self.repo_path = repo_path
+        self.run_id = run_id
+        self.integration_ref = integration_ref
+        self.journal = journal
+        self.stack = stack
+        self.heartbeat = heartbeat
+
+    def push(self, kind: str, wave: int, description: str, **fields: Any) -> None:
+        self.stack.append(
+            CompensationStep(
+                step_id=self.journal.ids.new(),
+                kind=kind,  # type: ignore[arg-type]
+                wave=wave,
+                description=description,
+                **fields,
+            )
+        )
+
+    async def unwind(self, to_wave: int) -> list[str]:
+        """Run every compensation of the waves after ``to_wave``, newest first. A step that
+        still fails after its retries is reported and the rest still run: stopping half way
+        would leave the repository in neither state."""
+        failures: list[str] = []
+        while self.stack and self.stack[-1].wave > to_wave:
+            step = self.stack[-1]
+            try:
+                done = await workflow.execute_activity_method(
+                    SagaActivities.compensate,
+                    CompensateInput(
+                        repo_path=self.repo_path,
+                        run_id=self.run_id,
+                        step=step,
+                        integration_ref=self.integration_ref,
+                    ),
+                    start_to_close_timeout=timedelta(minutes=15),
+                    heartbeat_timeout=self.heartbeat,
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                    summary=f"undo: {step.description}",
+                )
+                detail = done.detail
+            except ActivityError as err:
+                detail = f"FAILED: {cause_message(err)}"
+                failures.append(f"{step.description}: {cause_message(err)}")
+            self.stack.pop()
+            self.journal.event(
+                EventType.COMPENSATION_STEP,
+                f"undo {step.description}" + (f": {detail}" if detail else ""),
+                workstream_id=step.workstream_id,
+                wave=step.wave,
+                kind=step.kind,
+            )
+        return failures
