@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-from runtime import commands, logs, reports
+from runtime import commands, logs, reports, reviewing
 from runtime.errors import UserError
 
 
@@ -53,6 +53,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("run_id")
     s.add_argument("workstream_id")
 
+    s = sub.add_parser("reviews", help="pending reviews, of one run or of every run")
+    s.add_argument("run_id", nargs="?")
+    s.add_argument("--json", action="store_true")
+
+    for name, what in (("approve", "let the workstream proceed (overrides a quarantine)"),
+                       ("reject", "drop the workstream; its dependents are blocked"),
+                       ("retry", "run the workstream again, unchanged"),
+                       ("adjust", "run it again with your instructions for the tool")):  # fmt: skip
+        s = sub.add_parser(name, help=what)
+        s.add_argument("run_id")
+        s.add_argument("workstream_id")
+        s.add_argument("--comment", default="")
+        s.add_argument("--reviewer", help="who decides (default: your user name)")
+        if name == "adjust":
+            s.add_argument("--instructions", required=True)
+        if name == "reject":
+            s.add_argument("--rollback", action="store_true", help="and roll the phase back")
+
+    s = sub.add_parser("cancel", help="stop a run: kill its tools, undo its work")
+    s.add_argument("run_id")
+
+    s = sub.add_parser("rollback", help="undo a run's waves (all, or those after --to-wave)")
+    s.add_argument("run_id")
+    s.add_argument("--to-wave", type=int, default=None, metavar="N")
+    s.add_argument("--reason", default="")
+
     s = sub.add_parser("server", help="run the embedded Temporal server; `server stop` ends it")
     s.add_argument("action", nargs="?", choices=["stop"])
 
@@ -77,6 +103,18 @@ def dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(reports.ledger(args.run_id, args.json))
         case "show":
             return asyncio.run(reports.show(args.run_id, args.workstream_id))
+        case "reviews":
+            return asyncio.run(reviewing.reviews(args.run_id, args.json))
+        case "approve" | "reject" | "retry" | "adjust":
+            decision = reviewing.DecisionRequest(
+                args.run_id, args.workstream_id, args.command, args.reviewer, args.comment,
+                getattr(args, "instructions", ""), getattr(args, "rollback", False),
+            )  # fmt: skip
+            return asyncio.run(reviewing.decide(decision))
+        case "cancel":
+            return asyncio.run(reviewing.cancel(args.run_id))
+        case "rollback":
+            return asyncio.run(reviewing.rollback(args.run_id, args.to_wave, args.reason))
         case "server":
             return commands.server(args.action)
         case "worker":

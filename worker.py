@@ -24,9 +24,10 @@ from activities.tools import ToolActivities
 from activities.workspace import WorkspaceActivities
 from runtime.settings import Settings
 from workflows.phase import PhaseWorkflow
+from workflows.rollback import RollbackWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
-WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow]
+WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow, RollbackWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:

@@ -72,6 +72,7 @@ class RunStatus(Model):
     run_id: str
     workflow_id: str
     phase_id: str
+    repo_path: str = ""
     status: PhaseState = PhaseState.RUNNING
     base_sha: GitSha | None = None
     integration_branch: str
@@ -123,3 +124,14 @@ class WorkstreamResult(Model):
     ledger: list[LedgerEntry] = Field(default_factory=list)
     events: list[RunEvent] = Field(default_factory=list)
     review: ReviewNeed | None = Field(default=None, description="status awaiting_review: why")
+
+
+class RollbackRunInput(Model):
+    """RollbackWorkflow's input: a finished run's record, ledger and events, from its report."""
+
+    record: RunStatus
+    ledger: list[LedgerEntry] = Field(default_factory=list)
+    events: list[RunEvent] = Field(default_factory=list)
+    to_wave: int = Field(default=0, ge=0)
+    reason: str = ""
+    heartbeat_timeout_s: float = 30

@@ -25,7 +25,7 @@ from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.journal import Journal
 from workflows.review import ReviewDesk
-from workflows.saga import Saga
+from workflows.saga import Saga, mark_rolled_back
 from workflows.workstream import WorkstreamWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -86,6 +86,7 @@ class PhaseWorkflow:
             run_id=input.run_id,
             workflow_id=workflow.info().workflow_id,
             phase_id=input.phase.phase_id,
+            repo_path=input.repo_path,
             integration_branch=integration_branch(input.run_id),
             workstreams={
                 ws.workstream_id: WorkstreamStatus(
@@ -656,27 +657,13 @@ class PhaseWorkflow:
             f"rolling back to {'the base' if not to_wave else f'wave {to_wave}'}: {request.reason}",
             wave=to_wave,
         )
+        head = self._saga.checkpoint(to_wave)
         failures = await self._saga.unwind(to_wave)
-        self._status.head_sha = self._checkpoints.get(to_wave, self._status.base_sha)
-        for state in self._status.workstreams.values():
-            if state.wave <= to_wave:
-                continue
-            if state.status == WorkstreamState.COMPLETED:
-                state.status = WorkstreamState.ROLLED_BACK
-                state.reason = f"rolled back: {request.reason}"
-            elif state.status in (WorkstreamState.PENDING, WorkstreamState.RUNNING,
-                                  WorkstreamState.AWAITING_REVIEW):  # fmt: skip
-                state.status = WorkstreamState.DROPPED
-                state.reason = f"not run: {request.reason}"
-        for entry in self._ledger.values():
-            if self._ws(entry.workstream_id).wave <= to_wave:
-                continue
-            if entry.state == PatchState.COMMITTED:
-                self._journal.move(entry, PatchState.ROLLED_BACK, request.reason)
-            elif entry.state in (PatchState.VALIDATED, PatchState.QUEUED, PatchState.APPLIED,
-                                 PatchState.VERIFIED, PatchState.QUARANTINED,
-                                 PatchState.APPLY_FAILED):  # fmt: skip
-                self._journal.move(entry, PatchState.DROPPED, f"rolled back: {request.reason}")
+        if head is not None:
+            self._status.head_sha = head
+        mark_rolled_back(
+            self._status, list(self._ledger.values()), self._journal, to_wave, request.reason
+        )
         self._journal.event(
             EventType.COMPENSATION_COMPLETED,
             "rollback complete" + (f" with {len(failures)} failed steps" if failures else ""),

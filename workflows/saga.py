@@ -20,6 +20,8 @@ from workflows.journal import Journal
 with workflow.unsafe.imports_passed_through():
     from activities.saga import SagaActivities
     from schemas.events import EventType
+    from schemas.ledger import TRANSITIONS, LedgerEntry, PatchState
+    from schemas.run import RunStatus, WorkstreamState
     from schemas.saga import CompensateInput, CompensationStep
 
 
@@ -50,6 +52,12 @@ class Saga:
                 **fields,
             )
         )
+
+    def checkpoint(self, to_wave: int) -> str | None:
+        """Where the integration branch goes back to when the waves after ``to_wave`` are
+        undone: the oldest reset among them."""
+        resets = [s for s in self.stack if s.kind == "reset_ref" and s.wave > to_wave]
+        return resets[0].to_sha if resets else None
 
     async def unwind(self, to_wave: int) -> list[str]:
         """Run every compensation of the waves after ``to_wave``, newest first. A step that
@@ -85,3 +93,27 @@ class Saga:
                 kind=step.kind,
             )
         return failures
+
+
+def mark_rolled_back(
+    record: RunStatus, ledger: list[LedgerEntry], journal: Journal, to_wave: int, reason: str
+) -> None:
+    """After an unwind: the work of the waves after ``to_wave`` is undone or was never done."""
+    for state in record.workstreams.values():
+        if state.wave <= to_wave:
+            continue
+        if state.status == WorkstreamState.COMPLETED:
+            state.status = WorkstreamState.ROLLED_BACK
+            state.reason = f"rolled back: {reason}"
+        elif state.status in (WorkstreamState.PENDING, WorkstreamState.RUNNING,
+                              WorkstreamState.AWAITING_REVIEW):  # fmt: skip
+            state.status = WorkstreamState.DROPPED
+            state.reason = f"not run: {reason}"
+    undone = {w for w, s in record.workstreams.items() if s.wave > to_wave}
+    for entry in ledger:
+        if entry.workstream_id not in undone:
+            continue
+        if entry.state == PatchState.COMMITTED:
+            journal.move(entry, PatchState.ROLLED_BACK, reason)
+        elif PatchState.DROPPED in TRANSITIONS[entry.state]:
+            journal.move(entry, PatchState.DROPPED, f"rolled back: {reason}")
