@@ -31,7 +31,6 @@ from schemas.workspace import (
     IntegrateInput,
     IntegrateResult,
     MergeOutcome,
-    MergeRequest,
     OpenRunInput,
     OpenRunResult,
 )
@@ -122,22 +121,14 @@ class WorkspaceActivities:
             )  # fmt: skip
             fields = result.stdout.decode("utf-8", "replace").split("\0")
             if result.returncode == 1:
+                # merge-tree is already a 3-way merge (merge-ort, with renames): what it
+                # cannot merge, re-applying the patch with `git apply --3way` cannot either.
                 conflicts = sorted({f for f in fields[1:] if f})
-                reapplied = await self._reapply(repo, head, request, input)
-                if reapplied is None:
-                    outcomes.append(
-                        MergeOutcome(
-                            workstream_id=request.workstream_id, merged=False, conflicts=conflicts
-                        )
-                    )
-                    continue
-                head = reapplied
                 outcomes.append(
                     MergeOutcome(
-                        workstream_id=request.workstream_id, merged=True, method="3way",
-                        merge_commit=head,
+                        workstream_id=request.workstream_id, merged=False, conflicts=conflicts
                     )
-                )  # fmt: skip
+                )
                 continue
             if result.returncode != 0:
                 raise GitError(("merge-tree",), result.returncode, result.stderr.decode())
@@ -167,39 +158,6 @@ class WorkspaceActivities:
         return IntegrateResult(
             head_sha=head, outcomes=outcomes, history=self._extend_history(input, outcomes)
         )
-
-    async def _reapply(
-        self, repo: Git, head: str, request: MergeRequest, input: IntegrateInput
-    ) -> str | None:
-        """The workstream's patch applied with a 3-way apply on ``head`` (git uses the blob ids
-        in the patch to merge around what moved): the new merge commit, or None if it still
-        conflicts."""
-        if request.patch is None:
-            return None
-        patch = self.state.artifacts.verified_path(request.patch)
-        async with self.state.private_index(repo, input.run_id) as git:
-            await git.run("read-tree", head)
-            applied = await git.run(
-                "apply", "--cached", "--3way", "--whitespace=nowarn", str(patch), check=False
-            )
-            unmerged = await git.out("ls-files", "--unmerged")
-            if applied.returncode != 0 or unmerged:
-                return None
-            tree = await git.out("write-tree")
-        message = (
-            f"{request.title or request.workstream_id}\n\n"
-            f"Uet-Run: {input.run_id}\n"
-            f"Uet-Workstream: {request.workstream_id}\n"
-            f"Uet-Patch: {request.patch_id}\n"
-            f"Uet-Reapplied-From: {request.commit_sha}\n"
-        )
-        rebased = await repo.commit_tree(tree, [head], message, input.timestamp)
-        merge = (
-            f"uet: integrate {request.workstream_id} (wave {input.wave}, 3-way re-apply)\n\n"
-            f"Uet-Run: {input.run_id}\n"
-            f"Uet-Integrates: {request.workstream_id}\n"
-        )
-        return await repo.commit_tree(tree, [head, rebased], merge, input.timestamp)
 
     def _extend_history(
         self, input: IntegrateInput, outcomes: list[MergeOutcome]

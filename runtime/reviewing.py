@@ -44,9 +44,11 @@ def _phase(client: Client, run_id: str) -> WorkflowHandle[Any, RunStatus]:
     return client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
 
 
-async def _pending(handle: WorkflowHandle[Any, RunStatus]) -> list[ReviewRequest]:
+async def _pending(
+    handle: WorkflowHandle[Any, RunStatus], timeout_s: float = 10
+) -> list[ReviewRequest]:
     try:
-        return await asyncio.wait_for(handle.query(PhaseWorkflow.pending_reviews), 10)
+        return await asyncio.wait_for(handle.query(PhaseWorkflow.pending_reviews), timeout_s)
     except RPCError as exc:
         raise UserError(f"run {handle.id.removeprefix('uet-')}: {exc.message}") from None
     except TimeoutError:
@@ -72,8 +74,13 @@ async def reviews(run_id: str | None, as_json: bool) -> int:
             raise UserError(f"cannot search runs: {exc.message}") from None
     found = []
     for run in sorted(runs):
-        for request in await _pending(_phase(client, run)):
-            found.append(request)
+        try:
+            found += await _pending(_phase(client, run), timeout_s=10 if run_id else 3)
+        except UserError as problem:
+            if run_id:
+                raise
+            # One run without a worker must not hide the others' reviews.
+            err.print(f"[yellow]{run}[/]: {problem.lines[0]}")
     if as_json:
         emit_json([r.model_dump(mode="json") for r in found])
         return ExitCode.COMPLETED

@@ -44,16 +44,11 @@ class MergeRequest(Model):
     commit_sha: GitSha
     patch_id: str | None = None
     reverse_fingerprint: str | None = None
-    patch: ArtifactRef | None = Field(
-        default=None, description="re-applied with a 3-way apply when the merge conflicts"
-    )
-    title: str = ""
 
 
 class MergeOutcome(Model):
     workstream_id: str
     merged: bool
-    method: str = Field(default="merge", description="merge | 3way (patch re-applied on the head)")
     merge_commit: GitSha | None = None
     conflicts: list[str] = Field(default_factory=list)
 

@@ -62,3 +62,32 @@ def snapshot(repo: Path) -> tuple[str, str, str]:
         git_out(repo, "ls-files", "-s"),
         git_out(repo, "status", "--porcelain", "--untracked-files=all"),
     )
+
+
+async def wait_for_status(
+    handle: WorkflowHandle[Any, RunStatus], predicate: Any, timeout_s: float = 60
+) -> RunStatus:
+    """Poll the ``status`` query until ``predicate(status)`` holds."""
+    import asyncio
+
+    from temporalio.service import RPCError
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            status = await handle.query(PhaseWorkflow.status)
+            if predicate(status):
+                return status
+        except RPCError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the run never reached the expected state")
+        await asyncio.sleep(0.1)
+
+
+async def start_phase(
+    client: Client, settings: Settings, input: RunInput
+) -> WorkflowHandle[Any, RunStatus]:
+    return await client.start_workflow(
+        PhaseWorkflow.run, input, id=workflow_id(input.run_id), task_queue=settings.task_queue
+    )

@@ -96,7 +96,7 @@ class PhaseWorkflow:
             },
         )
         self._journal = Journal(input.run_id, IdFactory())
-        self._desk = ReviewDesk(input.run_id, input.phase, self._journal)
+        self._desk = ReviewDesk(input.run_id, input.phase, self._journal, self._show)
         self._status.reviews = self._desk.records
         self._saga = Saga(
             input.repo_path,
@@ -137,9 +137,7 @@ class PhaseWorkflow:
 
     @workflow.update
     def submit_review(self, decision: ReviewDecision) -> ReviewAnswer:
-        answer = self._desk.decide(decision)
-        self._show()
-        return answer
+        return self._desk.decide(decision)
 
     @submit_review.validator
     def _check_review(self, decision: ReviewDecision) -> None:
@@ -156,7 +154,6 @@ class PhaseWorkflow:
             workflow.logger.warning(f"review_decision signal ignored: {problem}")
             return
         self._desk.decide(decision)
-        self._show()
 
     @workflow.update
     def rollback(self, request: RollbackRequest) -> RunStatus:
@@ -457,7 +454,7 @@ class PhaseWorkflow:
         self, number: int, results: list[WorkstreamResult]
     ) -> list[tuple[WorkstreamResult, MergeOutcome]]:
         """Merge the wave's verified workstreams in id order and tag the checkpoint; the ones
-        that conflict even with a 3-way re-apply are returned."""
+        that conflict (even as a 3-way merge) are returned."""
         merges = sorted(
             (self._merge_request(r) for r in results
              if r.status == WorkstreamState.COMPLETED and r.commit),
@@ -481,8 +478,6 @@ class PhaseWorkflow:
             commit_sha=result.commit,
             patch_id=result.patch.patch_id if result.patch else None,
             reverse_fingerprint=result.patch.reverse_fingerprint if result.patch else None,
-            patch=result.patch.ref if result.patch else None,
-            title=self._phase.workstream(result.workstream_id).title,
         )
 
     async def _merge(self, number: int, merges: list[MergeRequest]) -> list[MergeOutcome]:
@@ -513,11 +508,10 @@ class PhaseWorkflow:
             if not outcome.merged:
                 continue
             if entry is not None:
-                how = " (3-way re-apply)" if outcome.method == "3way" else ""
                 self._journal.move(
                     entry, PatchState.COMMITTED,
                     f"merged into {self._status.integration_branch} as "
-                    f"{(outcome.merge_commit or '')[:12]}{how}",
+                    f"{(outcome.merge_commit or '')[:12]}",
                 )  # fmt: skip
             ws = self._phase.workstream(outcome.workstream_id)
             if ws.compensation is not None:
@@ -533,7 +527,7 @@ class PhaseWorkflow:
     async def _settle_conflict(
         self, number: int, result: WorkstreamResult, outcome: MergeOutcome
     ) -> None:
-        """A merge that conflicts even with a 3-way re-apply: re-run the workstream on the new
+        """A conflict the 3-way merge could not resolve: re-run the workstream on the new
         head (that counts as a fix attempt); only then ask a person, or fail it."""
         ws_id = result.workstream_id
         ws = self._phase.workstream(ws_id)

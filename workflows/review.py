@@ -28,10 +28,13 @@ with workflow.unsafe.imports_passed_through():
 
 
 class ReviewDesk:
-    def __init__(self, run_id: str, phase: PhaseSpec, journal: Journal) -> None:
+    def __init__(
+        self, run_id: str, phase: PhaseSpec, journal: Journal, on_change: Callable[[], None]
+    ) -> None:
         self.run_id = run_id
         self.phase = phase
         self.journal = journal
+        self.on_change = on_change  # the phase shows "awaiting_review" while any is pending
         self.records: list[ReviewRecord] = []
 
     def pending(self) -> list[ReviewRequest]:
@@ -65,6 +68,7 @@ class ReviewDesk:
         assert record is not None
         record.decision = decision
         record.decided_at = workflow.now()
+        self.on_change()
         return ReviewAnswer(
             review_id=decision.review_id,
             workstream_id=record.request.workstream_id,
@@ -103,6 +107,7 @@ class ReviewDesk:
             review_id=request.review_id,
             reason=need.reason,
         )
+        self.on_change()
         try:
             await workflow.wait_condition(
                 lambda: record.decision is not None or give_up(),
@@ -120,6 +125,7 @@ class ReviewDesk:
                 comment=f"no decision within review_timeout_s={timeout:g}",
             )
             record.decided_at = workflow.now()
+            self.on_change()
             self.journal.event(
                 EventType.REVIEW_TIMED_OUT,
                 f"{workstream_id}: review {request.review_id} timed out: "
@@ -129,6 +135,7 @@ class ReviewDesk:
             )
         if record.decision is None:
             record.abandoned = True
+            self.on_change()
             return record
         decision = record.decision
         self.journal.event(
