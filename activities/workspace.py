@@ -184,7 +184,8 @@ class WorkspaceActivities:
         run_id = input.record.run_id
         folder = self.state.report_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomically(folder / "run.json", input.record.model_dump_json(indent=2) + "\n")
+        record = input.record.model_copy(update={"report_dir": str(folder)})
+        _write_atomically(folder / "run.json", record.model_dump_json(indent=2) + "\n")
         _write_atomically(
             folder / "ledger.jsonl", "".join(e.model_dump_json() + "\n" for e in input.ledger)
         )

@@ -178,7 +178,11 @@ class PhaseWorkflow:
         self._journal.event(EventType.RUN_STARTED, f"run of phase {self._phase.phase_id}")
         try:
             return await self._run_phase(input)
-        except asyncio.CancelledError:
+        except BaseException as err:
+            # Cancellation arrives as CancelledError or wrapped in a child's or an activity's
+            # error; anything else is not ours to handle here.
+            if not is_cancelled_exception(err):
+                raise
             # `uet cancel`: the children were cancelled with us, their tools killed and awaited.
             # Undo everything, write the report, then end as cancelled.
             await self._roll_back(RollbackRequest(to_wave=0, reason="the run was cancelled"))
@@ -264,13 +268,7 @@ class PhaseWorkflow:
             asyncio.create_task(self._run_workstream(ws_id, head, number, slots)) for ws_id in ready
         ]
         results: list[WorkstreamResult] = []
-        for task in tasks:
-            try:
-                results.append(await task)
-            except asyncio.CancelledError:
-                if self._rollback is None:
-                    raise  # the whole run is being cancelled
-        return results
+        return [await task for task in tasks]
 
     async def _run_workstream(
         self, ws_id: str, head: str, number: int, slots: asyncio.Semaphore
