@@ -267,7 +267,6 @@ class PhaseWorkflow:
         tasks = [
             asyncio.create_task(self._run_workstream(ws_id, head, number, slots)) for ws_id in ready
         ]
-        results: list[WorkstreamResult] = []
         return [await task for task in tasks]
 
     async def _run_workstream(
