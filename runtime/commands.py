@@ -252,6 +252,10 @@ async def _final_record(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
         cause = failure.cause
         if isinstance(cause, ApplicationError) and cause.type == "PhaseFailed" and cause.details:
             return RunStatus.model_validate(cause.details[0])
+        # A cancelled run carries no record in its failure; it wrote its report before ending.
+        report = Settings.from_env().home / "runs" / handle.id.removeprefix("uet-") / "run.json"
+        if report.is_file():
+            return RunStatus.model_validate_json(report.read_text("utf-8"))
         raise UserError(
             f"run {handle.id} ended abnormally: {cause or failure}", exit_code=ExitCode.FAILED
         ) from None

@@ -18,6 +18,7 @@ from temporalio.service import RPCError
 from activities.artifacts import ArtifactStore
 from runtime.connect import target_from_env
 from runtime.errors import ExitCode, UserError
+from runtime.progress import answer_commands
 from runtime.settings import Settings
 from schemas.ledger import LedgerEntry
 from schemas.refs import child_workflow_id, workflow_id
@@ -125,6 +126,7 @@ async def show(run_id: str, workstream_id: str) -> int:
         out.print(f"reason: {state.reason}")
     if state.commit:
         out.print(f"commit: {state.commit} on {state.branch}")
+    _print_reviews(view.record, workstream_id)
     if not entries:
         out.print("no patch: the tool did not get as far as changing anything")
         return ExitCode.COMPLETED
@@ -148,6 +150,32 @@ async def show(run_id: str, workstream_id: str) -> int:
                     out.print(f"    | {line}", markup=False)
     _print_patch(entries[-1])
     return ExitCode.COMPLETED
+
+
+def _print_reviews(record: RunStatus, workstream_id: str) -> None:
+    for review in record.reviews:
+        request = review.request
+        if request.workstream_id != workstream_id:
+            continue
+        out.print(f"\n[bold]review {request.review_id}[/] ({request.reason}), asked "
+                  f"{request.requested_at:%Y-%m-%d %H:%M:%S}")  # fmt: skip
+        out.print(f"  {request.summary}", markup=False)
+        if request.conflicts:
+            out.print(f"  conflicting files: {', '.join(request.conflicts)}", markup=False)
+        decision = review.decision
+        if decision is not None:
+            when = f"{review.decided_at:%Y-%m-%d %H:%M:%S}" if review.decided_at else ""
+            timed_out = " (timed out)" if review.timed_out else ""
+            comment = f": {decision.comment}" if decision.comment else ""
+            out.print(
+                f"  decided: {decision.decision}{timed_out} by {decision.reviewer} {when}{comment}",
+                markup=False,
+            )
+        elif review.abandoned:
+            out.print("  abandoned: the run was rolled back")
+        else:
+            for line in answer_commands(request):
+                out.print(f"  {line}", markup=False)
 
 
 def _print_patch(entry: LedgerEntry) -> None:
