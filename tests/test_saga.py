@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import git_out, phase, record_of, run_input, start_phase, wait_for_status
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.worker import Replayer, Worker
 
 from runtime.settings import Settings
+from schemas.review import ReviewDecision
 from schemas.run import PhaseState, RunStatus, WorkstreamState
 from worker import WORKFLOWS
 from workflows.phase import PhaseWorkflow
@@ -110,6 +112,29 @@ async def test_on_failure_rollback(
     states = {w: s.status for w, s in record.workstreams.items()}
     assert states == {"ws-ok": "rolled_back", "ws-bad": "failed", "ws-later": "dropped"}
     assert git_out(repo, "rev-parse", record.integration_branch) == base
+
+
+async def test_reject_with_rollback(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    repo: Path = make_repo({"base.txt": "base\n"})
+    base = git_out(repo, "rev-parse", "HEAD")
+    log = tmp_path / "undo.log"
+    workstreams = chain(log, 2)
+    workstreams[1]["resilience_policy"] = {"max_fix_attempts": 0}
+    workstreams[1]["acceptance_criteria"] = {"gates": [{"gate_id": "unit", "command": "exit 1"}]}
+    handle = await start_phase(client, settings, run_input(phase(workstreams=workstreams), repo))
+    await wait_for_status(handle, lambda s: s.status == PhaseState.AWAITING_REVIEW)
+    rejected = await cli(client, settings)("reject", handle.id.removeprefix("uet-"), "ws-2",
+                                           "--rollback", "--comment", "start over")  # fmt: skip
+    assert rejected.returncode == 0, rejected.stderr
+    record = await record_of(handle)
+    assert record.status == PhaseState.ROLLED_BACK
+    assert record.reason == "ws-2 rejected with rollback by " + record.reviews[0].decision.reviewer  # type: ignore[union-attr]
+    assert log.read_text().splitlines() == ["undo ws-1"]
+    assert git_out(repo, "rev-parse", record.integration_branch) == base
+    states = {w: s.status for w, s in record.workstreams.items()}
+    assert states == {"ws-1": "rolled_back", "ws-2": "dropped"}
 
 
 async def test_cancel_mid_wave_kills_the_tool_then_compensates(
@@ -224,8 +249,12 @@ async def test_merge_conflicts_three_way_rerun_and_review(
     (request,) = await handle.query(PhaseWorkflow.pending_reviews)
     assert (request.workstream_id, request.reason) == ("ws-e", "merge_conflict")
     assert request.conflicts == ["g.txt"] and request.allowed == ["reject", "adjust", "retry"]
-    from schemas.review import ReviewDecision
-
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            PhaseWorkflow.submit_review,
+            ReviewDecision(review_id=request.review_id, decision="approve", reviewer="alice"),
+        )
+    assert "'approve' is not a decision for a merge_conflict review" in str(refused.value.cause)
     await handle.execute_update(
         PhaseWorkflow.submit_review,
         ReviewDecision(review_id=request.review_id, decision="reject", reviewer="alice"),
