@@ -90,6 +90,22 @@ async def test_rollback_after_the_last_wave_returns_to_the_base(
     )
 
 
+async def test_phase_gate_failing_before_the_last_wave_stops_the_phase(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    repo: Path = make_repo({"base.txt": "base\n"})
+    log = tmp_path / "undo.log"
+    spec = phase(gates=[{"gate_id": "no-w1", "command": "test ! -f w1.txt"}],
+                 workstreams=chain(log, 3))  # fmt: skip
+    record = await record_of(await start_phase(client, settings, run_input(spec, repo)))
+    assert record.status == PhaseState.FAILED
+    assert record.reason == "phase gate no-w1 exited with 1 after wave 1"
+    states = {w: s.status for w, s in record.workstreams.items()}
+    assert states == {"ws-1": "completed", "ws-2": "blocked", "ws-3": "blocked"}
+    assert not log.exists(), "stopping is not rolling back"
+    assert git_out(repo, "show", f"{record.head_sha}:w1.txt") == "1"
+
+
 async def test_on_failure_rollback(
     client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
 ) -> None:

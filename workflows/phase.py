@@ -112,6 +112,7 @@ class PhaseWorkflow:
         self._executions: dict[str, int] = {}  # workstream → child executions so far
         self._completed_order: list[str] = []
         self._rollback: RollbackRequest | None = None
+        self._finishing = False  # past the point where a rollback request is acted on
         self._indexed_status = str(PhaseState.RUNNING)  # the starter sets it at start
         self._dependents: dict[str, list[str]] = {
             ws.workstream_id: [] for ws in input.phase.workstreams
@@ -164,6 +165,8 @@ class PhaseWorkflow:
     def _check_rollback(self, request: RollbackRequest) -> None:
         if self._rollback is not None:
             raise ValueError("a rollback is already under way")
+        if self._finishing:
+            raise ValueError("the run is finishing; roll it back once it has ended")
         last = len(self._status.waves)
         if request.to_wave and request.to_wave >= self._status.current_wave:
             raise ValueError(
@@ -226,8 +229,9 @@ class PhaseWorkflow:
             if self._rollback is None:
                 for result, outcome in await self._integrate(number, results):
                     await self._settle_conflict(number, result, outcome)
+            stop = None
             if self._rollback is None:
-                await self._phase_gates(number, last=number == len(the_plan.waves))
+                stop = await self._phase_gates(number, last=number == len(the_plan.waves))
             if self._rollback is None and self._phase.on_failure == "rollback":
                 failed = [w for w, s in self._status.workstreams.items() if s.status in ENDED]
                 if failed:
@@ -236,9 +240,9 @@ class PhaseWorkflow:
                     )
             if self._rollback is not None:
                 break
-            if self._status.reason:  # a phase gate failed before the last wave
-                self._block_all_pending(self._status.reason)
-                return await self._finish(reason=self._status.reason)
+            if stop is not None:  # a phase gate failed before the last wave
+                self._block_all_pending(stop)
+                return await self._finish(reason=stop)
         if self._rollback is not None:
             await self._roll_back(self._rollback)
             return await self._finish(state=PhaseState.ROLLED_BACK, reason=self._rollback.reason)
@@ -599,11 +603,12 @@ class PhaseWorkflow:
         return max((e.attempt for e in self._ledger.values() if e.workstream_id == ws_id),
                    default=0)  # fmt: skip
 
-    async def _phase_gates(self, number: int, last: bool) -> None:
+    async def _phase_gates(self, number: int, last: bool) -> str | None:
         """Phase gates on the integration head. Failing after the last wave rolls the phase
-        back; failing earlier stops it (and rolls back with on_failure: rollback)."""
+        back (so does failing earlier with on_failure: rollback); otherwise a failure stops the
+        phase: the reason is returned."""
         if not self._phase.gates:
-            return
+            return None
         assert self._status.head_sha is not None
         result = await workflow.execute_activity_method(
             GateActivities.run_gates,
@@ -632,12 +637,12 @@ class PhaseWorkflow:
             )
         failure = result.first_failure
         if failure is None:
-            return
+            return None
         reason = f"phase gate {failure.gate_id} {failure.reason} after wave {number}"
         if last or self._phase.on_failure == "rollback":
             self._rollback = RollbackRequest(to_wave=0, reason=reason)
-        else:
-            self._status.reason = reason
+            return None
+        return reason
 
     # -- saga ----------------------------------------------------------------------------------
 
@@ -669,6 +674,7 @@ class PhaseWorkflow:
     async def _finish(
         self, *, reason: str | None = None, state: PhaseState | None = None
     ) -> RunStatus:
+        self._finishing = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         failed = reason is not None or any(
             s.status in ENDED for s in self._status.workstreams.values()
