@@ -52,7 +52,12 @@ async def run_process(
     log_path: Path,
     log_limit: int = DEFAULT_LOG_LIMIT,
     heartbeat_every_s: float | None = None,
+    stdin_path: Path | None = None,
+    stdout_path: Path | None = None,
 ) -> ProcessResult:
+    """Run ``command``; its output (stderr, and stdout unless ``stdout_path`` takes it apart
+    for structured parsing) goes to ``log_path``. ``stdin_path`` feeds its standard input:
+    prompts travel as files, never through a shell string."""
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = argv_for(command)
@@ -60,23 +65,26 @@ async def run_process(
     # close, which a daemonised grandchild holding stdout would delay forever. Owning the read
     # end, we can stop reading and close it whatever the children do.
     read_fd, write_fd = os.pipe()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd),
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    except (FileNotFoundError, PermissionError) as exc:
-        os.close(read_fd)
-        log_path.write_text(f"{exc}\n")
-        return ProcessResult(None, False, True, 0.0, str(exc), log_path)
-    finally:
-        os.close(write_fd)
+    with contextlib.ExitStack() as files:
+        stdin = files.enter_context(stdin_path.open("rb")) if stdin_path else None
+        stdout = files.enter_context(stdout_path.open("wb")) if stdout_path else None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=str(cwd),
+                env=dict(env),
+                stdin=stdin or asyncio.subprocess.DEVNULL,
+                stdout=stdout or write_fd,
+                stderr=write_fd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            os.close(read_fd)
+            log_path.write_text(f"{exc}\n")
+            return ProcessResult(None, False, True, 0.0, str(exc), log_path)
+        finally:
+            os.close(write_fd)
 
     output = _Output(log_path, log_limit)
     reader = asyncio.StreamReader()

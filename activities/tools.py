@@ -9,10 +9,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.adapters import ADAPTERS, ToolContext
+from activities.feedback import render_feedback
 from activities.git import Git, clean_env, open_repository
 from activities.state_dir import StateDir
 from activities.workspace import checkout
-from schemas.tools import Feedback, ToolRunInput, ToolRunResult
+from schemas.tools import ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.
 DIFF_FLAGS = (
@@ -46,25 +47,30 @@ class ToolActivities:
             feedback_file = scratch / "feedback.md"
             feedback_file.write_text(render_feedback(input.feedback))
             env["UET_FEEDBACK_FILE"] = str(feedback_file)
-        ctx = ToolContext(input, local, env, scratch / "tool.log", self.state.artifacts)
+        ctx = ToolContext(input, local, env, scratch / "tool.log", self.state.artifacts, scratch)
         end = await adapter.run(ctx)
         log = self.state.artifacts.put_file(ctx.log_path, "text/plain")
         result = ToolRunResult(
             outcome="changed",
             reason=end.reason,
+            reason_code=end.reason_code,
             exit_code=end.exit_code,
             output_tail=end.output_tail,
             log=log,
+            usage=end.usage,
         )
         if not end.ok:
             result.outcome = "timeout" if end.timed_out else "failed"
         else:
             patch, files = await capture_change(
-                repo, tree, input.base_sha, self.state, input.run_id
+                repo, tree, input.base_sha, self.state, input.run_id, adapter.private_paths
             )
-            if patch is None:
+            if patch is None and end.reason_code == "permission_denied":
+                result.outcome = "failed"  # it wanted to change something and was not let
+            elif patch is None:
                 result.outcome = "no_change"
-                result.reason = "the tool changed nothing"
+                result.reason_code = "no_change"
+                result.reason = end.reason or "the tool changed nothing"
             else:
                 result.patch = self.state.artifacts.put_bytes(patch, "text/x-diff")
                 result.files_changed = files
@@ -85,36 +91,24 @@ class ToolActivities:
 
 
 async def capture_change(
-    repo: Git, tree: Path, base_sha: str, state: StateDir, run_id: str
+    repo: Git,
+    tree: Path,
+    base_sha: str,
+    state: StateDir,
+    run_id: str,
+    private_paths: tuple[str, ...] = (),
 ) -> tuple[bytes | None, list[str]]:
     """Everything the tool left in the work tree — its commits, edits and new files — as one
     diff against the base, through a temporary index in the *user's* git dir (trusted config),
     so nothing the tool did to its own ``.git`` can influence the capture."""
     async with state.private_index(repo.with_(work_tree=tree), run_id) as git:
         await git.run("read-tree", base_sha)
-        await git.run("add", "--all")
+        # The tool's own caches and histories are not part of its change.
+        excluded = [f":(exclude,glob){pattern}" for pattern in private_paths]
+        await git.run("add", "--all", "--", ".", *excluded)
         names = await git.run("diff", "--cached", "--name-only", "-z", "--no-renames", base_sha)
         files = [f for f in names.stdout.decode("utf-8", "surrogateescape").split("\0") if f]
         if not files:
             return None, []
         diff = await git.run("diff", "--cached", *DIFF_FLAGS, base_sha)
     return diff.stdout, files
-
-
-def render_feedback(feedback: Feedback) -> str:
-    """What the previous attempt got wrong and what a reviewer asked, for a person or an AI
-    tool's prompt."""
-    parts = [f"# uet: attempt {feedback.attempt} of up to {feedback.max_attempts}\n"]
-    if feedback.instructions:
-        who = f" ({feedback.reviewer})" if feedback.reviewer else ""
-        parts.append(f"## Instructions from the reviewer{who}\n\n{feedback.instructions}\n")
-    if feedback.gate_id:
-        exit_code = "none (timed out)" if feedback.exit_code is None else str(feedback.exit_code)
-        parts.append(
-            f"## The previous change failed acceptance gate `{feedback.gate_id}`\n\n"
-            f"- command: `{feedback.command}`\n"
-            f"- exit code: {exit_code}\n\n"
-            "Output (last lines):\n\n"
-            f"```\n{feedback.output_tail.rstrip()}\n```\n"
-        )
-    return "\n".join(parts)

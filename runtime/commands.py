@@ -271,6 +271,10 @@ def _print_summary(record: RunStatus, link: str, elapsed_s: float) -> None:
               f"({tally})")  # fmt: skip
     if record.reason:
         err.print(f"  reason: {record.reason}")
+    if record.cost_usd_total:
+        costly = ", ".join(f"{w} ${s.cost_usd:.4f}" for w, s in record.workstreams.items()
+                           if s.cost_usd)  # fmt: skip
+        err.print(f"  cost: ${record.cost_usd_total:.4f} ({costly})")
     head = record.head_sha[:12] if record.head_sha else "-"
     err.print(f"  integration branch: {record.integration_branch} @ {head}")
     err.print(f"  web ui: {link}")
@@ -308,8 +312,9 @@ async def status(run_id: str, as_json: bool) -> int:
 
 
 def _print_summary_line(record: RunStatus, link: str) -> None:
+    cost = f" cost=${record.cost_usd_total:.4f}" if record.cost_usd_total else ""
     print(f"{record.run_id} {record.status} head={record.head_sha or '-'} "
-          f"branch={record.integration_branch}")  # fmt: skip
+          f"branch={record.integration_branch}{cost}")  # fmt: skip
     err.print(f"  web ui: {link}")
 
 

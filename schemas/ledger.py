@@ -14,6 +14,7 @@ from pydantic import Field
 from schemas.base import Model
 from schemas.gates import GateResult
 from schemas.patch import PatchArtifact, ValidationReport
+from schemas.tools import ToolUsage
 
 
 class PatchState(StrEnum):
@@ -83,6 +84,7 @@ class LedgerEntry(Model):
     workstream_id: str
     attempt: int
     tool_id: str
+    tool_usage: ToolUsage | None = Field(default=None, description="what the tool run cost")
     state: PatchState = PatchState.CREATED
     state_history: list[StateChange] = Field(default_factory=list)
     patch: PatchArtifact | None = None

@@ -64,6 +64,7 @@ class WorkstreamStatus(Model):
     commit: GitSha | None = Field(default=None, description="the workstream's commit")
     branch: str | None = None
     reason: str | None = Field(default=None, description="why it failed or was blocked")
+    cost_usd: float = Field(default=0.0, description="what its tool runs cost so far")
 
 
 class RunStatus(Model):
@@ -78,6 +79,7 @@ class RunStatus(Model):
     integration_branch: str
     head_sha: GitSha | None = None
     current_wave: int = 0
+    cost_usd_total: float = Field(default=0.0, description="what every tool run cost so far")
     waves: list[list[str]] = Field(default_factory=list)
     workstreams: dict[str, WorkstreamStatus] = Field(default_factory=dict)
     phase_gates: list[GateResult] = Field(default_factory=list)
@@ -124,6 +126,7 @@ class WorkstreamResult(Model):
     ledger: list[LedgerEntry] = Field(default_factory=list)
     events: list[RunEvent] = Field(default_factory=list)
     review: ReviewNeed | None = Field(default=None, description="status awaiting_review: why")
+    cost_usd: float = Field(default=0.0, description="what this execution's tool runs cost")
 
 
 class RollbackRunInput(Model):

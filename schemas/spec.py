@@ -18,7 +18,8 @@ Scheduling = Literal["waves", "eager"]
 OnFailure = Literal["continue", "rollback"]
 
 #: Tools with an adapter in activities/adapters. The router and AI adapters add more.
-KNOWN_TOOLS: tuple[str, ...] = ("shell", "patch")
+KNOWN_TOOLS: tuple[str, ...] = ("shell", "patch", "aider", "claude", "codex")
+AI_TOOLS: tuple[str, ...] = ("aider", "claude", "codex")
 
 Command = str | list[str]
 
@@ -26,9 +27,7 @@ Command = str | list[str]
 class ExecutionRequest(Model):
     """How a workstream makes its change."""
 
-    tool_id: str = Field(
-        default="shell", description="shell | patch (aider, claude, codex come with their adapters)"
-    )
+    tool_id: str = Field(default="shell", description="shell | patch | aider | claude | codex")
     command: Command | None = Field(
         default=None, description="shell: a string runs under /bin/sh -c, a list is argv"
     )
@@ -36,7 +35,8 @@ class ExecutionRequest(Model):
     patch_file: str | None = Field(
         default=None, description="patch: a unified diff, relative to the spec file"
     )
-    model: str | None = None
+    model: str | None = Field(default=None, description="AI tools: the model to use")
+    max_turns: int | None = Field(default=None, ge=1, description="claude: --max-turns")
     args: list[str] = Field(default_factory=list, description="extra tool-specific arguments")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
 

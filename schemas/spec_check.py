@@ -22,6 +22,7 @@ from jsonschema.exceptions import ValidationError as SchemaError
 from pydantic import BaseModel, ValidationError
 
 from schemas.spec import (
+    AI_TOOLS,
     KNOWN_TOOLS,
     Constraints,
     ExecutionRequest,
@@ -210,6 +211,8 @@ def _tool_problems(request: Any, where: tuple[PathPart, ...]) -> list[Problem]:
         return [Problem((*where, "command"), "the shell tool needs a command")]
     if tool == "patch" and not request.patch_file:
         return [Problem((*where, "patch_file"), "the patch tool needs a patch_file")]
+    if tool in AI_TOOLS and not (request.prompt or "").strip():
+        return [Problem((*where, "prompt"), f"the {tool} tool needs a prompt")]
     return []
 
 

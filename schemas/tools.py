@@ -10,6 +10,21 @@ from schemas.base import ArtifactRef, GitSha, Model
 from schemas.spec import ExecutionRequest
 
 ToolOutcome = Literal["changed", "no_change", "failed", "timeout"]
+#: Why a tool run did not produce a change (stable: matched on by people and scripts).
+ToolReason = Literal[
+    "", "api_error", "max_turns", "permission_denied", "no_change", "tool_failed", "timeout"
+]
+
+
+class ToolUsage(Model):
+    """What one tool run consumed, in one shape for every tool."""
+
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = Field(default=None, description="None: unknown")
+    cost_source: Literal["reported", "price_table", "unknown"] = "unknown"
 
 
 class Feedback(Model):
@@ -36,11 +51,16 @@ class ToolRunInput(Model):
     patch_file: ArtifactRef | None = Field(default=None, description="patch tool: the diff")
     timeout_s: float = Field(gt=0)
     feedback: Feedback | None = None
+    allowed_paths: list[str] = Field(
+        default_factory=list, description="the workstream's file scope (aider edits these files)"
+    )
 
 
 class ToolRunResult(Model):
     outcome: ToolOutcome
     reason: str = ""
+    reason_code: ToolReason = ""
+    usage: ToolUsage | None = None
     exit_code: int | None = None
     patch: ArtifactRef | None = Field(default=None, description="the change as a unified diff")
     files_changed: list[str] = Field(default_factory=list)

@@ -356,6 +356,11 @@ class PhaseWorkflow:
             )
 
     def _absorb(self, result: WorkstreamResult) -> None:
+        if result.cost_usd:
+            self._ws(result.workstream_id).cost_usd += result.cost_usd
+            self._status.cost_usd_total = round(
+                sum(s.cost_usd for s in self._status.workstreams.values()), 6
+            )
         known = {e.event_id for e in self._journal.events}
         self._journal.events.extend(e for e in result.events if e.event_id not in known)
         self._ledger.update((entry.patch_id, entry) for entry in result.ledger)

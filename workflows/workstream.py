@@ -76,6 +76,7 @@ class WorkstreamWorkflow:
         self._journal = Journal(input.run_id, IdFactory())
         self._heartbeat = timedelta(seconds=input.options.heartbeat_timeout_s)
         self._gates: list[GateResult] = []
+        self._cost_usd = 0.0
 
     @workflow.query
     def ledger(self) -> list[LedgerEntry]:
@@ -154,6 +155,7 @@ class WorkstreamWorkflow:
                         tool_id=self._ws.execution_request.tool_id,
                         replaces=previous_id,
                     )
+                    entry.tool_usage = tool.usage
                     await self._validate(entry, tool, attempt, earlier, feedback)
                     assert entry.patch is not None
                     earlier.append(entry.patch)
@@ -227,6 +229,7 @@ class WorkstreamWorkflow:
                     patch_file=self._input.patch_file,
                     timeout_s=policy.timeout_s,
                     feedback=feedback,
+                    allowed_paths=self._ws.constraints.file_scope.allowed_paths,
                 ),
                 # The adapter enforces timeout_s itself and reports it; this is the backstop.
                 start_to_close_timeout=timedelta(seconds=policy.timeout_s + 120),
@@ -240,13 +243,20 @@ class WorkstreamWorkflow:
             if is_cancelled_exception(err):
                 raise  # the run was cancelled: end as cancelled, not as a failed workstream
             raise Failed(cause_message(err)) from None
+        usage = tool.usage
+        if usage is not None and usage.cost_usd:
+            self._cost_usd += usage.cost_usd
+        cost = f", ${usage.cost_usd:.4f}" if usage and usage.cost_usd is not None else ""
         self._journal.event(
             EventType.TOOL_FINISHED,
             f"{self._ws.workstream_id}: {tool_id} finished in {tool.duration_s:.1f}s "
-            f"({tool.outcome.replace('_', ' ')})",
+            f"({tool.outcome.replace('_', ' ')}{cost})",
             workstream_id=self._ws.workstream_id,
+            tool_id=tool_id,
             outcome=tool.outcome,
+            reason_code=tool.reason_code,
             exit_code=tool.exit_code,
+            usage=usage.model_dump(mode="json") if usage else None,
         )
         if tool.outcome in ("failed", "timeout"):
             tail = _last_lines(tool.output_tail)
@@ -454,6 +464,7 @@ class WorkstreamWorkflow:
     ) -> WorkstreamResult:
         return WorkstreamResult(
             review=review,
+            cost_usd=round(self._cost_usd, 6),
             workstream_id=self._ws.workstream_id,
             status=status,
             commit=commit,

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from activities.artifacts import ArtifactStore
 from activities.git import Git
-from schemas.tools import ToolRunInput
+from schemas.tools import ToolReason, ToolRunInput, ToolUsage
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class ToolContext:
     env: dict[str, str]  # the environment the tool runs with (UET_* included)
     log_path: Path
     artifacts: ArtifactStore
+    scratch: Path  # outside the work tree: prompts, tool histories, structured output
 
     @property
     def cwd(self) -> Path:
@@ -31,10 +32,15 @@ class ToolEnd:
 
     ok: bool
     reason: str = ""
+    reason_code: ToolReason = ""
     exit_code: int | None = None
     timed_out: bool = False
     output_tail: str = ""
+    usage: ToolUsage | None = None
 
 
 class Adapter(Protocol):
+    #: Files the tool leaves in its work tree for itself (caches, histories): never captured.
+    private_paths: tuple[str, ...]
+
     async def run(self, ctx: ToolContext) -> ToolEnd: ...

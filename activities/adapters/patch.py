@@ -9,6 +9,8 @@ from activities.patches import apply_patch
 
 
 class PatchAdapter:
+    private_paths: tuple[str, ...] = ()
+
     async def run(self, ctx: ToolContext) -> ToolEnd:
         ref = ctx.input.patch_file
         if ref is None:

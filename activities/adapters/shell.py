@@ -9,6 +9,8 @@ from activities.process import run_process
 
 
 class ShellAdapter:
+    private_paths: tuple[str, ...] = ()
+
     async def run(self, ctx: ToolContext) -> ToolEnd:
         command = ctx.input.request.command
         assert command is not None, "spec validation guarantees a command"
