@@ -9,9 +9,9 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 
 from activities.patch_parse import ParsedPatch
+from schemas.globs import matches_any
 from schemas.patch import FileChange, PatchArtifact, PatchProblem, ValidationReport
 from schemas.spec import FileScope, PatchPolicy
 
@@ -119,42 +119,6 @@ def _symlink_problems(path: str, target: str) -> list[PatchProblem]:
     if any(part.lower().rstrip(". ") == ".git" for part in resolved.split("/")):
         return [_p("git_dir", path, f"symlink to {target!r} points into .git")]
     return []
-
-
-def matches_any(path: str, patterns: Iterable[str]) -> bool:
-    return any(_glob(p).fullmatch(path) for p in patterns)
-
-
-@cache
-def _glob(pattern: str) -> re.Pattern[str]:
-    """Repository globs: ``*`` and ``?`` stay within a path segment, ``**`` spans segments,
-    ``[...]`` is a character class; ``dir/`` means everything under dir."""
-    if pattern.endswith("/"):
-        pattern += "**"
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1 : end].replace("\\", "\\\\")
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))
 
 
 # -- constraints -------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class LedgerEntry(Model):
     workstream_id: str
     attempt: int
     tool_id: str
+    tool_reason: str = Field(default="", description="why this tool ran (spec, router, fallback)")
     tool_usage: ToolUsage | None = Field(default=None, description="what the tool run cost")
     state: PatchState = PatchState.CREATED
     state_history: list[StateChange] = Field(default_factory=list)

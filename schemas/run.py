@@ -14,7 +14,7 @@ from schemas.patch import PatchArtifact
 from schemas.review import ReviewNeed, ReviewRecord
 from schemas.saga import CompensationStep
 from schemas.spec import PhaseSpec, WorkstreamSpec
-from schemas.tools import Feedback
+from schemas.tools import Feedback, ToolAttempt
 
 
 class WorkstreamState(StrEnum):
@@ -114,6 +114,10 @@ class WorkstreamInput(Model):
     resume: LedgerEntry | None = Field(
         default=None, description="an approved quarantined patch: apply it, skip the tool"
     )
+    tool_chain: list[str] = Field(
+        default_factory=list, description="tools to try in order (the router's choice)"
+    )
+    tool_reason: str = ""
 
 
 class WorkstreamResult(Model):
@@ -127,6 +131,7 @@ class WorkstreamResult(Model):
     events: list[RunEvent] = Field(default_factory=list)
     review: ReviewNeed | None = Field(default=None, description="status awaiting_review: why")
     cost_usd: float = Field(default=0.0, description="what this execution's tool runs cost")
+    tool_attempts: list[ToolAttempt] = Field(default_factory=list)
 
 
 class RollbackRunInput(Model):

@@ -18,8 +18,10 @@ Scheduling = Literal["waves", "eager"]
 OnFailure = Literal["continue", "rollback"]
 
 #: Tools with an adapter in activities/adapters. The router and AI adapters add more.
-KNOWN_TOOLS: tuple[str, ...] = ("shell", "patch", "aider", "claude", "codex")
+KNOWN_TOOLS: tuple[str, ...] = ("shell", "patch", "aider", "claude", "codex", "auto")
 AI_TOOLS: tuple[str, ...] = ("aider", "claude", "codex")
+#: `tool_id: auto` without a matching router rule.
+DEFAULT_CHAIN: tuple[str, ...] = ("claude", "codex", "aider")
 
 Command = str | list[str]
 
@@ -92,6 +94,26 @@ class PatchPolicy(Model):
     )
 
 
+class RouteRule(Model):
+    """Workstreams whose file scope touches ``paths`` (or whose ``task_kind`` is ``kind``)
+    use ``tools``, the first one that works."""
+
+    paths: list[str] = Field(default_factory=list, description="globs; any overlap matches")
+    kind: str | None = Field(default=None, description="matches the workstream's task_kind")
+    tools: list[str] = Field(min_length=1)
+
+
+class CircuitBreaker(Model):
+    failure_threshold: int = Field(default=3, ge=1, description="consecutive failures to open")
+    cooldown_s: float = Field(default=600, ge=0, description="how long an open tool is skipped")
+
+
+class Router(Model):
+    rules: list[RouteRule] = Field(default_factory=list)
+    default: list[str] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+
+
 class Compensation(Model):
     command: Command
 
@@ -120,6 +142,7 @@ class WorkstreamSpec(Model):
     estimated_duration_s: float | None = Field(
         default=None, gt=0, description="planning weight for the critical path"
     )
+    task_kind: str | None = Field(default=None, description="for the router, e.g. docs, refactor")
 
 
 class PhaseSpec(Model):
@@ -139,6 +162,7 @@ class PhaseSpec(Model):
         default=None, gt=0, description="how long a review may wait (default: forever)"
     )
     on_review_timeout: Literal["reject", "approve"] = "reject"
+    router: Router = Field(default_factory=Router, description="for workstreams with tool_id auto")
     defaults: Defaults = Field(default_factory=Defaults)
     gates: list[GateSpec] = Field(
         default_factory=list,

@@ -189,6 +189,20 @@ def semantic_problems(spec: PhaseSpec) -> list[Problem]:
                     problems.append(Problem(location, reason))
     problems += _gate_problems(spec.gates, ("gates",))
     problems += _cycle_problems(spec, ids)
+    problems += _router_problems(spec)
+    return problems
+
+
+def _router_problems(spec: PhaseSpec) -> list[Problem]:
+    problems = []
+    chains = [(("router", "default"), spec.router.default)] + [
+        (("router", "rules", i, "tools"), rule.tools) for i, rule in enumerate(spec.router.rules)
+    ]
+    for where, tools in chains:
+        for j, tool in enumerate(tools):
+            if tool not in AI_TOOLS:
+                problems.append(Problem((*where, j), f"the router routes to AI tools only "
+                                        f"({', '.join(AI_TOOLS)}), not {tool!r}"))  # fmt: skip
     return problems
 
 
@@ -211,7 +225,7 @@ def _tool_problems(request: Any, where: tuple[PathPart, ...]) -> list[Problem]:
         return [Problem((*where, "command"), "the shell tool needs a command")]
     if tool == "patch" and not request.patch_file:
         return [Problem((*where, "patch_file"), "the patch tool needs a patch_file")]
-    if tool in AI_TOOLS and not (request.prompt or "").strip():
+    if (tool in AI_TOOLS or tool == "auto") and not (request.prompt or "").strip():
         return [Problem((*where, "prompt"), f"the {tool} tool needs a prompt")]
     return []
 

@@ -41,6 +41,15 @@ class Feedback(Model):
     reviewer: str = ""
 
 
+class ToolAttempt(Model):
+    """One tool tried for a workstream (the router's circuit breaker counts these)."""
+
+    tool_id: str
+    ok: bool
+    reason_code: ToolReason = ""
+    reason: str = ""
+
+
 class ToolRunInput(Model):
     run_id: str
     workstream_id: str

@@ -74,8 +74,8 @@ CATALOG = [
         "phase_id: P\nworkstreams:\n  - workstream_id: a\n    execution_request:\n"
         "      tool_id: aidr\n",
         [
-            "phase.yaml:5: $.workstreams[0].execution_request.tool_id: unknown tool 'aidr'; "
-            "available: shell, patch"
+            "phase.yaml:5: $.workstreams[0].execution_request.tool_id: unknown tool 'aidr' "
+            "(did you mean 'aider'?); available: shell, patch, aider, claude, codex, auto"
         ],
         id="unknown-tool",
     ),

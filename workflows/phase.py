@@ -25,6 +25,7 @@ from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.journal import Journal
 from workflows.review import ReviewDesk
+from workflows.router import ToolRouter
 from workflows.saga import Saga, mark_rolled_back
 from workflows.workstream import WorkstreamWorkflow
 
@@ -97,6 +98,7 @@ class PhaseWorkflow:
         )
         self._journal = Journal(input.run_id, IdFactory())
         self._desk = ReviewDesk(input.run_id, input.phase, self._journal, self._show)
+        self._router = ToolRouter(input.phase.router, self._journal)
         self._status.reviews = self._desk.records
         self._saga = Saga(
             input.repo_path,
@@ -332,6 +334,8 @@ class PhaseWorkflow:
 
     async def _run_child(self, request: WorkstreamInput) -> WorkstreamResult:
         ws_id = request.workstream.workstream_id
+        route = self._router.route(request.workstream)  # with the breaker as it is now
+        request = request.model_copy(update={"tool_chain": route.tools, "tool_reason": route.why})
         execution = self._executions.get(ws_id, 0) + 1
         self._executions[ws_id] = execution
         child_id = child_workflow_id(workflow.info().workflow_id, ws_id)
@@ -356,6 +360,7 @@ class PhaseWorkflow:
             )
 
     def _absorb(self, result: WorkstreamResult) -> None:
+        self._router.record(result.tool_attempts)
         if result.cost_usd:
             self._ws(result.workstream_id).cost_usd += result.cost_usd
             self._status.cost_usd_total = round(

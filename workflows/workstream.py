@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.review import ReviewNeed
     from schemas.run import WorkstreamInput, WorkstreamResult, WorkstreamState
     from schemas.spec import GateSpec
-    from schemas.tools import Feedback, ToolRunInput, ToolRunResult
+    from schemas.tools import Feedback, ToolAttempt, ToolReason, ToolRunInput, ToolRunResult
     from schemas.workspace import CommitPatchInput
 
 #: Git steps are quick and only fail transiently (locks, disk); errors typed here never heal.
@@ -77,6 +77,8 @@ class WorkstreamWorkflow:
         self._heartbeat = timedelta(seconds=input.options.heartbeat_timeout_s)
         self._gates: list[GateResult] = []
         self._cost_usd = 0.0
+        self._tool_attempts: list[ToolAttempt] = []
+        self._tool_used = (input.workstream.execution_request.tool_id, "")
 
     @workflow.query
     def ledger(self) -> list[LedgerEntry]:
@@ -152,9 +154,10 @@ class WorkstreamWorkflow:
                     entry = self._journal.new_entry(
                         workstream_id=self._ws.workstream_id,
                         attempt=attempt,
-                        tool_id=self._ws.execution_request.tool_id,
+                        tool_id=self._tool_used[0],
                         replaces=previous_id,
                     )
+                    entry.tool_reason = self._tool_used[1]
                     entry.tool_usage = tool.usage
                     await self._validate(entry, tool, attempt, earlier, feedback)
                     assert entry.patch is not None
@@ -214,8 +217,37 @@ class WorkstreamWorkflow:
     # -- steps ---------------------------------------------------------------------------------
 
     async def _run_tool(self, attempt: int, feedback: Feedback | None) -> ToolRunResult:
+        """The tool, or the next in the router's chain when it fails (fallback)."""
+        chain = self._input.tool_chain or [self._ws.execution_request.tool_id]
+        why = self._input.tool_reason or f"{chain[0]} (set in the spec)"
+        for index, tool_id in enumerate(chain):
+            failure, code, tool = await self._try_tool(tool_id, attempt, feedback)
+            self._tool_attempts.append(
+                ToolAttempt(tool_id=tool_id, ok=failure is None, reason_code=code,
+                            reason=(failure or "").split("\n")[0])
+            )  # fmt: skip
+            if failure is None:
+                assert tool is not None
+                self._tool_used = (tool_id, why)
+                return tool
+            if index + 1 == len(chain):
+                raise Failed(failure)
+            self._journal.event(
+                EventType.TOOL_FALLBACK,
+                f"{self._ws.workstream_id}: {tool_id} failed ({code}); trying {chain[index + 1]}",
+                workstream_id=self._ws.workstream_id,
+                tool_id=tool_id,
+                next_tool=chain[index + 1],
+            )
+            why = f"{chain[index + 1]}: fallback after {tool_id} failed ({code}); {why}"
+        raise AssertionError("the chain is never empty")
+
+    async def _try_tool(
+        self, tool_id: str, attempt: int, feedback: Feedback | None
+    ) -> tuple[str | None, ToolReason, ToolRunResult | None]:
+        """(why it failed or None, reason code, result) for one tool."""
         policy = self._ws.resilience_policy
-        tool_id = self._ws.execution_request.tool_id
+        request = self._ws.execution_request.model_copy(update={"tool_id": tool_id})
         try:
             tool = await workflow.execute_activity_method(
                 ToolActivities.run_tool,
@@ -225,7 +257,7 @@ class WorkstreamWorkflow:
                     repo_path=self._input.repo_path,
                     base_sha=self._input.base_sha,
                     attempt=attempt,
-                    request=self._ws.execution_request,
+                    request=request,
                     patch_file=self._input.patch_file,
                     timeout_s=policy.timeout_s,
                     feedback=feedback,
@@ -242,7 +274,13 @@ class WorkstreamWorkflow:
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise  # the run was cancelled: end as cancelled, not as a failed workstream
-            raise Failed(cause_message(err)) from None
+            cause = err.cause
+            code: ToolReason = (
+                "api_error"
+                if isinstance(cause, ApplicationError) and cause.type == "ToolApiError"
+                else "tool_failed"
+            )
+            return cause_message(err), code, None
         usage = tool.usage
         if usage is not None and usage.cost_usd:
             self._cost_usd += usage.cost_usd
@@ -260,8 +298,13 @@ class WorkstreamWorkflow:
         )
         if tool.outcome in ("failed", "timeout"):
             tail = _last_lines(tool.output_tail)
-            raise Failed(f"tool {tool.reason}\n{tail}" if tail else f"tool {tool.reason}")
-        return tool
+            why = f"tool {tool.reason}\n{tail}" if tail else f"tool {tool.reason}"
+            return (
+                why,
+                tool.reason_code or ("timeout" if tool.outcome == "timeout" else "tool_failed"),
+                tool,
+            )
+        return None, "", tool
 
     async def _validate(
         self,
@@ -465,6 +508,7 @@ class WorkstreamWorkflow:
         return WorkstreamResult(
             review=review,
             cost_usd=round(self._cost_usd, 6),
+            tool_attempts=self._tool_attempts,
             workstream_id=self._ws.workstream_id,
             status=status,
             commit=commit,

@@ -11,8 +11,8 @@ from temporalio.exceptions import ApplicationError
 from activities.adapters.base import ToolContext
 from activities.adapters.models import model_info
 from activities.feedback import render_feedback
-from activities.patch_policy import matches_any
 from activities.process import ProcessResult, run_process
+from schemas.globs import matches_any
 
 #: API failures worth another try (the activity's retry policy makes it); the rest are final.
 _TRANSIENT = re.compile(
