@@ -14,6 +14,7 @@ ReviewReason = Literal[
     "gates_failed",  # gates still failing after the fix loop
     "quarantined",  # the patch broke policy
     "merge_conflict",  # it conflicts with the integration branch, even after 3-way and re-run
+    "budget_exceeded",  # the phase or the workstream reached its spending limit
 ]
 Decision = Literal["approve", "reject", "adjust", "retry"]
 
@@ -24,6 +25,8 @@ ALLOWED_DECISIONS: dict[str, tuple[Decision, ...]] = {
     "quarantined": ("approve", "reject", "adjust", "retry"),
     # There is nothing to approve: the patch cannot be merged as it is.
     "merge_conflict": ("reject", "adjust", "retry"),
+    # approve raises the limit by the decision's budget_increase_usd.
+    "budget_exceeded": ("approve", "reject"),
 }
 
 
@@ -62,6 +65,9 @@ class ReviewDecision(Model):
     comment: str = ""
     instructions: str = Field(default="", description="adjust: appended to the tool's feedback")
     rollback: bool = Field(default=False, description="reject: also roll the whole phase back")
+    budget_increase_usd: float | None = Field(
+        default=None, gt=0, description="approve of a budget review: raise the limit by this"
+    )
 
 
 class ReviewRecord(Model):

@@ -80,6 +80,7 @@ class RunStatus(Model):
     head_sha: GitSha | None = None
     current_wave: int = 0
     cost_usd_total: float = Field(default=0.0, description="what every tool run cost so far")
+    budget_usd_total: float | None = Field(default=None, description="the limit in force")
     waves: list[list[str]] = Field(default_factory=list)
     workstreams: dict[str, WorkstreamStatus] = Field(default_factory=dict)
     phase_gates: list[GateResult] = Field(default_factory=list)
@@ -117,6 +118,7 @@ class WorkstreamInput(Model):
     tool_chain: list[str] = Field(
         default_factory=list, description="tools to try in order (the router's choice)"
     )
+    max_budget_usd: float | None = Field(default=None, description="what it may still spend")
     tool_reason: str = ""
 
 

@@ -114,6 +114,14 @@ class Router(Model):
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
 
 
+class Budget(Model):
+    """Spending limits over the tools' reported (or table-priced) costs."""
+
+    max_cost_usd_total: float | None = Field(default=None, gt=0)
+    max_cost_usd_per_workstream: float | None = Field(default=None, gt=0)
+    warn_at: float = Field(default=0.8, gt=0, le=1, description="fraction of a limit")
+
+
 class Compensation(Model):
     command: Command
 
@@ -163,6 +171,7 @@ class PhaseSpec(Model):
     )
     on_review_timeout: Literal["reject", "approve"] = "reject"
     router: Router = Field(default_factory=Router, description="for workstreams with tool_id auto")
+    budget: Budget = Field(default_factory=Budget)
     defaults: Defaults = Field(default_factory=Defaults)
     gates: list[GateSpec] = Field(
         default_factory=list,

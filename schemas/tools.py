@@ -63,6 +63,9 @@ class ToolRunInput(Model):
     allowed_paths: list[str] = Field(
         default_factory=list, description="the workstream's file scope (aider edits these files)"
     )
+    max_budget_usd: float | None = Field(
+        default=None, description="what this workstream may still spend (claude enforces it)"
+    )
 
 
 class ToolRunResult(Model):

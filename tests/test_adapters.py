@@ -153,7 +153,9 @@ async def test_fix_attempt_prompt_carries_the_feedback(
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.COMPLETED, record.reason
     told = show(repo, record.head_sha or "", "told.txt")
-    assert told.startswith("Fix it.") and "The previous change failed acceptance gate `told`" in told
+    assert (
+        told.startswith("Fix it.") and "The previous change failed acceptance gate `told`" in told
+    )
 
 
 async def test_context_check_fails_before_calling_the_tool(
@@ -173,3 +175,41 @@ async def test_context_check_fails_before_calling_the_tool(
     reason = record.workstreams["ws-1"].reason or ""
     assert "more than tiny-model's 100" in reason and "narrow constraints.file_scope" in reason
     assert not fake_tools.exists(), "the tool was never called"
+
+
+async def test_router_falls_back_and_the_circuit_breaker_opens(
+    client: Client, settings: Settings, worker: Worker, make_repo,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_tools: Path,
+) -> None:  # fmt: skip
+    # Invocations in order: claude fails (wave 1), codex takes over; in wave 2 claude's
+    # circuit is open, so codex is asked directly.
+    script = tmp_path / "scenarios"
+    script.write_text("api_error\nsuccess\nsuccess\n")
+    monkeypatch.setenv("UET_FAKE_SCENARIO_FILE", str(script))
+    repo: Path = make_repo({"docs/index.md": "# Docs\n"})
+    auto = {"tool_id": "auto", "prompt": ""}
+    spec = phase(
+        router={"rules": [{"paths": ["docs/**"], "tools": ["claude", "codex"]}],
+                "circuit_breaker": {"failure_threshold": 1, "cooldown_s": 3600}},
+        defaults={"resilience_policy": {"max_attempts": 1, "max_fix_attempts": 0}},
+        workstreams=[
+            {"workstream_id": "ws-1", "execution_request": {**auto, "prompt": "WRITE docs/a.md: a"},
+             "constraints": {"file_scope": {"allowed_paths": ["docs/**"]}}},
+            {"workstream_id": "ws-2", "dependencies": ["ws-1"],
+             "execution_request": {**auto, "prompt": "WRITE docs/b.md: b"},
+             "constraints": {"file_scope": {"allowed_paths": ["docs/b.md"]}}},
+        ],
+    )  # fmt: skip
+    record = await run_phase(client, settings, run_input(spec, repo))
+    assert record.status == PhaseState.COMPLETED, record.reason
+    assert [tool for tool, _ in invocations(fake_tools)] == ["claude", "codex", "codex"]
+    entries = {e["workstream_id"]: e for e in ledger(record)}
+    assert entries["ws-1"]["tool_id"] == "codex"
+    assert entries["ws-1"]["tool_reason"].startswith(
+        "codex: fallback after claude failed (api_error); router rule 1"
+    )
+    assert entries["ws-2"]["tool_id"] == "codex"
+    assert entries["ws-2"]["tool_reason"] == "router rule 1; circuit open for claude"
+    events = [json.loads(x) for x in (Path(record.report_dir or "") / "events.jsonl").read_text().splitlines()]
+    kinds = [e["type"] for e in events]
+    assert "TOOL_FALLBACK" in kinds and "CIRCUIT_OPENED" in kinds

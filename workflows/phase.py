@@ -27,6 +27,7 @@ from workflows.journal import Journal
 from workflows.review import ReviewDesk
 from workflows.router import ToolRouter
 from workflows.saga import Saga, mark_rolled_back
+from workflows.slots import Slots
 from workflows.workstream import WorkstreamWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -99,6 +100,11 @@ class PhaseWorkflow:
         self._journal = Journal(input.run_id, IdFactory())
         self._desk = ReviewDesk(input.run_id, input.phase, self._journal, self._show)
         self._router = ToolRouter(input.phase.router, self._journal)
+        self._slots = Slots(input.phase.max_parallel)
+        self._status.budget_usd_total = input.phase.budget.max_cost_usd_total
+        self._raised: dict[str, float] = {}  # per-workstream budget raised by reviewers
+        self._budget_warned = False
+        self._budget_closed = False  # a budget review was rejected: no more tool runs
         self._status.reviews = self._desk.records
         self._saga = Saga(
             input.repo_path,
@@ -269,14 +275,14 @@ class PhaseWorkflow:
         )  # fmt: skip
         tag = tag_ref(wave_tag(self._input.run_id, number))
         self._saga.push("delete_ref", number, f"delete tag wave-{number}", ref=tag)
-        slots = asyncio.Semaphore(self._phase.max_parallel)
         tasks = [
-            asyncio.create_task(self._run_workstream(ws_id, head, number, slots)) for ws_id in ready
+            asyncio.create_task(self._run_workstream(ws_id, head, number, self._slots))
+            for ws_id in ready
         ]
         return [await task for task in tasks]
 
     async def _run_workstream(
-        self, ws_id: str, head: str, number: int, slots: asyncio.Semaphore
+        self, ws_id: str, head: str, number: int, slots: Slots
     ) -> WorkstreamResult:
         """One workstream to its end: its child executions and the reviews between them."""
         ws = self._phase.workstream(ws_id)
@@ -300,24 +306,110 @@ class PhaseWorkflow:
         return self._settle(ws_id, result)
 
     async def _execute(
-        self, request: WorkstreamInput, slots: asyncio.Semaphore | None = None
+        self, request: WorkstreamInput, slots: Slots | None = None
     ) -> WorkstreamResult:
-        """One child execution, inside a slot (reviews wait outside one)."""
+        """One child execution, inside a slot (reviews wait outside one), within budget."""
         ws_id = request.workstream.workstream_id
-        async with slots or asyncio.Semaphore(1):
+        refused = await self._within_budget(ws_id)
+        if refused is not None:
+            return refused
+        async with slots or Slots(1):
             if self._rollback is not None:
                 return self._dropped(ws_id, "the phase is being rolled back")
             self._set(ws_id, WorkstreamState.RUNNING)
+            request = request.model_copy(update={"max_budget_usd": self._allowance(ws_id)})
             result = await self._run_child(request)
         self._absorb(result)
         return result
+
+    # -- budget --------------------------------------------------------------------------------
+
+    def _overspent(self, ws_id: str) -> str | None:
+        """Why no more tool runs may start for this workstream, or None."""
+        limit = self._status.budget_usd_total
+        spent = self._status.cost_usd_total
+        if limit is not None and spent >= limit:
+            return f"the phase has spent ${spent:.2f} of its ${limit:.2f} budget"
+        per_ws = self._per_ws_limit(ws_id)
+        cost = self._ws(ws_id).cost_usd
+        if per_ws is not None and cost >= per_ws:
+            return f"{ws_id} has spent ${cost:.2f} of its ${per_ws:.2f} budget"
+        return None
+
+    def _per_ws_limit(self, ws_id: str) -> float | None:
+        base = self._phase.budget.max_cost_usd_per_workstream
+        return None if base is None else base + self._raised.get(ws_id, 0.0)
+
+    def _allowance(self, ws_id: str) -> float | None:
+        """What the workstream's next tool runs may spend, for tools that enforce it."""
+        left = []
+        if self._status.budget_usd_total is not None:
+            left.append(self._status.budget_usd_total - self._status.cost_usd_total)
+        per_ws = self._per_ws_limit(ws_id)
+        if per_ws is not None:
+            left.append(per_ws - self._ws(ws_id).cost_usd)
+        return round(max(min(left), 0.0), 6) if left else None
+
+    async def _within_budget(self, ws_id: str) -> WorkstreamResult | None:
+        """At a limit no tool run starts: a person may raise it (approve) or not (reject, which
+        then follows the phase's on_failure)."""
+        while (why := self._overspent(ws_id)) is not None:
+            if self._budget_closed:
+                return self._dropped(ws_id, f"budget exhausted: {why}")
+            self._journal.event(EventType.BUDGET_EXCEEDED, why, workstream_id=ws_id)
+            self._set(ws_id, WorkstreamState.AWAITING_REVIEW)
+            record = await self._desk.ask(
+                ws_id, ReviewNeed(reason="budget_exceeded", summary=why),
+                # Another budget review rejected meanwhile answers this one too.
+                lambda: self._rollback is not None or self._budget_closed,
+            )  # fmt: skip
+            decision = record.decision
+            if decision is None:
+                if self._budget_closed:
+                    return self._dropped(ws_id, f"budget exhausted: {why}")
+                return self._dropped(ws_id, "review abandoned: the phase is being rolled back")
+            if decision.decision == "reject":
+                self._budget_closed = True
+                if self._phase.on_failure == "rollback":
+                    self._rollback = RollbackRequest(
+                        to_wave=0, reason=f"budget exhausted ({why}); rejected by "
+                        f"{decision.reviewer}",
+                    )  # fmt: skip
+                return self._dropped(ws_id, f"budget exhausted: {why}; rejected by "
+                                     f"{decision.reviewer}")  # fmt: skip
+            increase = decision.budget_increase_usd or 0.0
+            if self._status.budget_usd_total is not None and (
+                self._status.cost_usd_total >= self._status.budget_usd_total
+            ):
+                self._status.budget_usd_total += increase
+            else:
+                self._raised[ws_id] = self._raised.get(ws_id, 0.0) + increase
+            self._journal.event(
+                EventType.BUDGET_RAISED,
+                f"budget raised by ${increase:.2f} by {decision.reviewer}",
+                workstream_id=ws_id,
+            )
+        return None
+
+    def _budget_warning(self) -> None:
+        limit = self._status.budget_usd_total
+        if limit is None or self._budget_warned:
+            return
+        if self._status.cost_usd_total >= self._phase.budget.warn_at * limit:
+            self._budget_warned = True
+            self._slots.size = max(1, self._slots.size // 2)
+            self._journal.event(
+                EventType.BUDGET_WARNING,
+                f"${self._status.cost_usd_total:.2f} of the ${limit:.2f} budget spent; "
+                f"parallelism halved to {self._slots.size}",
+            )
 
     async def _resolve(
         self,
         ws_id: str,
         result: WorkstreamResult,
         request: WorkstreamInput,
-        slots: asyncio.Semaphore | None = None,
+        slots: Slots | None = None,
     ) -> WorkstreamResult:
         """Ask people until the workstream has a final result: each decision either ends it or
         starts its next execution."""
@@ -366,6 +458,7 @@ class PhaseWorkflow:
             self._status.cost_usd_total = round(
                 sum(s.cost_usd for s in self._status.workstreams.values()), 6
             )
+            self._budget_warning()
         known = {e.event_id for e in self._journal.events}
         self._journal.events.extend(e for e in result.events if e.event_id not in known)
         self._ledger.update((entry.patch_id, entry) for entry in result.ledger)

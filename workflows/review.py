@@ -61,6 +61,9 @@ class ReviewDesk:
             return f"{decision.reviewer!r} may not decide reviews here (allowed_reviewers)"
         if decision.decision == "adjust" and not decision.instructions.strip():
             return "adjust needs instructions for the tool"
+        budget = record.request.reason == "budget_exceeded"
+        if budget and decision.decision == "approve" and not decision.budget_increase_usd:
+            return "approving a budget review needs the amount to raise it by (budget_increase_usd)"
         return None
 
     def decide(self, decision: ReviewDecision) -> ReviewAnswer:

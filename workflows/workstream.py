@@ -262,6 +262,7 @@ class WorkstreamWorkflow:
                     timeout_s=policy.timeout_s,
                     feedback=feedback,
                     allowed_paths=self._ws.constraints.file_scope.allowed_paths,
+                    max_budget_usd=self._budget_left(),
                 ),
                 # The adapter enforces timeout_s itself and reports it; this is the backstop.
                 start_to_close_timeout=timedelta(seconds=policy.timeout_s + 120),
@@ -305,6 +306,11 @@ class WorkstreamWorkflow:
                 tool,
             )
         return None, "", tool
+
+    def _budget_left(self) -> float | None:
+        if self._input.max_budget_usd is None:
+            return None
+        return round(max(self._input.max_budget_usd - self._cost_usd, 0.0), 6)
 
     async def _validate(
         self,

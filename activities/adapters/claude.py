@@ -32,6 +32,8 @@ class ClaudeAdapter:
             "--permission-mode", "acceptEdits", "--allowedTools", ALLOWED_TOOLS,
             "--max-turns", str(request.max_turns or DEFAULT_MAX_TURNS),
             *(["--model", request.model] if request.model else []),
+            *(["--max-budget-usd", f"{budget:.4f}"] if (budget := ctx.input.max_budget_usd)
+              is not None else []),
             *request.args,
         ]  # fmt: skip
         run = await run_cli(ctx, argv, stdin=prompt)
@@ -57,6 +59,10 @@ class ClaudeAdapter:
                                exit_code=run.process.exit_code)  # fmt: skip
             if subtype == "success":
                 raise api_failure(ctx, text or "is_error with no message")
+            if subtype == "error_max_budget_usd":
+                return ToolEnd(ok=False, reason_code="tool_failed", usage=usage,
+                               reason=f"stopped at its budget of ${ctx.input.max_budget_usd}",
+                               exit_code=run.process.exit_code)  # fmt: skip
             return ToolEnd(ok=False, reason_code="tool_failed", usage=usage,
                            reason=f"claude ended with {subtype}: {text[:300]}",
                            exit_code=run.process.exit_code)  # fmt: skip
