@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-from runtime import commands, logs, reports, reviewing
+from runtime import commands, convert, logs, reports, reviewing
 from runtime.errors import UserError
 
 
@@ -22,6 +22,14 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("validate", help="check a phase file; every problem, one per line")
     s.add_argument("spec")
+
+    s = sub.add_parser("convert", help="legacy UET workstream JSON files → one phase file (YAML)")
+    s.add_argument("legacy", nargs="+", metavar="LEGACY_DIR_OR_FILE",
+                   help="legacy JSON files, or directories (their *.json, sorted)")  # fmt: skip
+    s.add_argument("-o", "--output", required=True, help="the phase file to write (.yaml)")
+    s.add_argument("--phase-id", help="default: the files' phase_id or name, else PH-LEGACY")
+    s.add_argument("--title", help="default: the files' title, name or description")
+    s.add_argument("--force", action="store_true", help="replace an existing output file")
 
     s = sub.add_parser("plan", help="waves, critical path and speedup bound of a phase")
     s.add_argument("spec")
@@ -90,6 +98,10 @@ def dispatch(args: argparse.Namespace) -> int:
     match args.command:
         case "validate":
             return commands.validate(args.spec)
+        case "convert":
+            return convert.convert_command(
+                args.legacy, args.output, args.phase_id, args.title, args.force
+            )
         case "plan":
             return commands.plan(args.spec, args.json)
         case "run":

@@ -246,6 +246,10 @@ _WHY: dict[str, str] = {
     "description": "a workstream has only a title; put what the tool needs in tasks",
     "owner": "uet does not track owners; reviewers are the phase's allowed_reviewers",
     "assignee": "uet does not track assignees; reviewers are the phase's allowed_reviewers",
+    "reviewer": "reviewers are the phase's allowed_reviewers (a workstream asks for review "
+    "with review: always)",
+    "reviewers": "reviewers are the phase's allowed_reviewers (a workstream asks for review "
+    "with review: always)",
     "status": "status is run state, not part of a phase spec",
 }
 
@@ -366,11 +370,11 @@ class _Converter:
             elif key in reasons:
                 self.note(source, f"$.{key}", value, reasons[key])
             elif key in ("phase_id", "name", "title", "description"):
-                why = (
-                    "a phase has one id and one title (taken from phase_id/name and title/name)"
-                    if _text(value)
-                    else "not a non-empty string"
-                )
+                if not _text(value):
+                    why = "not a non-empty string"
+                else:
+                    taken = " and ".join(sorted(used)) or "elsewhere"
+                    why = f"a phase has one id and one title; they were taken from {taken}"
                 self.note(source, f"$.{key}", value, why)
             else:
                 self.note(source, f"$.{key}", value, _WHY.get(key, "no phase-level field in uet"))
@@ -763,12 +767,12 @@ class _Converter:
             where = _path(at, key)
             target = targets.get(key)
             if target is None:
-                self.note(
-                    src,
-                    where,
-                    raw,
-                    "no resilience setting in uet (max_attempts, timeout_s, max_fix_attempts)",
-                )
+                if key in ("cooldown", "cooldown_s", "cooldown_seconds"):
+                    why = ("uet's per-tool breaker is phase-wide: set router.circuit_breaker."
+                           "cooldown_s in the phase if you need it")  # fmt: skip
+                else:
+                    why = "no resilience setting in uet (max_attempts, timeout_s, max_fix_attempts)"
+                self.note(src, where, raw, why)
             elif target in policy:
                 self.note(src, where, raw, f"{target} already set by another field")
             elif target == "timeout_s":

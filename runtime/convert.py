@@ -1,0 +1,250 @@
+"""``uet convert``: legacy UET workstream files (JSON) → one phase file (YAML), then the real
+validator on what was written.
+
+The mapping itself is pure and lives in ``schemas/legacy.py`` (it documents the legacy format);
+this module reads the files, writes the YAML and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runtime.errors import ExitCode, UserError
+from runtime.specfile import load_spec
+from schemas.legacy import DEFAULT_PHASE_ID, Conversion, LegacyFormatError, convert
+
+#: Flow style (``[a, b]``, ``{k: v}``) for collections of plain values up to this many characters.
+_FLOW_WIDTH = 80
+
+
+def convert_command(
+    paths: list[str],
+    output: str,
+    phase_id: str | None = None,
+    title: str | None = None,
+    force: bool = False,
+) -> int:
+    """Convert, write ``output``, report what did not map (stderr) and validate the result.
+
+    Exit code 0 when the written spec validates, 2 when it does not (the file is kept, so it can
+    be fixed); input problems (missing or malformed files, an existing output without ``force``)
+    raise UserError.
+    """
+    sources = _inputs(paths)
+    out = Path(output)
+    _check_output(out, sources, force)
+    bundles = [(str(path), _read_json(path)) for path in sources]
+    by_name = {str(path): path for path in sources}
+
+    def rebase(source: str, patch_file: str) -> str:
+        """A patch file named relative to its legacy file, renamed relative to the output."""
+        if os.path.isabs(patch_file):
+            return patch_file
+        target = os.path.abspath(by_name[source].parent / patch_file)
+        return Path(os.path.relpath(target, os.path.abspath(out.parent))).as_posix()
+
+    try:
+        conversion = convert(bundles, phase_id, title, rebase_path=rebase)
+    except LegacyFormatError as exc:
+        raise UserError(str(exc)) from None
+    if not conversion.phase["workstreams"]:
+        raise UserError(
+            f"no workstreams found in {', '.join(str(p) for p in sources)}; nothing written"
+        )
+    _write(out, render_yaml(conversion, [str(p) for p in sources]))
+
+    for note in conversion.unmapped:
+        print(note.line(), file=sys.stderr)
+    new_id = conversion.phase["phase_id"]
+    default = " (the default; --phase-id names it)" if new_id == DEFAULT_PHASE_ID else ""
+    print(
+        f"wrote {out}: phase {new_id}{default}, "
+        f"{_plural(len(conversion.phase['workstreams']), 'workstream')} from "
+        f"{_plural(len(sources), 'legacy file')}; {_notes_summary(len(conversion.unmapped))}"
+    )
+    try:
+        loaded = load_spec(out)
+    except UserError as error:
+        for line in error.lines:
+            print(f"uet: {line}", file=sys.stderr)
+        print(
+            f"uet: {out} was written but is not a valid phase spec; fix the legacy files and "
+            "convert again (--force), or edit the YAML",
+            file=sys.stderr,
+        )
+        return ExitCode.INVALID_INPUT
+    spec = loaded.spec
+    print(f"{out}: ok — phase {spec.phase_id}, {_plural(len(spec.workstreams), 'workstream')}")
+    return ExitCode.COMPLETED
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def _notes_summary(count: int) -> str:
+    if not count:
+        return "every legacy field was converted"
+    what = "field was" if count == 1 else "fields were"
+    return f"{count} {what} not converted as written (listed above and in the file's header)"
+
+
+# -- input -------------------------------------------------------------------------------------
+
+
+def _inputs(paths: Iterable[str]) -> list[Path]:
+    """Every legacy file: files as given, directories as their ``*.json`` files (sorted)."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.glob("*.json") if p.is_file())
+            if not files:
+                raise UserError(f"{path}: no *.json files in this directory")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise UserError(f"{path}: no such file or directory")
+        for file in files:
+            key = os.path.realpath(file)
+            if key not in seen:
+                seen.add(key)
+                found.append(file)
+    if not found:
+        raise UserError("no legacy files given")
+    return found
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the file: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+
+
+def _check_output(out: Path, sources: list[Path], force: bool) -> None:
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise UserError(f"{out}: the output is a YAML phase file; name it *.yaml or *.yml")
+    if not out.parent.is_dir():
+        raise UserError(f"{out}: the directory {out.parent} does not exist")
+    if out.exists() or out.is_symlink():
+        if any(os.path.realpath(out) == os.path.realpath(s) for s in sources):
+            raise UserError(f"{out}: is one of the legacy files being converted")
+        if not force:
+            raise UserError(f"{out} exists; pass --force to replace it")
+        if out.is_dir():
+            raise UserError(f"{out}: is a directory")
+
+
+def _write(out: Path, text: str) -> None:
+    """Write whole or not at all: a temporary file in the same directory, then a rename."""
+    fd, temp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, out)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+# -- YAML ------------------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block lists indented under their key (as in the README), multi-line strings as ``|``
+    blocks, short collections of plain values on one line."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, int | float | bool) or (isinstance(value, str) and "\n" not in value)
+
+
+def _short(data: Any) -> bool:
+    return len(json.dumps(data, ensure_ascii=False)) <= _FLOW_WIDTH
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = bool(data) and all(_plain(v) for v in data) and _short(data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+def _represent_dict(dumper: yaml.SafeDumper, data: dict[str, Any]) -> yaml.Node:
+    def flat(value: Any) -> bool:
+        return _plain(value) or (isinstance(value, list) and all(_plain(v) for v in value))
+
+    flow = bool(data) and all(flat(v) for v in data.values()) and _short(data)
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
+
+
+class _Block(dict[str, Any]):
+    """A mapping always written in block style (the document and each workstream)."""
+
+
+def _represent_block(dumper: yaml.SafeDumper, data: _Block) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=False)
+
+
+_Dumper.add_representer(_Block, _represent_block)
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(dict, _represent_dict)
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(
+        # No line width: a command or a prompt is never folded across lines.
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=1 << 16,
+        indent=2,
+    )
+
+
+def render_yaml(conversion: Conversion, sources: list[str]) -> str:
+    """The phase file: a header naming the legacy files and every field that did not convert,
+    then the spec, each workstream under a comment saying where it came from."""
+    lines = ["# Converted by `uet convert` from legacy workstream files:"]
+    lines += [f"#   {source}" for source in sources]
+    if conversion.unmapped:
+        lines.append("# Not converted as written (uet convert printed these too):")
+        lines += [f"#   {note.line()}" for note in conversion.unmapped]
+    else:
+        lines.append("# Every legacy field was converted.")
+    lines.append("")
+    phase = conversion.phase
+    head = _Block((key, value) for key, value in phase.items() if key != "workstreams")
+    text = "\n".join(lines) + "\n" + _dump(head) + "\nworkstreams:\n"
+    blocks = []
+    for origin, ws in zip(conversion.origins, phase["workstreams"], strict=True):
+        body = "".join(
+            f"  {line}" if line.strip() else line for line in _dump([_Block(ws)]).splitlines(True)
+        )
+        blocks.append(f"  # from {origin}\n{body}")
+    text += "\n".join(blocks)
+    if yaml.safe_load(text) != phase:  # the comments and indentation must not change the data
+        raise AssertionError("uet convert: the YAML does not read back as the converted spec")
+    return text
