@@ -158,8 +158,7 @@ async def cancel(run_id: str, wait: bool = True) -> int:
               "undone")  # fmt: skip
     if not wait:
         return ExitCode.COMPLETED
-    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-        await asyncio.sleep(0.5)
+    await _until_closed(handle)
     view = await load(run_id)
     out.print(f"{run_id} {view.record.status}: {view.record.reason or ''}")
     return ExitCode.COMPLETED
@@ -184,8 +183,7 @@ async def rollback(run_id: str, to_wave: int | None, reason: str) -> int:
         except WorkflowUpdateFailedError as exc:
             raise UserError(f"refused: {getattr(exc.cause, 'message', exc.cause)}") from None
         err.print(f"rollback requested for {run_id}; waiting for it to finish")
-        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-            await asyncio.sleep(0.5)
+        await _until_closed(handle)
         view = await load(run_id)
     else:
         # The run has ended: unwind the saga stack its record kept.
@@ -209,6 +207,11 @@ async def rollback(run_id: str, to_wave: int | None, reason: str) -> int:
     head = view.record.head_sha[:12] if view.record.head_sha else "-"
     out.print(f"{run_id} {view.record.status}: {view.record.integration_branch} at {head}")
     return ExitCode.COMPLETED
+
+
+async def _until_closed(handle: WorkflowHandle[Any, RunStatus]) -> None:
+    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        await asyncio.sleep(0.5)
 
 
 def _events(record: RunStatus) -> list[RunEvent]:

@@ -82,3 +82,16 @@ def make_repo(tmp_path: Path) -> Iterator[object]:
         return repo
 
     yield make
+
+
+FAKES = ROOT / "tests" / "fakes"
+
+
+@pytest.fixture
+def fake_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The fake AI CLIs first on PATH; every invocation logged to the returned file."""
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    log = tmp_path / "fake-invocations.log"
+    monkeypatch.setenv("UET_FAKE_LOG", str(log))
+    monkeypatch.delenv("UET_FAKE_SCENARIO", raising=False)
+    return log

@@ -91,3 +91,25 @@ async def start_phase(
     return await client.start_workflow(
         PhaseWorkflow.run, input, id=workflow_id(input.run_id), task_queue=settings.task_queue
     )
+
+
+def cli(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
+    """``await uet(*args)``: the real CLI as a subprocess against the test's server and queue.
+
+    It runs in a thread because the worker answering the CLI's queries runs on the test's
+    event loop, which a blocking call would stall."""
+    import asyncio
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "UET_HOME": str(settings.home), "UET_TASK_QUEUE": settings.task_queue,
+           "TEMPORAL_ADDRESS": client.service_client.config.target_host}  # fmt: skip
+
+    async def uet(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "starter", *args], cwd=root, env=env,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    return uet

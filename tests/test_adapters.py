@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,10 @@ from temporalio.worker import Worker
 from runtime.settings import Settings
 from schemas.run import PhaseState, WorkstreamState
 
-FAKES = Path(__file__).resolve().parent / "fakes"
-
 
 @pytest.fixture(autouse=True)
-def fake_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The fakes first on PATH; every invocation logged to a file the test can read."""
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    log = tmp_path / "fake-invocations.log"
-    monkeypatch.setenv("UET_FAKE_LOG", str(log))
-    monkeypatch.delenv("UET_FAKE_SCENARIO", raising=False)
-    return log
+def _fakes_on_path(fake_tools: Path) -> None:
+    """Every test here runs the fake CLIs (see conftest.fake_tools)."""
 
 
 def invocations(log: Path) -> list[tuple[str, list[str]]]:
@@ -210,6 +202,9 @@ async def test_router_falls_back_and_the_circuit_breaker_opens(
     )
     assert entries["ws-2"]["tool_id"] == "codex"
     assert entries["ws-2"]["tool_reason"] == "router rule 1; circuit open for claude"
-    events = [json.loads(x) for x in (Path(record.report_dir or "") / "events.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(x)
+        for x in (Path(record.report_dir or "") / "events.jsonl").read_text().splitlines()
+    ]
     kinds = [e["type"] for e in events]
     assert "TOOL_FALLBACK" in kinds and "CIRCUIT_OPENED" in kinds

@@ -4,7 +4,6 @@ raises the limit or says no."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,10 @@ from schemas.review import ReviewDecision
 from schemas.run import PhaseState, WorkstreamState
 from workflows.phase import PhaseWorkflow
 
-FAKES = Path(__file__).resolve().parent / "fakes"
-
 
 @pytest.fixture(autouse=True)
-def fake_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    log = tmp_path / "fake-invocations.log"
-    monkeypatch.setenv("UET_FAKE_LOG", str(log))
-    monkeypatch.delenv("UET_FAKE_SCENARIO", raising=False)
-    return log
+def _fakes_on_path(fake_tools: Path) -> None:
+    """Every test here runs the fake CLIs (see conftest.fake_tools)."""
 
 
 def ai(ws_id: str, text: str, deps: list[str] | None = None, tool: str = "codex") -> dict:

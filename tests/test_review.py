@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from helpers import (
+    cli,
     git_out,
     phase,
     record_of,
@@ -243,15 +241,7 @@ async def test_cli_lists_reviews_and_answers_them(
     input = run_input(spec, repo)
     handle = await start_phase(client, settings, input)
     await wait_for_status(handle, awaiting)
-    env = {**os.environ, "UET_HOME": str(settings.home), "UET_TASK_QUEUE": settings.task_queue,
-           "TEMPORAL_ADDRESS": client.service_client.config.target_host}  # fmt: skip
-
-    async def uet(*args: str) -> subprocess.CompletedProcess[str]:
-        # In a thread: the worker answering the CLI's queries runs on this event loop.
-        return await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "starter", *args], cwd=ROOT, env=env,
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+    uet = cli(client, settings)
 
     # Across runs, found by search attribute (visibility catches up within moments).
     for _ in range(40):

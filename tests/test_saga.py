@@ -6,11 +6,10 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import git_out, phase, record_of, run_input, start_phase, wait_for_status
+from helpers import cli, git_out, phase, record_of, run_input, start_phase, wait_for_status
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.worker import Replayer, Worker
 
@@ -21,20 +20,6 @@ from worker import WORKFLOWS
 from workflows.phase import PhaseWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "UET_HOME": str(settings.home), "UET_TASK_QUEUE": settings.task_queue,
-           "TEMPORAL_ADDRESS": client.service_client.config.target_host}  # fmt: skip
-
-    async def uet(*args: str) -> subprocess.CompletedProcess[str]:
-        # In a thread: the worker answering the CLI runs on this event loop.
-        return await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "starter", *args], cwd=ROOT, env=env,
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-
-    return uet
 
 
 def refs(repo: Path, run_id: str) -> list[str]:

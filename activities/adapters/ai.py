@@ -8,7 +8,7 @@ from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
 
-from activities.adapters.base import ToolContext
+from activities.adapters.base import ToolContext, ToolEnd
 from activities.adapters.models import model_info
 from activities.feedback import render_feedback
 from activities.process import ProcessResult, run_process
@@ -90,6 +90,15 @@ async def run_cli(ctx: ToolContext, argv: list[str], stdin: str | None = None) -
         )
     stdout = stdout_path.read_bytes().decode("utf-8", "replace") if stdout_path.exists() else ""
     return CliRun(process, stdout)
+
+
+def timed_out(ctx: ToolContext, run: CliRun) -> ToolEnd | None:
+    """The outcome of a run the time limit ended, or None."""
+    if not run.process.timed_out:
+        return None
+    return ToolEnd(ok=False, reason_code="timeout", timed_out=True,
+                   reason=f"timed out after {ctx.input.timeout_s:g}s",
+                   output_tail=run.process.tail)  # fmt: skip
 
 
 def api_failure(ctx: ToolContext, message: str) -> ApplicationError:

@@ -16,6 +16,7 @@ from activities.adapters.ai import (
     compose_prompt,
     files_in_scope,
     run_cli,
+    timed_out,
     write_private,
 )
 from activities.adapters.base import ToolContext, ToolEnd
@@ -50,10 +51,8 @@ class AiderAdapter:
             *files,
         ]  # fmt: skip
         run = await run_cli(ctx, argv)
-        if run.process.timed_out:
-            return ToolEnd(ok=False, reason_code="timeout", timed_out=True,
-                           reason=f"timed out after {ctx.input.timeout_s:g}s",
-                           output_tail=run.process.tail)  # fmt: skip
+        if (ended := timed_out(ctx, run)) is not None:
+            return ended
         usage = priced(_usage(run.stdout, model), "aider")
         if run.process.exit_code != 0:
             # 1: it could not start (bad model, missing key); 2: usage error.

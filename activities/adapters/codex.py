@@ -10,7 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from activities.adapters.ai import api_failure, check_context, compose_prompt, run_cli
+from activities.adapters.ai import (
+    api_failure,
+    check_context,
+    compose_prompt,
+    run_cli,
+    timed_out,
+)
 from activities.adapters.base import ToolContext, ToolEnd
 from activities.adapters.models import priced
 from schemas.tools import ToolUsage
@@ -30,10 +36,8 @@ class CodexAdapter:
             "-",  # the prompt comes on stdin
         ]  # fmt: skip
         run = await run_cli(ctx, argv, stdin=prompt)
-        if run.process.timed_out:
-            return ToolEnd(ok=False, reason_code="timeout", timed_out=True,
-                           reason=f"timed out after {ctx.input.timeout_s:g}s",
-                           output_tail=run.process.tail)  # fmt: skip
+        if (ended := timed_out(ctx, run)) is not None:
+            return ended
         events = _events(run.stdout)
         usage = priced(_usage(events, model), "codex")
         failed = [e for e in events if e.get("type") == "turn.failed"]
