@@ -20,6 +20,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.redact import redact, redact_file, secret_values
 from schemas.spec import Command
 
 TAIL_BYTES = 4096
@@ -115,9 +116,15 @@ async def run_process(
         transport.close()
     exit_code = None if timed_out else proc.returncode
     not_found = exit_code == 127 and isinstance(command, str)
+    # Whatever the command printed of its environment's secrets stops here.
+    secrets = secret_values(env)
+    redact_file(log_path, secrets)
+    if stdout_path is not None:
+        redact_file(stdout_path, secrets)
     return ProcessResult(
-        exit_code, timed_out, not_found, time.monotonic() - started, output.tail, log_path
-    )
+        exit_code, timed_out, not_found, time.monotonic() - started,
+        redact(output.tail, secrets), log_path,
+    )  # fmt: skip
 
 
 def _die_with_parent() -> None:

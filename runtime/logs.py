@@ -15,6 +15,8 @@ import structlog
 import temporalio.activity
 import temporalio.workflow
 
+from activities.redact import redact, secret_values
+
 
 def _temporal_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     # The SDK puts its context under these keys (see temporalio.workflow.LoggerAdapter).
@@ -27,6 +29,15 @@ def _temporal_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def _mask_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Values of secret-looking environment variables never reach a log line."""
+    secrets = secret_values()
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value, secrets)
+    return event
+
+
 def configure(fmt: str = "console", level: str = "INFO") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -34,6 +45,7 @@ def configure(fmt: str = "console", level: str = "INFO") -> None:
         structlog.stdlib.ExtraAdder(),
         _temporal_context,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _mask_secrets,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()

@@ -142,6 +142,8 @@ def _defaults_problems(defaults: dict[str, Any]) -> list[Problem]:
 
 # -- semantic rules ---------------------------------------------------------------------------
 
+#: Environment variable names whose values uet treats as secrets (masked in all it keeps).
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _BAD_REF_PART = re.compile(r"\.\.|\.lock$|\.$|@\{")
 
 
@@ -177,6 +179,13 @@ def semantic_problems(spec: PhaseSpec) -> list[Problem]:
                 problems.append(Problem(at, f"dependency {dep!r} is listed twice"))
             seen.add(dep)
         problems += _tool_problems(ws.execution_request, (*where, "execution_request"))
+        for name in ws.execution_request.env:
+            if SECRET_NAME.search(name):
+                problems.append(
+                    Problem((*where, "execution_request", "env", name),
+                            f"{name} looks like a secret: set it in the worker's environment, "
+                            "not in the spec (the spec travels in the run's input)")
+                )  # fmt: skip
         problems += _gate_problems(
             ws.acceptance_criteria.gates, (*where, "acceptance_criteria", "gates")
         )
