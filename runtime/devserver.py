@@ -184,7 +184,30 @@ def stop_background(settings: Settings, name: str, timeout_s: float = 15.0) -> b
 
 
 def start_background_worker(settings: Settings) -> Path | None:
-    """A detached worker for ``uet run --detach`` (nobody else would execute the run)."""
+    """A detached worker for ``uet run --detach`` (nobody else would execute the run).
+
+    A worker left running by an older uet would execute new runs with old code (and fail to
+    read their inputs): one whose code fingerprint differs is replaced."""
+    stamp = settings.home / "worker.code"
+    current = code_fingerprint()
     if is_running(settings, "worker"):
-        return None
-    return start_background("worker", [sys.executable, "-m", "worker"], settings)
+        if stamp.exists() and stamp.read_text() == current:
+            return None
+        stop_background(settings, "worker")
+    log = start_background("worker", [sys.executable, "-m", "worker"], settings)
+    stamp.write_text(current)
+    return log
+
+
+def code_fingerprint() -> str:
+    """sha256 over the source of everything a worker runs."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for package in ("schemas", "workflows", "activities"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    digest.update((root / "worker.py").read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,124 @@
+"""Record the histories the replay test guards: `python tests/record_histories.py`.
+
+Runs representative phases (plain, fix loop, review, rollback, merge conflict) on a fresh dev
+server and writes every workflow's history to tests/histories/<scenario>/. Re-record only on
+purpose: the committed histories are what runs that are open *today* look like to new code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from helpers import phase, record_of, run_input, start_phase, wait_for_status  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from runtime.settings import Settings, temporal_binary  # noqa: E402
+from schemas.review import ReviewDecision  # noqa: E402
+from schemas.run import PhaseState  # noqa: E402
+from worker import build_worker  # noqa: E402
+from workflows import search  # noqa: E402
+from workflows.phase import PhaseWorkflow  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "histories"
+FILE = "".join(f"line {n}\n" for n in range(1, 9))
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "initial"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                       check=True)  # fmt: skip
+    return repo
+
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "plain": {"workstreams": [
+        {"workstream_id": "ws-a", "execution_request": {"command": "echo a > a.txt"},
+         "acceptance_criteria": {"gates": [{"gate_id": "has-a", "command": "test -f a.txt"}]}},
+        {"workstream_id": "ws-b", "execution_request": {"command": "echo b > b.txt"}},
+        {"workstream_id": "ws-c", "dependencies": ["ws-a", "ws-b"],
+         "execution_request": {"command": "cat a.txt b.txt > c.txt"}},
+    ]},
+    "fix_loop": {"workstreams": [
+        {"workstream_id": "ws-fix", "execution_request": {
+            "command": 'if [ -n "$UET_FEEDBACK_FILE" ]; then echo ok > s.txt; else echo no > s.txt; fi'},
+         "acceptance_criteria": {"gates": [{"gate_id": "ok", "command": "grep -qx ok s.txt"}]}},
+    ]},
+    "review": {"workstreams": [
+        {"workstream_id": "ws-r", "execution_request": {"command": "echo x > x.txt"},
+         "resilience_policy": {"max_fix_attempts": 0},
+         "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]}},
+    ]},
+    "rollback": {"gates": [{"gate_id": "no-w2", "command": "test ! -f w2.txt"}], "workstreams": [
+        {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > w1.txt"},
+         "compensation": {"command": "true"}},
+        {"workstream_id": "ws-2", "dependencies": ["ws-1"],
+         "execution_request": {"command": "echo 2 > w2.txt"}, "compensation": {"command": "true"}},
+    ]},
+    "conflict": {"workstreams": [
+        {"workstream_id": "ws-c", "execution_request": {"command": "sed -i '5s/.*/C5/' f.txt"}},
+        {"workstream_id": "ws-d", "execution_request": {"command": "sed -i '5s/.*/D5/' f.txt"}},
+    ]},
+}  # fmt: skip
+
+
+async def record(client: Client, settings: Settings, name: str, root: Path) -> None:
+    repo = make_repo(root / name, {"f.txt": FILE})
+    handle = await start_phase(client, settings, run_input(phase(**SCENARIOS[name]), repo))
+    if name == "review":
+        await wait_for_status(handle, lambda s: s.status == PhaseState.AWAITING_REVIEW)
+        (request,) = await handle.query(PhaseWorkflow.pending_reviews)
+        await handle.execute_update(
+            PhaseWorkflow.submit_review,
+            ReviewDecision(review_id=request.review_id, decision="approve", reviewer="rec"),
+        )
+    final = await record_of(handle)
+    folder = OUT / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    ids = [final.workflow_id]
+    async for execution in client.list_workflows(f'WorkflowId STARTS_WITH "{final.workflow_id}/"'):
+        ids.append(execution.id)
+    for number, wf_id in enumerate(sorted(ids)):
+        history = await client.get_workflow_handle(wf_id).fetch_history()
+        doc = {"workflow_id": wf_id, "history": json.loads(history.to_json())}
+        (folder / f"{number:02d}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"{name}: {final.status}, {len(ids)} histories")
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(search.ALL),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(home=Path(tmp) / "home", task_queue="record", ui_port=0)
+        async with build_worker(env.client, settings):
+            for name in SCENARIOS:
+                await record(env.client, settings, name, Path(tmp))
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    import os
+
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter finalization under the Temporal core's threads

@@ -1,0 +1,67 @@
+"""Replay safety: recorded histories of representative runs replay with the current workflow
+code. A change that would break runs open today fails here, before it ships.
+
+To change workflow code on purpose while runs are open, gate the new behaviour with
+``workflow.patched("id")`` (see the README), then re-record: python tests/record_histories.py
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from worker import WORKFLOWS
+from workflows.phase import PhaseWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    doc = json.loads(path.read_text())
+    return WorkflowHistory.from_json(doc["workflow_id"], doc["history"])
+
+
+def test_every_scenario_was_recorded() -> None:
+    scenarios = {p.parent.name for p in HISTORIES}
+    assert scenarios == {"plain", "fix_loop", "review", "rollback", "conflict"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+async def test_recorded_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(load(path))
+
+
+with workflow.unsafe.imports_passed_through():
+    from activities.planning import plan
+    from schemas.plan import PlanInput
+    from schemas.run import RunInput, RunStatus
+
+
+@workflow.defn(name="PhaseWorkflow")
+class PlansTwice(PhaseWorkflow):
+    """An incompatible change: one more activity before the real work."""
+
+    @workflow.run
+    async def run(self, input: RunInput) -> RunStatus:
+        await workflow.execute_activity(
+            plan, PlanInput(phase=input.phase), start_to_close_timeout=timedelta(minutes=1)
+        )
+        return await super().run(input)
+
+
+async def test_an_incompatible_change_fails_replay() -> None:
+    phase_history = next(p for p in HISTORIES if p.parent.name == "plain" and p.stem == "00")
+    replayer = Replayer(
+        workflows=[PlansTwice, *WORKFLOWS[1:]], data_converter=pydantic_data_converter
+    )
+    result = await replayer.replay_workflow(load(phase_history), raise_on_replay_failure=False)
+    assert result.replay_failure is not None
+    assert "nondeterminism" in str(result.replay_failure).lower()
