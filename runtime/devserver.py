@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -73,18 +74,7 @@ async def connect_or_start(settings: Settings, target: Target) -> tuple[Client, 
                 "TEMPORAL_ADDRESS, or unset it to use the embedded server on 127.0.0.1:7233",
                 exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
             ) from None
-    host, port = _split(target.address)
-    if port_open(host, port):
-        raise UserError(
-            f"port {port} on {host} is in use by something that is not a Temporal server; "
-            "free it or set TEMPORAL_ADDRESS to another port",
-            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
-        )
-    if port_open("127.0.0.1", settings.ui_port):
-        raise UserError(
-            f"Web UI port {settings.ui_port} is in use; set UET_UI_PORT to a free port",
-            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
-        )
+    check_ports_free(settings, target.address)
     log = start_background(
         "server", server_args(settings, target.address, target.namespace), settings
     )
@@ -92,7 +82,7 @@ async def connect_or_start(settings: Settings, target: Target) -> tuple[Client, 
     while time.monotonic() < deadline:
         if not is_running(settings, "server"):
             raise UserError(
-                f"the embedded Temporal server exited at start; see {log}",
+                f"the embedded Temporal server exited at start{_last_error(log)}; see {log}",
                 exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
             )
         with contextlib.suppress(Exception):
@@ -102,6 +92,38 @@ async def connect_or_start(settings: Settings, target: Target) -> tuple[Client, 
         f"the embedded Temporal server did not answer within {STARTUP_TIMEOUT_S:.0f}s; see {log}",
         exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
     )
+
+
+def check_ports_free(settings: Settings, address: str) -> None:
+    """Before starting the embedded server: its gRPC and Web UI ports must be free."""
+    host, port = _split(address)
+    if port_open(host, port):
+        raise UserError(
+            f"port {port} on {host} is in use by something that is not a Temporal server; "
+            "free it or set TEMPORAL_ADDRESS to another port",
+            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+        )
+    if settings.ui_port and port_open("127.0.0.1", settings.ui_port):
+        raise UserError(
+            f"Web UI port {settings.ui_port} is in use; set UET_UI_PORT to a free port",
+            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+        )
+
+
+def _last_error(log: Path) -> str:
+    """The server's last words (it logs JSON lines), for the one-line message."""
+    try:
+        lines = log.read_bytes()[-8192:].decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        try:
+            message = json.loads(line).get("message", "")
+        except (ValueError, AttributeError):
+            message = line.removeprefix("Error: ")
+        if message.strip():
+            return f" ({message.strip()[:200]})"
+    return ""
 
 
 def _short(error: BaseException) -> str:
@@ -138,7 +160,7 @@ def ensure_writable(home: Path) -> None:
 def read_pid(settings: Settings, name: str) -> int | None:
     try:
         return int(settings.pidfile(name).read_text().strip())
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # absent, or the state dir is not a directory at all
         return None
 
 
@@ -162,7 +184,8 @@ def is_running(settings: Settings, name: str) -> bool:
 def stop_background(settings: Settings, name: str, timeout_s: float = 15.0) -> bool:
     """Stop a background process started by ``start_background``; False if none ran."""
     pid = read_pid(settings, name)
-    settings.pidfile(name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        settings.pidfile(name).unlink(missing_ok=True)
     if pid is None:
         return False
     try:

@@ -19,17 +19,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import phase, record_of, run_input, start_phase, wait_for_status  # noqa: E402
-from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from helpers import phase, record_of, run_input, start_phase, wait_for_status
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
-from runtime.settings import Settings, temporal_binary  # noqa: E402
-from schemas.review import ReviewDecision  # noqa: E402
-from schemas.run import PhaseState  # noqa: E402
-from worker import build_worker  # noqa: E402
-from workflows import search  # noqa: E402
-from workflows.phase import PhaseWorkflow  # noqa: E402
+from runtime.settings import Settings, temporal_binary
+from schemas.review import ReviewDecision
+from schemas.run import PhaseState
+from worker import build_worker
+from workflows import search
+from workflows.phase import PhaseWorkflow
 
 OUT = Path(__file__).resolve().parent / "histories"
 FILE = "".join(f"line {n}\n" for n in range(1, 9))
