@@ -1,0 +1,86 @@
+"""Hostile tools: whatever a tool does to its own repository or to the user's git config, uet's
+own git commands execute nothing of it and touch nothing outside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import git_out, phase, run_input, run_phase, show, snapshot
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from runtime.settings import Settings
+from schemas.run import PhaseState, WorkstreamState
+
+PLANT = r"""
+set -e
+hook='#!/bin/sh
+touch "$OUTSIDE/$(basename "$0")-ran"'
+# In its own repository ...
+git config core.fsmonitor "touch $OUTSIDE/fsmonitor-ran; false"
+mkdir -p .git/hooks
+for h in pre-commit post-commit post-checkout post-merge reference-transaction; do
+  printf '%s\n' "$hook" > .git/hooks/$h; chmod +x .git/hooks/$h
+done
+# ... and in the user's repository, found through the alternates file.
+shared="$(dirname "$(cat .git/objects/info/alternates)")"
+git config -f "$shared/config" core.fsmonitor "touch $OUTSIDE/shared-fsmonitor-ran; false"
+mkdir -p "$OUTSIDE/hooks"
+for h in pre-commit post-commit post-checkout post-merge reference-transaction; do
+  printf '%s\n' "$hook" > "$OUTSIDE/hooks/$h"; chmod +x "$OUTSIDE/hooks/$h"
+done
+git config -f "$shared/config" core.hooksPath "$OUTSIDE/hooks"
+echo changed > app.txt
+"""
+
+
+async def test_planted_fsmonitor_and_hooks_never_run(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo: Path = make_repo({"app.txt": "original\n"})
+    spec = phase(workstreams=[
+        {"workstream_id": "ws-evil",
+         "execution_request": {"command": PLANT, "env": {"OUTSIDE": str(outside)}},
+         "acceptance_criteria": {"gates": [{"gate_id": "g", "command": "grep -q changed app.txt"}]}},
+        {"workstream_id": "ws-next", "dependencies": ["ws-evil"],
+         "execution_request": {"command": "echo next > next.txt"}},
+    ])  # fmt: skip
+    record = await run_phase(client, settings, run_input(spec, repo))
+    assert record.status == PhaseState.COMPLETED, record.reason
+    assert show(repo, record.head_sha or "", "app.txt") == "changed"
+    # The tool did plant them (in the user's config too) ...
+    assert "shared-fsmonitor-ran" in git_out(repo, "config", "--get", "core.fsmonitor")
+    # ... and not one ran during capture, commit, gates, the next wave's checkout or merges.
+    assert sorted(p.name for p in outside.iterdir()) == ["hooks"]
+
+
+async def test_rewritten_git_pointer_and_outside_symlink(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("do not read\n")
+    other = make_repo({"other.txt": "other\n"}, name="other")
+    other_before = snapshot(other), git_out(other, "for-each-ref")
+    repo: Path = make_repo({"app.txt": "original\n"})
+    before = snapshot(repo)
+    spec = phase(defaults={"review": "never"}, workstreams=[
+        {"workstream_id": "ws-pointer", "execution_request": {
+            "command": f'rm -rf .git && echo "gitdir: {other}/.git" > .git && echo new > app.txt'}},
+        {"workstream_id": "ws-symlink", "execution_request": {
+            "command": f"ln -s {outside}/secret.txt leak"}},
+    ])  # fmt: skip
+    record = await run_phase(client, settings, run_input(spec, repo))
+    pointer = record.workstreams["ws-pointer"]
+    assert pointer.status == WorkstreamState.COMPLETED, pointer.reason
+    head = record.head_sha or ""
+    assert show(repo, head, "app.txt") == "new"
+    assert ".git" not in git_out(repo, "ls-tree", "--name-only", head).split()
+    symlink = record.workstreams["ws-symlink"]
+    assert symlink.status == WorkstreamState.FAILED
+    assert "symlink_escape: leak" in (symlink.reason or "")
+    assert (snapshot(other), git_out(other, "for-each-ref")) == other_before
+    assert snapshot(repo) == before
+    assert (outside / "secret.txt").read_text() == "do not read\n"
