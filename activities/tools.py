@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.adapters import ADAPTERS, ToolContext
 from activities.feedback import render_feedback
 from activities.git import Git, clean_env, open_repository
+from activities.repo_guard import Snapshot, check_untouched
 from activities.state_dir import StateDir
 from activities.workspace import checkout
 from schemas.tools import ToolRunInput, ToolRunResult
@@ -48,7 +49,14 @@ class ToolActivities:
             feedback_file.write_text(render_feedback(input.feedback))
             env["UET_FEEDBACK_FILE"] = str(feedback_file)
         ctx = ToolContext(input, local, env, scratch / "tool.log", self.state.artifacts, scratch)
-        end = await adapter.run(ctx)
+        guard = Snapshot.take(repo.git_dir)
+        try:
+            end = await adapter.run(ctx)
+        except BaseException:
+            guard.restore()  # undo any tampering; the tool's own error (or a cancel) wins
+            raise
+        # Before any git command of uet's touches the tool's work (capture runs filters).
+        check_untouched(guard, input.workstream_id)
         log = self.state.artifacts.put_file(ctx.log_path, "text/plain")
         result = ToolRunResult(
             outcome="changed",

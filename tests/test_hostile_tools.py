@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from runtime.settings import Settings
-from schemas.run import PhaseState, WorkstreamState
+from schemas.run import WorkstreamState
 
 PLANT = r"""
 set -e
@@ -40,20 +40,43 @@ async def test_planted_fsmonitor_and_hooks_never_run(
     outside = tmp_path / "outside"
     outside.mkdir()
     repo: Path = make_repo({"app.txt": "original\n"})
-    spec = phase(workstreams=[
+    config_before = (repo / ".git" / "config").read_bytes()
+    spec = phase(defaults={"review": "never"}, workstreams=[
         {"workstream_id": "ws-evil",
          "execution_request": {"command": PLANT, "env": {"OUTSIDE": str(outside)}},
          "acceptance_criteria": {"gates": [{"gate_id": "g", "command": "grep -q changed app.txt"}]}},
         {"workstream_id": "ws-next", "dependencies": ["ws-evil"],
          "execution_request": {"command": "echo next > next.txt"}},
+        {"workstream_id": "ws-other", "execution_request": {"command": "echo other > o.txt"}},
     ])  # fmt: skip
     record = await run_phase(client, settings, run_input(spec, repo))
-    assert record.status == PhaseState.COMPLETED, record.reason
-    assert show(repo, record.head_sha or "", "app.txt") == "changed"
-    # The tool did plant them (in the user's config too) ...
-    assert "shared-fsmonitor-ran" in git_out(repo, "config", "--get", "core.fsmonitor")
-    # ... and not one ran during capture, commit, gates, the next wave's checkout or merges.
+    evil = record.workstreams["ws-evil"]
+    assert evil.status == WorkstreamState.FAILED
+    assert "the repository's config changed while the tool ran" in (evil.reason or "")
+    assert "uet put them back" in (evil.reason or "")
+    assert record.workstreams["ws-next"].status == WorkstreamState.BLOCKED
+    assert record.workstreams["ws-other"].status == WorkstreamState.COMPLETED
+    # The user's config is as it was, and nothing planted ever ran.
+    assert (repo / ".git" / "config").read_bytes() == config_before
     assert sorted(p.name for p in outside.iterdir()) == ["hooks"]
+
+
+async def test_planted_filter_never_runs(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    repo: Path = make_repo({"app.txt": "x\n"})
+    plant = ('shared="$(dirname "$(cat .git/objects/info/alternates)")"; '
+             'git config -f "$shared/config" filter.evil.clean "touch $OUTSIDE/filter-ran; cat"; '
+             "echo '* filter=evil' > .gitattributes; echo y > app.txt")  # fmt: skip
+    spec = phase(defaults={"review": "never"}, workstreams=[
+        {"workstream_id": "ws", "execution_request": {"command": plant,
+                                                      "env": {"OUTSIDE": str(outside)}}}])  # fmt: skip
+    record = await run_phase(client, settings, run_input(spec, repo))
+    assert "the repository's config changed" in (record.workstreams["ws"].reason or "")
+    assert list(outside.iterdir()) == [], "uet's git add ran the planted filter"
+    assert "evil" not in (repo / ".git" / "config").read_text()
 
 
 async def test_rewritten_git_pointer_and_outside_symlink(
