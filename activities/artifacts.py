@@ -6,6 +6,7 @@ path, so a retried activity that stores its output again changes nothing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -16,6 +17,8 @@ from temporalio.exceptions import ApplicationError
 from schemas.base import ArtifactRef
 
 _CHUNK = 1 << 20
+#: A full disk, or a full quota: nothing a retry on this worker can fix.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 class ArtifactStore:
@@ -77,6 +80,21 @@ class ArtifactStore:
         return data
 
     def _write_atomically(self, target: Path, chunks: object) -> None:
+        try:
+            self._write(target, chunks)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise ApplicationError(
+                    f"no space left to write an artifact to {self.root} "
+                    f"({exc.strerror or 'disk full'}); free space on that disk or set UET_HOME "
+                    "to a larger one, then run again",
+                    type="DiskFull",
+                    non_retryable=True,
+                ) from None
+            raise
+
+    @staticmethod
+    def _write(target: Path, chunks: object) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:

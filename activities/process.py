@@ -39,6 +39,17 @@ class ProcessResult:
     log_path: Path
 
 
+def exit_description(code: int | None) -> str:
+    """``command exited with 1``, or ``command was killed by signal 11 (SIGSEGV)``."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown"
+        return f"command was killed by signal {-code} ({name})"
+    return f"command exited with {code}"
+
+
 def argv_for(command: Command) -> list[str]:
     """A string runs under /bin/sh -c (pipes, globs, &&); a list is argv as written."""
     return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)

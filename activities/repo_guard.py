@@ -62,8 +62,9 @@ def check_untouched(snapshot: Snapshot, workstream_id: str) -> None:
     if changed:
         raise ApplicationError(
             f"{workstream_id}: the repository's {', '.join(changed)} changed while the tool ran "
-            f"(in {snapshot.git_dir}); uet put them back and refuses the change — a tool must "
-            "not write into the user's .git",
+            f"(in {snapshot.git_dir}; another tool running at the same time may have done it); "
+            "uet put them back and refuses the change — a tool must not write into the "
+            "user's .git",
             type="RepositoryTampered",
             non_retryable=True,
         )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import sys
 import time
@@ -37,6 +38,17 @@ from workflows import search
 from workflows.phase import PhaseWorkflow
 
 err = Console(stderr=True, soft_wrap=True)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a malformed value is one clear line, not a traceback."""
+    try:
+        return Settings.from_env()
+    except ValueError:
+        raise UserError(
+            f"UET_UI_PORT={os.environ.get('UET_UI_PORT')!r} is not a port number; "
+            "set it to a free TCP port (default 8233)"
+        ) from None
 
 
 def emit_json(data: Any) -> None:
@@ -91,7 +103,7 @@ class RunRequest:
 
 
 async def run(request: RunRequest) -> int:
-    settings = Settings.from_env()
+    settings = load_settings()
     loaded = load_spec(request.spec_path)
     repo_path = await _check_repo(request.repo, loaded.spec.base_ref)
     devserver.ensure_writable(settings.home)
@@ -135,6 +147,8 @@ async def run(request: RunRequest) -> int:
     from worker import build_worker
 
     in_process = None if request.no_worker else build_worker(client, settings)
+    if in_process is not None:
+        _quiet_expected_activity_failures()
     async with in_process or contextlib.nullcontext():
         handle = await start()
         link = ui_link(settings, target, handle.id)
@@ -142,10 +156,37 @@ async def run(request: RunRequest) -> int:
         return await _follow(handle, link, request.as_json)
 
 
+class _ExpectedActivityFailures(logging.Filter):
+    """The SDK logs every failed activity with its traceback. A workstream failure the user
+    caused (a missing program, a patch that does not apply, a full disk) is an
+    ``ApplicationError`` whose message reaches the run record and the progress table: on the
+    terminal of ``uet run`` it is one line, never a traceback. Unexpected errors keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ApplicationError):
+            if error.non_retryable:
+                return False  # final: reported as the workstream's reason
+            record.msg = f"{record.msg} (will retry): {error.message.splitlines()[0][:300]}"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_expected_activity_failures() -> None:
+    logger = logging.getLogger("temporalio.activity")
+    if not any(isinstance(f, _ExpectedActivityFailures) for f in logger.filters):
+        logger.addFilter(_ExpectedActivityFailures())
+
+
 async def _check_repo(repo: str, base_ref: str | None) -> Path:
+    """The user's repository: a work tree, a linked worktree or a bare repository (uet only
+    needs its git dir), with at least one commit or a base_ref that names one."""
     path = Path(repo).expanduser().resolve()
     if not path.exists():
-        raise UserError(f"--repo {repo}: no such directory")
+        raise UserError(f"--repo {repo}: no such directory; pass the path of a git repository")
+    if not path.is_dir():
+        raise UserError(f"--repo {repo}: is a file, not a directory; pass a git repository")
     try:
         git = await open_repository(path)
     except ApplicationError as exc:
@@ -166,7 +207,15 @@ def _import_patch_files(loaded: LoadedSpec, store: ArtifactStore) -> dict[str, A
     for ws in loaded.spec.workstreams:
         if ws.execution_request.tool_id == "patch" and ws.execution_request.patch_file:
             source = loaded.directory / ws.execution_request.patch_file
-            refs[ws.workstream_id] = store.put_file(source, "text/x-diff")
+            try:
+                refs[ws.workstream_id] = store.put_file(source, "text/x-diff")
+            except ApplicationError as exc:  # DiskFull
+                raise UserError(f"{ws.workstream_id}: patch_file {source}: {exc.message}") from None
+            except OSError as exc:
+                raise UserError(
+                    f"{ws.workstream_id}: cannot store patch_file {source} in {store.root} "
+                    f"({exc.strerror or exc}); check UET_HOME and the file's permissions"
+                ) from None
     return refs
 
 
@@ -253,7 +302,7 @@ async def _final_record(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
         if isinstance(cause, ApplicationError) and cause.type == "PhaseFailed" and cause.details:
             return RunStatus.model_validate(cause.details[0])
         # A cancelled run carries no record in its failure; it wrote its report before ending.
-        report = Settings.from_env().home / "runs" / handle.id.removeprefix("uet-") / "run.json"
+        report = load_settings().home / "runs" / handle.id.removeprefix("uet-") / "run.json"
         if report.is_file():
             return RunStatus.model_validate_json(report.read_text("utf-8"))
         raise UserError(
@@ -284,7 +333,7 @@ def _print_summary(record: RunStatus, link: str, elapsed_s: float) -> None:
 
 
 async def status(run_id: str, as_json: bool) -> int:
-    settings = Settings.from_env()
+    settings = load_settings()
     target = target_from_env()
     client = await connect_existing(target)
     handle = client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
@@ -322,20 +371,22 @@ async def connect_existing(target: Target) -> Client:
     from runtime.connect import connect
 
     try:
-        return await connect(target)
+        client = await connect(target)
     except Exception:
         raise UserError(
             f"Temporal at {target.address} is unreachable; start it with `uet server` "
             "or check TEMPORAL_ADDRESS",
             exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
         ) from None
+    await check_namespace(client)
+    return client
 
 
 # -- server / worker ---------------------------------------------------------------------------
 
 
 def server(action: str | None) -> int:
-    settings = Settings.from_env()
+    settings = load_settings()
     if action == "stop":
         stopped = [n for n in ("worker", "server") if devserver.stop_background(settings, n)]
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -343,6 +394,7 @@ def server(action: str | None) -> int:
     target = target_from_env()
     args = devserver.server_args(settings, target.address, target.namespace)
     devserver.ensure_writable(settings.home)
+    devserver.check_ports_free(settings, target.address)
     err.print(
         f"Temporal dev server on {target.address}, Web UI http://localhost:{settings.ui_port}"
     )
@@ -352,5 +404,5 @@ def server(action: str | None) -> int:
 def worker() -> int:
     from worker import serve
 
-    asyncio.run(serve(Settings.from_env()))
+    asyncio.run(serve(load_settings()))
     return ExitCode.COMPLETED

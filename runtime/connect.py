@@ -61,4 +61,10 @@ async def check_namespace(client: Client) -> None:
                 f"(temporal operator namespace create --namespace {client.namespace})",
                 exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
             ) from None
-        raise
+        if exc.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            return  # a restricted client may not describe namespaces; the real calls will tell
+        raise UserError(
+            f"Temporal namespace {client.namespace!r} cannot be checked ({exc.message}); "
+            "check TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE",
+            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+        ) from None

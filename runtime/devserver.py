@@ -126,9 +126,24 @@ def _last_error(log: Path) -> str:
     return ""
 
 
+#: What the SDK's long transport errors mean, for the one-line message.
+_CONNECT_ERRORS = (
+    ("dns error", "cannot resolve the host name"),
+    ("Connection refused", "connection refused"),
+    ("grpc-status header missing", "something answers there, but not Temporal's gRPC"),
+    ("handshake", "TLS handshake failed"),
+)
+
+
 def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
+    if isinstance(error, TimeoutError | asyncio.TimeoutError):
+        return "no answer within 5s"
+    text = str(error).strip()
+    for needle, meaning in _CONNECT_ERRORS:
+        if needle.lower() in text.lower():
+            return meaning
+    lines = text.splitlines()
+    return lines[0][:160] if lines else type(error).__name__
 
 
 def start_background(name: str, args: Sequence[str], settings: Settings) -> Path:

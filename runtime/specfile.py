@@ -28,13 +28,28 @@ def load_spec(path: str | Path) -> LoadedSpec:
     """The checked spec, or a UserError listing every problem (``file:line: $.path: message``)."""
     path = Path(path)
     try:
-        text = path.read_text("utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UserError(
             f"{path}: no such file; pass the path of a phase file (.yaml or .json)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the phase file: {exc}") from None
+    except IsADirectoryError:
+        raise UserError(
+            f"{path}: is a directory; pass the path of a phase file (.yaml or .json)"
+        ) from None
+    except OSError as exc:
+        raise UserError(
+            f"{path}: cannot read the phase file ({exc.strerror or exc}); check its permissions"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise UserError(
+            f"{path}:{line}:{column}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+            "save the phase file as UTF-8"
+        ) from None
     data, locate = _parse(path, text)
     result = check_spec(data)
     problems = list(result.problems)

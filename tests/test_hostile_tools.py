@@ -41,7 +41,8 @@ async def test_planted_fsmonitor_and_hooks_never_run(
     outside.mkdir()
     repo: Path = make_repo({"app.txt": "original\n"})
     config_before = (repo / ".git" / "config").read_bytes()
-    spec = phase(defaults={"review": "never"}, workstreams=[
+    # One tool at a time: with several, the one whose run overlaps the change is failed.
+    spec = phase(max_parallel=1, defaults={"review": "never"}, workstreams=[
         {"workstream_id": "ws-evil",
          "execution_request": {"command": PLANT, "env": {"OUTSIDE": str(outside)}},
          "acceptance_criteria": {"gates": [{"gate_id": "g", "command": "grep -q changed app.txt"}]}},

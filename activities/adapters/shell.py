@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.exceptions import ApplicationError
 
 from activities.adapters.base import ToolContext, ToolEnd
-from activities.process import run_process
+from activities.process import exit_description, run_process
 
 
 class ShellAdapter:
@@ -39,7 +39,7 @@ class ShellAdapter:
         if result.exit_code != 0:
             return ToolEnd(
                 ok=False,
-                reason=f"command exited with {result.exit_code}",
+                reason=exit_description(result.exit_code),
                 exit_code=result.exit_code,
                 output_tail=result.tail,
             )
