@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import Git
+from activities.heartbeat import heartbeating
 from activities.patch_parse import parse_patch
 from activities.patch_policy import History, validate
 from activities.state_dir import StateDir
@@ -47,6 +48,7 @@ class PatchActivities:
         self.state = state
 
     @activity.defn
+    @heartbeating
     async def validate_patch(self, input: ValidatePatchInput) -> ValidatePatchResult:
         """Read the patch exactly, then judge it: format, scope, constraints, oscillation."""
         store = self.state.artifacts
@@ -90,6 +92,7 @@ class PatchActivities:
         return [home.relative_to(repo).as_posix() + "/**"]
 
     @activity.defn
+    @heartbeating
     async def quarantine_patch(self, input: QuarantineInput) -> QuarantineResult:
         """Keep the raw patch and why it was refused where a person can look at it."""
         folder = self.state.quarantine_dir(input.run_id) / input.workstream_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import networkx as nx
 from temporalio import activity
 
+from activities.heartbeat import heartbeating
 from schemas.plan import Plan, PlanInput
 from schemas.spec import PhaseSpec
 from schemas.spec_check import dependency_graph
@@ -52,5 +53,6 @@ def _critical_path(graph: nx.DiGraph, weight: dict[str, float]) -> tuple[list[st
 
 
 @activity.defn(name="plan_phase")
+@heartbeating
 async def plan(input: PlanInput) -> Plan:
     return plan_phase(input.phase)

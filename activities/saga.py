@@ -6,6 +6,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import clean_env, open_repository
+from activities.heartbeat import heartbeating
 from activities.process import run_process
 from activities.state_dir import StateDir
 from activities.workspace import checkout
@@ -17,6 +18,7 @@ class SagaActivities:
         self.state = state
 
     @activity.defn
+    @heartbeating
     async def compensate(self, input: CompensateInput) -> CompensateResult:
         step = input.step
         repo = await open_repository(input.repo_path)

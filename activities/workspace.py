@@ -20,6 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import Git, GitError, objects_dir, open_repository, run_git
+from activities.heartbeat import heartbeating
 from activities.patches import apply_patch
 from activities.state_dir import StateDir
 from schemas.base import ArtifactRef
@@ -57,6 +58,7 @@ class WorkspaceActivities:
         self.state = state
 
     @activity.defn
+    @heartbeating
     async def open_run(self, input: OpenRunInput) -> OpenRunResult:
         """Resolve the base and create the run's integration branch there."""
         repo = await open_repository(input.repo_path)
@@ -81,6 +83,7 @@ class WorkspaceActivities:
         return OpenRunResult(base_sha=base, integration_ref=input.integration_ref)
 
     @activity.defn
+    @heartbeating
     async def commit_patch(self, input: CommitPatchInput) -> CommitPatchResult:
         """Apply the patch to the base in a private index and commit it on the workstream
         branch. No work tree is involved, so nothing on disk can redirect the write."""
@@ -106,6 +109,7 @@ class WorkspaceActivities:
         return CommitPatchResult(commit_sha=commit, tree_sha=tree)
 
     @activity.defn
+    @heartbeating
     async def integrate(self, input: IntegrateInput) -> IntegrateResult:
         """Merge the wave's branches into the integration branch, in the given order.
 
@@ -177,6 +181,7 @@ class WorkspaceActivities:
         return self.state.artifacts.put_bytes(data, "application/json")
 
     @activity.defn
+    @heartbeating
     async def close_run(self, input: CloseRunInput) -> CloseRunResult:
         """Write what people read after the run (record, ledger and events as JSON Lines) and
         remove its checkouts: they are caches, everything that matters is in refs and

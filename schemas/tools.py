@@ -66,6 +66,9 @@ class ToolRunInput(Model):
     max_budget_usd: float | None = Field(
         default=None, description="what this workstream may still spend (claude enforces it)"
     )
+    max_attempts: int = Field(
+        default=3, ge=1, description="attempts for the tool's own transient errors"
+    )
 
 
 class ToolRunResult(Model):

@@ -45,6 +45,8 @@ async def test_worker_sigkilled_mid_tool_then_replaced(
 
     spec = phase(
         max_parallel=2,
+        # One attempt for the tools' own errors: a killed worker must not spend it.
+        defaults={"resilience_policy": {"max_attempts": 1}},
         workstreams=[
             {"workstream_id": "ws-a", "execution_request": {"command": slow_tool("ws-a")}},
             {"workstream_id": "ws-b", "execution_request": {"command": slow_tool("ws-b")}},

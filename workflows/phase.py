@@ -73,7 +73,8 @@ with workflow.unsafe.imports_passed_through():
         OpenRunInput,
     )
 
-GIT_RETRY = RetryPolicy(maximum_attempts=5)
+#: Quick, idempotent steps: retried through lost workers, a dead one noticed by heartbeat.
+GIT_RETRY = RetryPolicy(maximum_attempts=10)
 QUICK = timedelta(minutes=5)
 ENDED = (WorkstreamState.FAILED, WorkstreamState.DROPPED, WorkstreamState.BLOCKED)
 
@@ -98,6 +99,7 @@ class PhaseWorkflow:
             },
         )
         self._journal = Journal(input.run_id, IdFactory())
+        self._heartbeat = timedelta(seconds=input.options.heartbeat_timeout_s)
         self._desk = ReviewDesk(input.run_id, input.phase, self._journal, self._show)
         self._router = ToolRouter(input.phase.router, self._journal)
         self._slots = Slots(input.phase.max_parallel)
@@ -204,6 +206,7 @@ class PhaseWorkflow:
         try:
             the_plan = await workflow.execute_activity(
                 plan, PlanInput(phase=self._phase), start_to_close_timeout=QUICK,
+                heartbeat_timeout=self._heartbeat, retry_policy=GIT_RETRY,
                 summary="plan the DAG into waves",
             )  # fmt: skip
             self._apply_plan(the_plan)
@@ -216,6 +219,7 @@ class PhaseWorkflow:
                     integration_ref=branch_ref(self._status.integration_branch),
                 ),
                 start_to_close_timeout=QUICK,
+                heartbeat_timeout=self._heartbeat,
                 retry_policy=GIT_RETRY,
                 summary="open the run: resolve base, create the integration branch",
             )
@@ -601,6 +605,7 @@ class PhaseWorkflow:
                 history=self._history,
             ),
             start_to_close_timeout=QUICK,
+            heartbeat_timeout=self._heartbeat,
             retry_policy=GIT_RETRY,
             summary=f"integrate wave {number} ({len(merges)} branches)",
         )
@@ -725,8 +730,8 @@ class PhaseWorkflow:
             start_to_close_timeout=timedelta(
                 seconds=sum(g.timeout_s for g in self._phase.gates) + 120
             ),
-            heartbeat_timeout=timedelta(seconds=self._input.options.heartbeat_timeout_s),
-            retry_policy=RetryPolicy(maximum_attempts=3),
+            heartbeat_timeout=self._heartbeat,
+            retry_policy=GIT_RETRY,
             summary=f"phase gates after wave {number}",
         )
         self._status.phase_gates = result.results
@@ -803,6 +808,7 @@ class PhaseWorkflow:
                 events=sorted(self._journal.events, key=lambda e: e.event_id),
             ),
             start_to_close_timeout=QUICK,
+            heartbeat_timeout=self._heartbeat,
             retry_policy=GIT_RETRY,
             summary="write the run report, clean up checkouts",
         )

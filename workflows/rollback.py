@@ -63,7 +63,8 @@ class RollbackWorkflow:
                 events=sorted(journal.events, key=lambda e: e.event_id),
             ),
             start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=5),
+            heartbeat_timeout=timedelta(seconds=input.heartbeat_timeout_s),
+            retry_policy=RetryPolicy(maximum_attempts=10),
             summary="rewrite the run report",
         )
         return record

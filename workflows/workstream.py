@@ -42,8 +42,12 @@ with workflow.unsafe.imports_passed_through():
     from schemas.tools import Feedback, ToolAttempt, ToolReason, ToolRunInput, ToolRunResult
     from schemas.workspace import CommitPatchInput
 
-#: Git steps are quick and only fail transiently (locks, disk); errors typed here never heal.
-GIT_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["PatchDoesNotApply"])
+#: Git steps are quick and idempotent, and fail only transiently (locks, disk, a dead worker);
+#: errors typed here never heal.
+GIT_RETRY = RetryPolicy(maximum_attempts=10, non_retryable_error_types=["PatchDoesNotApply"])
+#: Attempts a tool run gets for lost workers, on top of the spec's max_attempts (which counts
+#: the tool's own transient errors: the adapter makes the last of those final).
+CRASH_ALLOWANCE = 10
 QUICK = timedelta(minutes=5)
 A = TypeVar("A")
 R = TypeVar("R")
@@ -263,11 +267,12 @@ class WorkstreamWorkflow:
                     feedback=feedback,
                     allowed_paths=self._ws.constraints.file_scope.allowed_paths,
                     max_budget_usd=self._budget_left(),
+                    max_attempts=policy.max_attempts,
                 ),
                 # The adapter enforces timeout_s itself and reports it; this is the backstop.
                 start_to_close_timeout=timedelta(seconds=policy.timeout_s + 120),
                 heartbeat_timeout=self._heartbeat,
-                retry_policy=RetryPolicy(maximum_attempts=policy.max_attempts),
+                retry_policy=RetryPolicy(maximum_attempts=policy.max_attempts + CRASH_ALLOWANCE),
                 # On cancel, wait until the tool is really dead: compensation comes next.
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"{tool_id} for {self._ws.workstream_id} (attempt {attempt})",
@@ -416,7 +421,6 @@ class WorkstreamWorkflow:
                 gates=gates,
             ),
             timeout=timedelta(seconds=sum(g.timeout_s for g in gates) + 120),
-            heartbeat=True,
             summary=f"gates for {self._ws.workstream_id}",
         )
         self._gates = result.results
@@ -468,7 +472,6 @@ class WorkstreamWorkflow:
         *,
         summary: str,
         timeout: timedelta = QUICK,
-        heartbeat: bool = False,
     ) -> R:
         """A short activity; its non-retryable failures end the workstream."""
         try:
@@ -476,7 +479,8 @@ class WorkstreamWorkflow:
                 method,
                 arg,
                 start_to_close_timeout=timeout,
-                heartbeat_timeout=self._heartbeat if heartbeat else None,
+                # Every activity heartbeats: a dead worker's step moves on within seconds.
+                heartbeat_timeout=self._heartbeat,
                 retry_policy=GIT_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=summary,

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.adapters.base import ToolContext, ToolEnd
@@ -103,7 +104,11 @@ def timed_out(ctx: ToolContext, run: CliRun) -> ToolEnd | None:
 
 def api_failure(ctx: ToolContext, message: str) -> ApplicationError:
     """An API error, retried by the activity when it looks transient."""
-    transient = bool(_TRANSIENT.search(message))
+    # The activity is also retried for lost workers; only this many attempts are the tool's.
+    budget_left = (
+        activity.info().attempt < ctx.input.max_attempts if activity.in_activity() else True
+    )
+    transient = bool(_TRANSIENT.search(message)) and budget_left
     return ApplicationError(
         f"{ctx.input.workstream_id}: {ctx.input.request.tool_id} API error: {message[:400]}",
         type="ToolApiError",

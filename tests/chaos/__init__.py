@@ -1,0 +1,1 @@
+"""Chaos runs: a phase with its worker and its Temporal dev server SIGKILLed at random."""
