@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 # Gates run `python3 -m pytest`: this interpreter's bin dir comes first for the worker.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
-from chaos.runner import DEMO_SPEC, ChaosReport, Kill, chaos_run, make_demo_repo, with_max_attempts  # noqa: E402
+from chaos.runner import DEMO_SPEC, ChaosReport, Kill, chaos_run, make_demo_repo, with_tool_delay  # noqa: E402
 
 
 def check(clean: ChaosReport, chaos: ChaosReport) -> list[str]:
@@ -51,10 +51,9 @@ async def main(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         spec = Path(args.spec).resolve()
-        if args.max_attempts:
-            spec = with_max_attempts(spec, work / "spec" / spec.name, args.max_attempts)
-        attempts = args.max_attempts or "as in spec"
-        print(f"spec {spec}  max_attempts {attempts}  seed {args.seed}  work dir {work}",
+        if args.tool_delay:
+            spec = with_tool_delay(spec, work / "spec" / spec.name, args.tool_delay)
+        print(f"spec {spec}  tool delay {args.tool_delay:g}s  seed {args.seed}  work dir {work}",
               flush=True)  # fmt: skip
         clean = await chaos_run(
             spec, make_demo_repo(work / "repo-clean"), worker_kills=0, server_kills=0,
@@ -99,8 +98,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--heartbeat-timeout", type=float, default=2.0)
     parser.add_argument("--deadline", type=float, default=1800, help="seconds after the last kill")
     parser.add_argument(
-        "--max-attempts", type=int, default=0,
-        help="override defaults.resilience_policy.max_attempts (each kill mid-activity costs one)",
+        "--tool-delay", type=float, default=0,
+        help="make every shell tool sleep this long first: a longer run, more kills mid-tool",
     )
     parser.add_argument("--keep", help="work in this directory and keep it")
     return parser.parse_args(argv)

@@ -413,24 +413,26 @@ def make_demo_repo(directory: Path) -> Path:
 DEMO_SPEC = ROOT / "examples" / "demo" / "phase.yaml"
 
 
-def with_max_attempts(spec_path: str | Path, out: Path, max_attempts: int) -> Path:
-    """A copy of the spec whose workstreams may retry ``max_attempts`` times (a worker killed
-    mid-activity costs one attempt), its patch files made absolute so it may live elsewhere."""
+def with_tool_delay(spec_path: str | Path, out: Path, seconds: float) -> Path:
+    """A copy of the spec whose shell tools first sleep ``seconds`` (a longer run, so more kills
+    land mid-tool), its patch files made absolute so it may live elsewhere."""
     import yaml
 
     spec_path = Path(spec_path).resolve()
     data = yaml.safe_load(spec_path.read_text())
-    defaults = data.setdefault("defaults", {})
-    defaults.setdefault("resilience_policy", {})["max_attempts"] = max_attempts
     for ws in data["workstreams"]:
-        ws.get("resilience_policy", {}).pop("max_attempts", None)
-        request = ws.get("execution_request", {})
+        request = ws.setdefault("execution_request", {})
         if request.get("patch_file"):
             request["patch_file"] = str(spec_path.parent / request["patch_file"])
+        command = request.get("command")
+        if command and request.get("tool_id", "shell") == "shell":
+            shell = command if isinstance(command, str) else " ".join(command)
+            request["command"] = f"sleep {seconds:g}; {shell}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
 
+
 __all__ = ["DEMO_SPEC", "ChaosReport", "Kill", "chaos_run", "check_ledger", "make_demo_repo",
-           "with_max_attempts"]
+           "with_tool_delay"]
 
