@@ -22,7 +22,12 @@ def plan_phase(spec: PhaseSpec) -> Plan:
     total = sum(weight.values())
     slots = min(spec.max_parallel, len(weight))
     bound = max(length, total / slots)
+    remaining: dict[str, float] = {}
+    for node in reversed(list(nx.lexicographical_topological_sort(graph))):
+        after = [remaining[s] for s in graph.successors(node)]
+        remaining[node] = weight[node] + max(after, default=0.0)
     return Plan(
+        remaining=remaining,
         phase_id=spec.phase_id,
         waves=waves,
         critical_path=path,

@@ -25,3 +25,7 @@ class Plan(Model):
     speedup_bound: float = Field(
         description="sequential time / max(critical path, total work / max_parallel)"
     )
+    remaining: dict[str, float] = Field(
+        default_factory=dict,
+        description="per workstream: the longest path from it to the end, itself included",
+    )

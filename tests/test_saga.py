@@ -138,15 +138,16 @@ async def test_reject_with_rollback(
     assert states == {"ws-1": "rolled_back", "ws-2": "dropped"}
 
 
+@pytest.mark.parametrize("scheduling", ["waves", "eager"])
 async def test_cancel_mid_wave_kills_the_tool_then_compensates(
-    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path, scheduling: str
 ) -> None:
     repo: Path = make_repo({"base.txt": "base\n"})
     base = git_out(repo, "rev-parse", "HEAD")
     log = tmp_path / "order.log"
     slow = (f"trap 'echo tool-stopped >> {log}; exit 143' TERM; echo tool-started >> {log}; "
             "sleep 60 & wait $!; touch finished.txt")  # fmt: skip
-    spec = phase(workstreams=[
+    spec = phase(scheduling=scheduling, workstreams=[
         {"workstream_id": "ws-first", "execution_request": {"command": "touch first.txt"},
          "compensation": {"command": f"echo compensated >> {log}"}},
         {"workstream_id": "ws-slow", "dependencies": ["ws-first"],

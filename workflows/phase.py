@@ -103,6 +103,9 @@ class PhaseWorkflow:
         self._desk = ReviewDesk(input.run_id, input.phase, self._journal, self._show)
         self._router = ToolRouter(input.phase.router, self._journal)
         self._slots = Slots(input.phase.max_parallel)
+        self._eager = input.phase.scheduling == "eager"
+        self._tasks: list[asyncio.Task[WorkstreamResult]] = []  # every workstream task started
+        self._remaining: dict[str, float] = {}  # eager priorities, from the plan
         self._status.budget_usd_total = input.phase.budget.max_cost_usd_total
         self._raised: dict[str, float] = {}  # per-workstream budget raised by reviewers
         self._budget_warned = False
@@ -196,8 +199,11 @@ class PhaseWorkflow:
             # error; anything else is not ours to handle here.
             if not is_cancelled_exception(err):
                 raise
-            # `uet cancel`: the children were cancelled with us, their tools killed and awaited.
-            # Undo everything, write the report, then end as cancelled.
+            # `uet cancel`: stop every workstream (their tools killed and awaited; in eager
+            # mode nothing else cancels them), undo everything, write the report, end cancelled.
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._roll_back(RollbackRequest(to_wave=0, reason="the run was cancelled"))
             await self._finish(state=PhaseState.CANCELED, reason="the run was cancelled")
             raise
@@ -230,6 +236,17 @@ class PhaseWorkflow:
         self._status.base_sha = self._status.head_sha = opened.base_sha
         self._checkpoints[0] = opened.base_sha
 
+        stop = await (self._run_eager() if self._eager else self._run_waves(the_plan))
+        if self._rollback is not None:
+            await self._roll_back(self._rollback)
+            return await self._finish(state=PhaseState.ROLLED_BACK, reason=self._rollback.reason)
+        if stop is not None:  # a phase gate failed before the end
+            self._block_all_pending(stop)
+            return await self._finish(reason=stop)
+        return await self._finish()
+
+    async def _run_waves(self, the_plan: Plan) -> str | None:
+        """Each wave runs whole, then is integrated in workstream-id order."""
         for number, wave in enumerate(the_plan.waves, start=1):
             self._status.current_wave = number
             ready = [w for w in wave if self._ws(w).status == WorkstreamState.PENDING]
@@ -237,53 +254,105 @@ class PhaseWorkflow:
                 EventType.WAVE_STARTED, f"wave {number}: {', '.join(ready) or 'nothing to run'}",
                 wave=number,
             )  # fmt: skip
-            results = await self._run_wave(ready, number)
+            self._push_checkpoint(number)
+            tasks = [
+                asyncio.create_task(self._run_workstream(ws_id, self._head(), number, self._slots))
+                for ws_id in ready
+            ]
+            self._tasks += tasks
+            results = [await task for task in tasks]
             if self._rollback is None:
                 for result, outcome in await self._integrate(number, results):
                     await self._settle_conflict(number, result, outcome)
-            stop = None
+            stop = await self._after_step(number, last=number == len(the_plan.waves))
+            if self._rollback is not None or stop is not None:
+                return stop
+        return None
+
+    async def _run_eager(self) -> str | None:
+        """A workstream starts as soon as its dependencies are integrated, from the head at
+        that moment; each one is integrated the moment it finishes (one at a time, so the
+        history is deterministic given the completion order). Each integration is a step:
+        a checkpoint, a point to roll back to, and a run of the phase gates."""
+        deps = {ws.workstream_id: set(ws.dependencies) for ws in self._phase.workstreams}
+        merged: set[str] = set()
+        running: dict[str, asyncio.Task[WorkstreamResult]] = {}
+        step = 0
+        while True:
             if self._rollback is None:
-                stop = await self._phase_gates(number, last=number == len(the_plan.waves))
-            if self._rollback is None and self._phase.on_failure == "rollback":
-                failed = [w for w, s in self._status.workstreams.items() if s.status in ENDED]
-                if failed:
-                    self._rollback = RollbackRequest(
-                        to_wave=0, reason=f"on_failure: rollback ({', '.join(failed)} failed)"
+                for ws_id in sorted(
+                    (w for w, s in self._status.workstreams.items()
+                     if s.status == WorkstreamState.PENDING and w not in running
+                     and deps[w] <= merged),
+                    key=lambda w: (-self._remaining.get(w, 1.0), w),
+                ):  # fmt: skip
+                    running[ws_id] = asyncio.create_task(
+                        self._run_workstream(ws_id, self._head(), step + 1, self._slots)
                     )
-            if self._rollback is not None:
-                break
-            if stop is not None:  # a phase gate failed before the last wave
-                self._block_all_pending(stop)
-                return await self._finish(reason=stop)
+                    self._tasks.append(running[ws_id])
+            if not running:
+                return None
+            await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+            for ws_id in sorted(w for w, task in running.items() if task.done()):
+                result = running.pop(ws_id).result()
+                if self._rollback is not None or result.status != WorkstreamState.COMPLETED:
+                    continue
+                if result.commit is None:  # nothing to integrate: done as it is
+                    merged.add(ws_id)
+                    continue
+                step += 1
+                self._status.current_wave = step
+                self._push_checkpoint(step)
+                for conflicted, outcome in await self._integrate(step, [result]):
+                    await self._settle_conflict(step, conflicted, outcome)
+                if self._ws(ws_id).status == WorkstreamState.COMPLETED:
+                    merged.add(ws_id)
+                pending = any(
+                    s.status == WorkstreamState.PENDING for s in self._status.workstreams.values()
+                )
+                stop = await self._after_step(step, last=not running and not pending)
+                if self._rollback is not None or stop is not None:
+                    for task in running.values():  # the rest is abandoned
+                        task.cancel()
+                    await asyncio.gather(*running.values(), return_exceptions=True)
+                    return stop
+
+    async def _after_step(self, number: int, last: bool) -> str | None:
+        """Phase gates, and on_failure: rollback. The reason the phase stops, if it does."""
         if self._rollback is not None:
-            await self._roll_back(self._rollback)
-            return await self._finish(state=PhaseState.ROLLED_BACK, reason=self._rollback.reason)
-        return await self._finish()
+            return None
+        stop = await self._phase_gates(number, last=last)
+        if self._rollback is None and self._phase.on_failure == "rollback":
+            failed = [w for w, s in self._status.workstreams.items() if s.status in ENDED]
+            if failed:
+                self._rollback = RollbackRequest(
+                    to_wave=0, reason=f"on_failure: rollback ({', '.join(failed)} failed)"
+                )
+        return stop
+
+    def _head(self) -> str:
+        assert self._status.head_sha is not None
+        return self._status.head_sha
 
     # -- waves ---------------------------------------------------------------------------------
 
     def _apply_plan(self, the_plan: Plan) -> None:
         self._status.waves = the_plan.waves
+        self._remaining = the_plan.remaining
         for number, wave in enumerate(the_plan.waves, start=1):
             for ws_id in wave:
                 self._ws(ws_id).wave = number
         self._show()
 
-    async def _run_wave(self, ready: list[str], number: int) -> list[WorkstreamResult]:
-        head = self._status.head_sha
-        assert head is not None
-        # Pushed before the wave: the merge and the tag may happen and still report failure.
+    def _push_checkpoint(self, number: int) -> None:
+        """Compensations for the merge and the tag of step (wave) ``number``, pushed before
+        them: they may happen and still report failure."""
         self._saga.push(
-            "reset_ref", number, f"reset {self._status.integration_branch} to wave {number - 1}",
-            ref=branch_ref(self._status.integration_branch), to_sha=head,
+            "reset_ref", number, f"reset {self._status.integration_branch} to step {number - 1}",
+            ref=branch_ref(self._status.integration_branch), to_sha=self._head(),
         )  # fmt: skip
         tag = tag_ref(wave_tag(self._input.run_id, number))
         self._saga.push("delete_ref", number, f"delete tag wave-{number}", ref=tag)
-        tasks = [
-            asyncio.create_task(self._run_workstream(ws_id, head, number, self._slots))
-            for ws_id in ready
-        ]
-        return [await task for task in tasks]
 
     async def _run_workstream(
         self, ws_id: str, head: str, number: int, slots: Slots
@@ -317,11 +386,17 @@ class PhaseWorkflow:
         refused = await self._within_budget(ws_id)
         if refused is not None:
             return refused
-        async with slots or Slots(1):
+        # Eager: the longest remaining critical path goes first when slots are scarce.
+        priority = -self._remaining.get(ws_id, 0.0) if self._eager else 0
+        async with (slots or Slots(1)).take(priority):
             if self._rollback is not None:
                 return self._dropped(ws_id, "the phase is being rolled back")
             self._set(ws_id, WorkstreamState.RUNNING)
-            request = request.model_copy(update={"max_budget_usd": self._allowance(ws_id)})
+            update: dict[str, object] = {"max_budget_usd": self._allowance(ws_id)}
+            if self._eager:  # from the integration head at the moment it starts
+                update["base_sha"] = self._status.head_sha
+                update["run_history"] = self._history
+            request = request.model_copy(update=update)
             result = await self._run_child(request)
         self._absorb(result)
         return result

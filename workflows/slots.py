@@ -1,8 +1,11 @@
-"""A semaphore whose size can change while work waits for it (a budget warning halves it)."""
+"""Slots for running workstreams: resizable (a budget warning halves them) and, when scarce,
+handed out by priority (eager scheduling runs the longest remaining path first)."""
 
 from __future__ import annotations
 
-from types import TracebackType
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from temporalio import workflow
 
@@ -11,16 +14,23 @@ class Slots:
     def __init__(self, size: int) -> None:
         self.size = size
         self.used = 0
+        self._waiting: list[tuple[Any, int]] = []
+        self._tickets = 0
 
-    async def __aenter__(self) -> None:
-        # Waiters are woken in the order they started waiting: deterministic on replay.
-        await workflow.wait_condition(lambda: self.used < self.size)
+    @asynccontextmanager
+    async def take(self, priority: Any = 0) -> AsyncIterator[None]:
+        """A slot; among waiters the lowest ``priority`` goes first, then the earliest."""
+        self._tickets += 1
+        ticket = (priority, self._tickets)
+        self._waiting.append(ticket)
+        try:
+            await workflow.wait_condition(
+                lambda: self.used < self.size and min(self._waiting) == ticket
+            )
+        finally:
+            self._waiting.remove(ticket)
         self.used += 1
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.used -= 1
+        try:
+            yield
+        finally:
+            self.used -= 1

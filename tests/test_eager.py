@@ -1,0 +1,87 @@
+"""Eager scheduling: a workstream starts as soon as its dependencies are integrated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import git_out, phase, run_input, run_phase, show
+from temporalio.client import Client
+from temporalio.worker import Replayer, Worker
+
+from runtime.settings import Settings
+from schemas.run import PhaseState
+from worker import WORKFLOWS
+
+
+def events(record) -> list[dict]:  # type: ignore[no-untyped-def]
+    lines = (Path(record.report_dir) / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def first(evs: list[dict], kind: str, ws: str) -> int:
+    return next(i for i, e in enumerate(evs) if e["type"] == kind and e["workstream_id"] == ws)
+
+
+SKEWED = [
+    {"workstream_id": "slow", "execution_request": {"command": "sleep 2; echo slow > slow.txt"}},
+    {"workstream_id": "fast", "execution_request": {"command": "echo fast > fast.txt"}},
+    {"workstream_id": "after-fast", "dependencies": ["fast"],
+     "execution_request": {"command": "cat fast.txt > after-fast.txt"}},
+    {"workstream_id": "last", "dependencies": ["slow", "after-fast"],
+     "execution_request": {"command": "cat slow.txt after-fast.txt > last.txt"}},
+]  # fmt: skip
+
+
+async def test_dependents_start_before_the_wave_ends_and_the_tree_equals_waves(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    trees = {}
+    for mode in ("waves", "eager"):
+        repo: Path = make_repo({"base.txt": "b\n"}, name=f"repo-{mode}")
+        record = await run_phase(
+            client, settings, run_input(phase(scheduling=mode, workstreams=SKEWED), repo)
+        )
+        assert record.status == PhaseState.COMPLETED, record.reason
+        head = record.head_sha or ""
+        assert show(repo, head, "last.txt") == "slow\nfast"
+        trees[mode] = git_out(repo, "rev-parse", f"{head}^{{tree}}")
+        evs = events(record)
+        started_after_fast = first(evs, "WORKSTREAM_STARTED", "after-fast")
+        slow_done = first(evs, "TOOL_FINISHED", "slow")
+        if mode == "eager":
+            # It started on fast's integrated work while slow was still running ...
+            assert started_after_fast < slow_done
+            # ... and every workstream is one integration step, each with its checkpoint.
+            assert record.current_wave == 4
+            tags = git_out(repo, "tag", "--list", f"uet/{record.run_id}/*").split()
+            assert len(tags) == 4
+        else:
+            assert started_after_fast > slow_done  # waited for its wave
+        replayer = Replayer(workflows=WORKFLOWS, data_converter=client.data_converter)
+        await replayer.replay_workflow(
+            await client.get_workflow_handle(record.workflow_id).fetch_history()
+        )
+    assert trees["eager"] == trees["waves"]
+
+
+async def test_scarce_slots_go_to_the_longest_remaining_path(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    repo: Path = make_repo({"base.txt": "b\n"})
+    spec = phase(scheduling="eager", max_parallel=1, workstreams=[
+        {"workstream_id": "a-short", "execution_request": {"command": "touch a"},
+         "estimated_duration_s": 1},
+        {"workstream_id": "b-long", "execution_request": {"command": "touch b"},
+         "estimated_duration_s": 1},
+        {"workstream_id": "b-next", "dependencies": ["b-long"],
+         "execution_request": {"command": "touch c"}, "estimated_duration_s": 5},
+        {"workstream_id": "c-mid", "execution_request": {"command": "touch d"},
+         "estimated_duration_s": 3},
+    ])  # fmt: skip
+    record = await run_phase(client, settings, run_input(spec, repo))
+    assert record.status == PhaseState.COMPLETED, record.reason
+    order = [e["workstream_id"] for e in events(record) if e["type"] == "WORKSTREAM_STARTED"]
+    # b-long leads a 6 s path, c-mid 3 s, a-short 1 s. When b-long's slot frees, b-next is not
+    # ready yet (b-long is integrated first), so c-mid takes it; then b-next (5 s) beats a-short.
+    assert order == ["b-long", "c-mid", "b-next", "a-short"]
