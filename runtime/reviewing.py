@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -146,10 +147,7 @@ async def decide(request: DecisionRequest) -> int:
 async def cancel(run_id: str, wait: bool = True) -> int:
     client = await _client()
     handle = _phase(client, run_id)
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        raise UserError(f"run {run_id}: {exc.message}") from None
+    description = await _describe(handle, run_id)
     if description.status != WorkflowExecutionStatus.RUNNING:
         ended = description.status.name.lower() if description.status else "closed"
         raise UserError(f"run {run_id} has already ended ({ended})")
@@ -167,10 +165,7 @@ async def cancel(run_id: str, wait: bool = True) -> int:
 async def rollback(run_id: str, to_wave: int | None, reason: str) -> int:
     client = await _client()
     handle = _phase(client, run_id)
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        raise UserError(f"run {run_id}: {exc.message}") from None
+    description = await _describe(handle, run_id)
     who = getpass.getuser()
     if description.status == WorkflowExecutionStatus.RUNNING:
         try:
@@ -207,6 +202,15 @@ async def rollback(run_id: str, to_wave: int | None, reason: str) -> int:
     head = view.record.head_sha[:12] if view.record.head_sha else "-"
     out.print(f"{run_id} {view.record.status}: {view.record.integration_branch} at {head}")
     return ExitCode.COMPLETED
+
+
+async def _describe(
+    handle: WorkflowHandle[Any, RunStatus], run_id: str
+) -> WorkflowExecutionDescription:
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        raise UserError(f"run {run_id}: {exc.message}") from None
 
 
 async def _until_closed(handle: WorkflowHandle[Any, RunStatus]) -> None:

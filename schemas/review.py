@@ -41,16 +41,12 @@ class ReviewNeed(Model):
     conflicts: list[str] = Field(default_factory=list)
 
 
-class ReviewRequest(Model):
+class ReviewRequest(ReviewNeed):
+    """A need, asked of people: with its id, where it comes from and what may be decided."""
+
     review_id: str = Field(description="ULID")
     run_id: str
     workstream_id: str
-    reason: ReviewReason
-    summary: str
-    patch_id: str | None = None
-    patch: ArtifactRef | None = None
-    gate_logs: list[ArtifactRef] = Field(default_factory=list)
-    conflicts: list[str] = Field(default_factory=list)
     allowed: list[Decision]
     requested_at: datetime
     timeout_at: datetime | None = None

@@ -86,15 +86,10 @@ class ReviewDesk:
         timeout = self.phase.review_timeout_s
         now = workflow.now()
         request = ReviewRequest(
+            **need.model_dump(),
             review_id=self.journal.ids.new(),
             run_id=self.run_id,
             workstream_id=workstream_id,
-            reason=need.reason,
-            summary=need.summary,
-            patch_id=need.patch_id,
-            patch=need.patch,
-            gate_logs=need.gate_logs,
-            conflicts=need.conflicts,
             allowed=list(ALLOWED_DECISIONS[need.reason]),
             requested_at=now,
             timeout_at=now + timedelta(seconds=timeout) if timeout else None,
