@@ -1,0 +1,123 @@
+"""What uet adds on top of the work itself.
+
+    python bench/overhead.py [--workstreams 200]
+
+N trivial `patch` workstreams (each adds one small file), run by uet at max_parallel 1 and 8 on
+a local dev server, against a plain shell loop doing the same `git apply` + `git commit`.
+Prints uet's time per workstream, the loop's, the ratio, and the Temporal round trips (workflow
+and activity tasks) one workstream costs, counted in the histories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from helpers import phase, run_input, run_phase  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from activities.artifacts import ArtifactStore  # noqa: E402
+from runtime.settings import Settings, temporal_binary  # noqa: E402
+from worker import build_worker  # noqa: E402
+from workflows import search  # noqa: E402
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=repo,
+                   check=True, capture_output=True)  # fmt: skip
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "commit", "-q", "--allow-empty", "-m", "base")
+    return path
+
+
+def patch_for(i: int) -> bytes:
+    return (
+        f"diff --git a/f{i:04d}.txt b/f{i:04d}.txt\nnew file mode 100644\n"
+        f"--- /dev/null\n+++ b/f{i:04d}.txt\n@@ -0,0 +1 @@\n+file {i}\n"
+    ).encode()
+
+
+def shell_loop(root: Path, n: int) -> float:
+    """The same work without uet: apply each patch and commit it, one after another."""
+    repo = make_repo(root / "loop")
+    patches = root / "patches"
+    patches.mkdir()
+    for i in range(n):
+        (patches / f"{i}.diff").write_bytes(patch_for(i))
+    script = (f'for i in $(seq 0 {n - 1}); do git apply --index {patches}/$i.diff && '
+              'git -c user.name=b -c user.email=b@b commit -q -m "ws $i"; done')  # fmt: skip
+    started = time.monotonic()
+    subprocess.run(["sh", "-c", script], cwd=repo, check=True)
+    return time.monotonic() - started
+
+
+async def round_trips(client, workflow_id: str, n: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(workflow tasks, activity tasks) per workstream, over the phase and all its children."""
+    ids = [workflow_id]
+    async for execution in client.list_workflows(f'WorkflowId STARTS_WITH "{workflow_id}/"'):
+        ids.append(execution.id)
+    wft = act = 0
+    for wf_id in ids:
+        history = await client.get_workflow_handle(wf_id).fetch_history()
+        for event in history.events:
+            wft += event.HasField("workflow_task_completed_event_attributes")
+            act += event.HasField("activity_task_completed_event_attributes")
+    return wft / n, act / n
+
+
+async def main(n: int) -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=pydantic_data_converter, search_attributes=list(search.ALL),
+        dev_server_log_level="error",
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        loop_s = shell_loop(root, n)
+        print(f"shell loop: {n} x (git apply + git commit) in {loop_s:.2f}s = "
+              f"{1000 * loop_s / n:.1f} ms per workstream", flush=True)  # fmt: skip
+        settings = Settings(home=root / "home", task_queue="bench", ui_port=0)
+        store = ArtifactStore(settings.home / "artifacts")
+        refs = {f"ws-{i:04d}": store.put_bytes(patch_for(i), "text/x-diff") for i in range(n)}
+        async with build_worker(env.client, settings):
+            for parallel in (1, 8):
+                spec = phase(max_parallel=parallel, workstreams=[
+                    {"workstream_id": ws, "execution_request": {"tool_id": "patch",
+                                                                "patch_file": f"{ws}.diff"}}
+                    for ws in refs
+                ])  # fmt: skip
+                input = run_input(spec, make_repo(root / f"repo-{parallel}"))
+                input.patch_files = refs
+                started = time.monotonic()
+                record = await run_phase(env.client, settings, input)
+                uet_s = time.monotonic() - started
+                assert record.status == "completed", record.reason
+                wft, act = await round_trips(env.client, record.workflow_id, n)
+                per_ws = 1000 * uet_s / n
+                print(f"uet max_parallel {parallel}: {uet_s:.2f}s = {per_ws:.1f} ms per workstream"
+                      f" ({per_ws / (1000 * loop_s / n):.1f}x the loop; overhead "
+                      f"{per_ws - 1000 * loop_s / n:.1f} ms); {wft:.1f} workflow tasks and "
+                      f"{act:.1f} activities per workstream", flush=True)  # fmt: skip
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workstreams", type=int, default=200)
+    asyncio.run(main(parser.parse_args().workstreams))
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter finalization under the Temporal core's threads
