@@ -1,6 +1,6 @@
 """Deterministic ULIDs inside workflows.
 
-``ULID()`` reads the clock and ``os.urandom``, which breaks replay. Here the 48-bit timestamp
+The library's own constructor reads the system clock and random bytes, which breaks replay. Here the 48-bit timestamp
 comes from workflow time and the 80 random bits from the workflow's seeded RNG; a counter
 keeps ids made in the same millisecond ordered.
 """
