@@ -1,8 +1,8 @@
 """Deterministic ULIDs inside workflows.
 
-The library's own constructor reads the system clock and random bytes, which breaks replay. Here the 48-bit timestamp
-comes from workflow time and the 80 random bits from the workflow's seeded RNG; a counter
-keeps ids made in the same millisecond ordered.
+The library's own constructor reads the system clock and random bytes, which breaks replay.
+Here the 48-bit timestamp comes from workflow time and the 80 random bits from the workflow's
+seeded RNG; a counter keeps ids made in the same millisecond ordered.
 """
 
 from __future__ import annotations
