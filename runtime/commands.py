@@ -29,6 +29,7 @@ from runtime import devserver
 from runtime.connect import Target, check_namespace, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.progress import ProgressPrinter
+from runtime.reports import read_report
 from runtime.settings import Settings
 from runtime.specfile import LoadedSpec, load_spec
 from schemas.base import ArtifactRef
@@ -38,17 +39,6 @@ from workflows import search
 from workflows.phase import PhaseWorkflow
 
 err = Console(stderr=True, soft_wrap=True)
-
-
-def load_settings() -> Settings:
-    """Settings from the environment; a malformed value is one clear line, not a traceback."""
-    try:
-        return Settings.from_env()
-    except ValueError:
-        raise UserError(
-            f"UET_UI_PORT={os.environ.get('UET_UI_PORT')!r} is not a port number; "
-            "set it to a free TCP port (default 8233)"
-        ) from None
 
 
 def emit_json(data: Any) -> None:
@@ -103,7 +93,7 @@ class RunRequest:
 
 
 async def run(request: RunRequest) -> int:
-    settings = load_settings()
+    settings = Settings.from_env()
     loaded = load_spec(request.spec_path)
     repo_path = await _check_repo(request.repo, loaded.spec.base_ref)
     devserver.ensure_writable(settings.home)
@@ -302,9 +292,9 @@ async def _final_record(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
         if isinstance(cause, ApplicationError) and cause.type == "PhaseFailed" and cause.details:
             return RunStatus.model_validate(cause.details[0])
         # A cancelled run carries no record in its failure; it wrote its report before ending.
-        report = load_settings().home / "runs" / handle.id.removeprefix("uet-") / "run.json"
-        if report.is_file():
-            return RunStatus.model_validate_json(report.read_text("utf-8"))
+        report = read_report(handle.id.removeprefix("uet-"))
+        if report is not None:
+            return report.record
         raise UserError(
             f"run {handle.id} ended abnormally: {cause or failure}", exit_code=ExitCode.FAILED
         ) from None
@@ -333,7 +323,7 @@ def _print_summary(record: RunStatus, link: str, elapsed_s: float) -> None:
 
 
 async def status(run_id: str, as_json: bool) -> int:
-    settings = load_settings()
+    settings = Settings.from_env()
     target = target_from_env()
     client = await connect_existing(target)
     handle = client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
@@ -386,7 +376,7 @@ async def connect_existing(target: Target) -> Client:
 
 
 def server(action: str | None) -> int:
-    settings = load_settings()
+    settings = Settings.from_env()
     if action == "stop":
         stopped = [n for n in ("worker", "server") if devserver.stop_background(settings, n)]
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -404,5 +394,5 @@ def server(action: str | None) -> int:
 def worker() -> int:
     from worker import serve
 
-    asyncio.run(serve(load_settings()))
+    asyncio.run(serve(Settings.from_env()))
     return ExitCode.COMPLETED

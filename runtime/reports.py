@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from pydantic import BaseModel
 from rich.console import Console
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -20,6 +22,7 @@ from runtime.connect import target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.progress import answer_commands
 from runtime.settings import Settings
+from schemas.events import RunEvent
 from schemas.ledger import LedgerEntry
 from schemas.refs import child_workflow_id, workflow_id
 from schemas.run import RunStatus, WorkstreamState
@@ -27,6 +30,7 @@ from workflows.phase import PhaseWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
 out = Console(soft_wrap=True, highlight=False)
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -34,20 +38,30 @@ class RunView:
     record: RunStatus
     ledger: list[LedgerEntry]
     live: bool
+    events: list[RunEvent] = field(default_factory=list)
+
+
+def read_report(run_id: str, settings: Settings | None = None) -> RunView | None:
+    """A finished run as its report folder keeps it (record, ledger, events), or None."""
+    folder = (settings or Settings.from_env()).report_dir(run_id)
+    if not (folder / "run.json").is_file():
+        return None
+    record = RunStatus.model_validate_json((folder / "run.json").read_text("utf-8"))
+    ledger = _json_lines(folder / "ledger.jsonl", LedgerEntry)
+    events = _json_lines(folder / "events.jsonl", RunEvent)
+    return RunView(record, ledger, live=False, events=events)
+
+
+def _json_lines(path: Path, model: type[M]) -> list[M]:
+    if not path.is_file():
+        return []
+    lines = path.read_text("utf-8").splitlines()
+    return [model.model_validate_json(line) for line in lines if line.strip()]
 
 
 async def load(run_id: str) -> RunView:
     settings = Settings.from_env()
-    folder = settings.home / "runs" / run_id
-    if (folder / "run.json").is_file() and (folder / "ledger.jsonl").is_file():
-        record = RunStatus.model_validate_json((folder / "run.json").read_text("utf-8"))
-        ledger = [
-            LedgerEntry.model_validate_json(line)
-            for line in (folder / "ledger.jsonl").read_text("utf-8").splitlines()
-            if line.strip()
-        ]
-        return RunView(record, ledger, live=False)
-    return await _load_live(run_id, settings)
+    return read_report(run_id, settings) or await _load_live(run_id, settings)
 
 
 async def _load_live(run_id: str, settings: Settings) -> RunView:

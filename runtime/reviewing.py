@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -24,7 +23,6 @@ from runtime.errors import ExitCode, UserError
 from runtime.progress import answer_commands
 from runtime.reports import load
 from runtime.settings import Settings
-from schemas.events import RunEvent
 from schemas.refs import workflow_id
 from schemas.review import Decision, ReviewDecision, ReviewRequest
 from schemas.run import RollbackRunInput, RunStatus
@@ -191,7 +189,7 @@ async def rollback(run_id: str, to_wave: int | None, reason: str) -> int:
             RollbackRunInput(
                 record=view.record,
                 ledger=view.ledger,
-                events=_events(view.record),
+                events=view.events,
                 to_wave=to_wave or 0,
                 reason=reason or f"rollback by {who}",
             ),
@@ -216,11 +214,3 @@ async def _describe(
 async def _until_closed(handle: WorkflowHandle[Any, RunStatus]) -> None:
     while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
         await asyncio.sleep(0.5)
-
-
-def _events(record: RunStatus) -> list[RunEvent]:
-    """The events a finished run wrote, so the rollback's events join them in one report."""
-    path = Path(record.report_dir or "") / "events.jsonl"
-    if not record.report_dir or not path.is_file():
-        return []
-    return [RunEvent.model_validate_json(line) for line in path.read_text().splitlines() if line]

@@ -13,6 +13,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.errors import UserError
 from schemas.refs import TASK_QUEUE
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
@@ -26,12 +27,23 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        """Settings from the environment; a malformed value is one clear line, not a traceback."""
         home = Path(os.environ.get("UET_HOME") or Path.home() / ".uet").expanduser()
+        port = os.environ.get("UET_UI_PORT", "8233")
+        if not port.isdigit():
+            raise UserError(
+                f"UET_UI_PORT={port!r} is not a port number; set it to a free TCP port "
+                "(default 8233)"
+            )
         return cls(
             home=home.resolve(),
             task_queue=os.environ.get("UET_TASK_QUEUE", TASK_QUEUE),
-            ui_port=int(os.environ.get("UET_UI_PORT", "8233")),
+            ui_port=int(port),
         )
+
+    def report_dir(self, run_id: str) -> Path:
+        """Where a run leaves its record, ledger and events (written by close_run)."""
+        return self.home / "runs" / run_id
 
     @property
     def server_db(self) -> Path:

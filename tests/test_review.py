@@ -19,6 +19,7 @@ from helpers import (
     wait_for_status,
 )
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 from temporalio.worker import Replayer, Worker
 
 from runtime.settings import Settings
@@ -116,11 +117,28 @@ async def test_approve_by_signal_and_a_bad_signal_is_ignored(
     await handle.signal(PhaseWorkflow.review_decision, decision("not-a-review"))
     # adjust without instructions: invalid, so ignored.
     await handle.signal(PhaseWorkflow.review_decision, decision(request.review_id, "adjust"))
-    status = await wait_for_status(handle, lambda s: True)
-    assert status.status == PhaseState.AWAITING_REVIEW, "bad signals change nothing"
+    # A query sees every signal accepted before it: the review is still pending, undecided.
+    status = await handle.query(PhaseWorkflow.status)
+    assert [(r.request.review_id, r.decision) for r in status.reviews] == [
+        (request.review_id, None)
+    ]
+    assert [r.review_id for r in await handle.query(PhaseWorkflow.pending_reviews)] == [
+        request.review_id
+    ]
     await handle.signal(PhaseWorkflow.review_decision, decision(request.review_id))
     record = await record_of(handle)
     assert record.status == PhaseState.COMPLETED
+    # Signals are handled in order: both bad ones came first and changed nothing.
+    (review,) = record.reviews
+    assert review.decision is not None
+    assert (review.decision.decision, review.decision.reviewer) == ("approve", "alice")
+    history = await handle.fetch_history()
+    signals = [
+        e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert len(signals) == 3
+    with pytest.raises(RPCError):  # no second execution (an accepted adjust would start one)
+        await client.get_workflow_handle(f"{record.workflow_id}/ws/ws-1/2").describe()
 
 
 async def test_reject_drops_the_workstream_and_blocks_its_dependents(
