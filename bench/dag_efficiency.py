@@ -28,6 +28,7 @@ from helpers import phase, run_input, run_phase  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows import search  # noqa: E402
@@ -94,7 +95,7 @@ async def main(scale: float) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         data_converter=pydantic_data_converter, search_attributes=list(search.ALL),
-        dev_server_log_level="error",
+        dev_server_log_level="error", dev_server_extra_args=dynamic_config_args(),
     )  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,6 +28,22 @@ from workflows import search
 
 STARTUP_TIMEOUT_S = 60.0
 
+#: The history service reads each of its task queues at most 20 times a second by default, so
+#: every workflow task, child start and non-eager activity waited ~45 ms before a worker could
+#: see it: most of a trivial workstream's cost (bench/overhead.py: 385 -> 159 ms). A single-host
+#: SQLite server has no database to protect from those reads.
+DYNAMIC_CONFIG = {
+    "history.transferProcessorMaxPollRPS": 1000,
+    "history.timerProcessorMaxPollRPS": 1000,
+    "history.visibilityProcessorMaxPollRPS": 1000,
+}
+
+
+def dynamic_config_args() -> list[str]:
+    """``temporal server start-dev`` flags for :data:`DYNAMIC_CONFIG`."""
+    return [arg for key, value in DYNAMIC_CONFIG.items()
+            for arg in ("--dynamic-config-value", f"{key}={value}")]  # fmt: skip
+
 
 def server_args(settings: Settings, address: str, namespace: str) -> list[str]:
     binary = temporal_binary()
@@ -44,7 +60,7 @@ def server_args(settings: Settings, address: str, namespace: str) -> list[str]:
         str(binary), "server", "start-dev",
         "--ip", host, "--port", str(port), "--ui-port", str(settings.ui_port),
         "--db-filename", str(settings.server_db), "--log-level", "warn",
-        *attributes,
+        *attributes, *dynamic_config_args(),
     ]  # fmt: skip
     if namespace != "default":
         args += ["--namespace", namespace]

@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from runtime.devserver import dynamic_config_args
 from runtime.settings import Settings, temporal_binary
 from worker import build_worker
 from workflows import search
@@ -33,6 +34,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=list(search.ALL),
         dev_server_log_level="error",
+        dev_server_extra_args=dynamic_config_args(),
     )
     yield environment
     await environment.shutdown()

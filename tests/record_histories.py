@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from runtime.devserver import dynamic_config_args
 from runtime.settings import Settings, temporal_binary
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState
@@ -107,6 +108,7 @@ async def main() -> None:
         dev_server_existing_path=str(temporal_binary()),
         data_converter=pydantic_data_converter,
         search_attributes=list(search.ALL),
+        dev_server_extra_args=dynamic_config_args(),
     )
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", task_queue="record", ui_port=0)

@@ -15,6 +15,7 @@ from helpers import phase, record_of, run_input, start_phase, wait_for_status
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from runtime.devserver import dynamic_config_args
 from runtime.settings import Settings, temporal_binary
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState
@@ -46,7 +47,7 @@ class DevServer:
         self.proc = subprocess.Popen(
             [str(temporal_binary()), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
              "--port", str(self.port), "--db-filename", str(self.db), "--log-level", "error",
-             *attributes],
+             *attributes, *dynamic_config_args()],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 

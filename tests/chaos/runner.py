@@ -32,6 +32,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.artifacts import ArtifactStore
 from runtime.commands import _import_patch_files
+from runtime.devserver import dynamic_config_args
 from runtime.settings import temporal_binary
 from runtime.specfile import load_spec
 from schemas.refs import child_workflow_id, workflow_id
@@ -140,7 +141,7 @@ class _Procs:
         self.server = subprocess.Popen(
             [str(binary), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
              "--port", str(self.port), "--db-filename", str(self.db), "--log-level", "error",
-             *attributes],
+             *attributes, *dynamic_config_args()],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
