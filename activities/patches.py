@@ -1,7 +1,8 @@
 """Applying unified-diff patches with git, the one way uet does it.
 
-``--check`` first so that a patch that does not apply changes nothing; never ``--reject``,
-``--unsafe-paths`` or ``--whitespace=fix`` (it would rewrite the tool's lines).
+``git apply`` is all-or-nothing (a patch that does not apply changes nothing), so no separate
+``--check`` pass; never ``--reject``, ``--unsafe-paths`` or ``--whitespace=fix`` (it would
+rewrite the tool's lines).
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ async def apply_patch(git: Git, patch: Path, *, target: str, what: str) -> str:
 
     A patch that does not apply never will: a non-retryable ``PatchDoesNotApply``.
     """
-    args = ("apply", target, "--whitespace=nowarn")
-    check = await git.run(*args, "--check", str(patch), check=False)
-    if check.returncode != 0:
-        output = (check.stdout + check.stderr).decode("utf-8", "replace").strip()
+    result = await git.run("apply", target, "--whitespace=nowarn", str(patch), check=False)
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    if result.returncode != 0:
         raise ApplicationError(
-            f"{what} does not apply: {output[:500]}", type="PatchDoesNotApply", non_retryable=True
+            f"{what} does not apply: {output.strip()[:500]}",
+            type="PatchDoesNotApply",
+            non_retryable=True,
         )
-    result = await git.run(*args, str(patch))
-    return (result.stdout + result.stderr).decode("utf-8", "replace")
+    return output
 
 
 class PatchActivities:

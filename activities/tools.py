@@ -8,7 +8,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.adapters import ADAPTERS, ToolContext
+from activities.adapters import ADAPTERS, Adapter, ToolContext, ToolEnd
 from activities.feedback import render_feedback
 from activities.git import Git, clean_env, open_repository
 from activities.repo_guard import Snapshot, check_untouched
@@ -39,25 +39,22 @@ class ToolActivities:
         started = time.monotonic()
         repo = await open_repository(input.repo_path)
         scratch = self.state.scratch(input.run_id, input.workstream_id, f"tool-{input.attempt}")
-        tree = scratch / "tree"
-        tree.mkdir()
-        local = await checkout(repo, input.base_sha, tree)
         env = self._tool_env(input)
         if input.feedback is not None:
             # Outside the tree, so it never ends up in the patch.
             feedback_file = scratch / "feedback.md"
             feedback_file.write_text(render_feedback(input.feedback))
             env["UET_FEEDBACK_FILE"] = str(feedback_file)
-        ctx = ToolContext(input, local, env, scratch / "tool.log", self.state.artifacts, scratch)
-        guard = Snapshot.take(repo.git_dir)
-        try:
-            end = await adapter.run(ctx)
-        except BaseException:
-            guard.restore()  # undo any tampering; the tool's own error (or a cancel) wins
-            raise
-        # Before any git command of uet's touches the tool's work (capture runs filters).
-        check_untouched(guard, input.workstream_id)
-        log = self.state.artifacts.put_file(ctx.log_path, "text/plain")
+        if adapter.needs_work_tree:
+            end, change = await self._run_in_checkout(input, adapter, repo, scratch, env)
+        else:
+            async with self.state.private_index(repo, input.run_id) as index:
+                await index.run("read-tree", input.base_sha)
+                ctx = ToolContext(input, index, env, scratch / "tool.log", self.state.artifacts,
+                                  scratch)  # fmt: skip
+                end = await adapter.run(ctx)
+                change = await diff_index(index, input.base_sha) if end.ok else (None, [])
+        log = self.state.artifacts.put_file(scratch / "tool.log", "text/plain")
         result = ToolRunResult(
             outcome="changed",
             reason=end.reason,
@@ -67,23 +64,48 @@ class ToolActivities:
             log=log,
             usage=end.usage,
         )
+        patch, files = change
         if not end.ok:
             result.outcome = "timeout" if end.timed_out else "failed"
+        elif patch is None and end.reason_code == "permission_denied":
+            result.outcome = "failed"  # it wanted to change something and was not let
+        elif patch is None:
+            result.outcome = "no_change"
+            result.reason_code = "no_change"
+            result.reason = end.reason or "the tool changed nothing"
         else:
-            patch, files = await capture_change(
-                repo, tree, input.base_sha, self.state, input.run_id, adapter.private_paths
-            )
-            if patch is None and end.reason_code == "permission_denied":
-                result.outcome = "failed"  # it wanted to change something and was not let
-            elif patch is None:
-                result.outcome = "no_change"
-                result.reason_code = "no_change"
-                result.reason = end.reason or "the tool changed nothing"
-            else:
-                result.patch = self.state.artifacts.put_bytes(patch, "text/x-diff")
-                result.files_changed = files
+            result.patch = self.state.artifacts.put_bytes(patch, "text/x-diff")
+            result.files_changed = files
         result.duration_s = round(time.monotonic() - started, 3)
         return result
+
+    async def _run_in_checkout(
+        self,
+        input: ToolRunInput,
+        adapter: Adapter,
+        repo: Git,
+        scratch: Path,
+        env: dict[str, str],
+    ) -> tuple[ToolEnd, tuple[bytes | None, list[str]]]:
+        """The tool in a throwaway checkout at the base; its change captured as a diff."""
+        tree = scratch / "tree"
+        tree.mkdir()
+        local = await checkout(repo, input.base_sha, tree)
+        ctx = ToolContext(input, local, env, scratch / "tool.log", self.state.artifacts, scratch)
+        guard = Snapshot.take(repo.git_dir)
+        try:
+            end = await adapter.run(ctx)
+        except BaseException:
+            guard.restore()  # undo any tampering; the tool's own error (or a cancel) wins
+            raise
+        # Before any git command of uet's touches the tool's work (capture runs filters).
+        check_untouched(guard, input.workstream_id)
+        if not end.ok:
+            return end, (None, [])
+        change = await capture_change(
+            repo, tree, input.base_sha, self.state, input.run_id, adapter.private_paths
+        )
+        return end, change
 
     @staticmethod
     def _tool_env(input: ToolRunInput) -> dict[str, str]:
@@ -114,9 +136,14 @@ async def capture_change(
         # The tool's own caches and histories are not part of its change.
         excluded = [f":(exclude,glob){pattern}" for pattern in private_paths]
         await git.run("add", "--all", "--", ".", *excluded)
-        names = await git.run("diff", "--cached", "--name-only", "-z", "--no-renames", base_sha)
-        files = [f for f in names.stdout.decode("utf-8", "surrogateescape").split("\0") if f]
-        if not files:
-            return None, []
-        diff = await git.run("diff", "--cached", *DIFF_FLAGS, base_sha)
+        return await diff_index(git, base_sha)
+
+
+async def diff_index(git: Git, base_sha: str) -> tuple[bytes | None, list[str]]:
+    """The index's difference from ``base_sha`` as an exact patch, and the paths it touches."""
+    names = await git.run("diff", "--cached", "--name-only", "-z", "--no-renames", base_sha)
+    files = [f for f in names.stdout.decode("utf-8", "surrogateescape").split("\0") if f]
+    if not files:
+        return None, []
+    diff = await git.run("diff", "--cached", *DIFF_FLAGS, base_sha)
     return diff.stdout, files

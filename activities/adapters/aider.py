@@ -32,6 +32,7 @@ _SCALE = {"": 1, "k": 1_000, "M": 1_000_000}
 
 class AiderAdapter:
     private_paths: tuple[str, ...] = (".aider*", ".aider*/**")
+    needs_work_tree = True
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

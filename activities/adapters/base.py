@@ -14,7 +14,9 @@ from schemas.tools import ToolReason, ToolRunInput, ToolUsage
 @dataclass(frozen=True)
 class ToolContext:
     input: ToolRunInput
-    checkout: Git  # the tool's own throwaway repository, work tree = its cwd
+    #: The tool's own throwaway repository (work tree = its cwd); for adapters that need no
+    #: work tree, the user's object store with a private index at the base instead.
+    checkout: Git
     env: dict[str, str]  # the environment the tool runs with (UET_* included)
     log_path: Path
     artifacts: ArtifactStore
@@ -42,5 +44,8 @@ class ToolEnd:
 class Adapter(Protocol):
     #: Files the tool leaves in its work tree for itself (caches, histories): never captured.
     private_paths: tuple[str, ...]
+    #: False for adapters that only write to ``ctx.checkout``'s index (``patch``): they skip
+    #: the checkout, by far the largest cost of a trivial workstream.
+    needs_work_tree: bool
 
     async def run(self, ctx: ToolContext) -> ToolEnd: ...

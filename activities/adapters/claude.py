@@ -28,6 +28,7 @@ DEFAULT_MAX_TURNS = 30
 class ClaudeAdapter:
     # Claude Code keeps its state in ~/.claude; a project-local settings file may appear.
     private_paths: tuple[str, ...] = (".claude/settings.local.json",)
+    needs_work_tree = True
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

@@ -24,6 +24,7 @@ from schemas.tools import ToolUsage
 
 class CodexAdapter:
     private_paths: tuple[str, ...] = ()  # Codex keeps its state in ~/.codex
+    needs_work_tree = True
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

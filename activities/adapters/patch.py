@@ -10,6 +10,7 @@ from activities.patches import apply_patch
 
 class PatchAdapter:
     private_paths: tuple[str, ...] = ()
+    needs_work_tree = False
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         ref = ctx.input.patch_file
@@ -19,11 +20,11 @@ class PatchAdapter:
                 type="PatchFileMissing",
                 non_retryable=True,
             )
-        # Into the checkout's own index and tree: it is a fresh repository made for this run.
+        # Into the private index only: no file is written, so no checkout is needed.
         output = await apply_patch(
             ctx.checkout,
             ctx.artifacts.verified_path(ref),
-            target="--index",
+            target="--cached",
             what=f"{ctx.input.workstream_id}: patch_file {ctx.input.request.patch_file!r} "
             f"at {ctx.input.base_sha[:12]}",
         )

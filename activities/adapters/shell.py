@@ -10,6 +10,7 @@ from activities.process import exit_description, run_process
 
 class ShellAdapter:
     private_paths: tuple[str, ...] = ()
+    needs_work_tree = True
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         command = ctx.input.request.command
