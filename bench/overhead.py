@@ -66,18 +66,20 @@ def shell_loop(root: Path, n: int) -> float:
     return time.monotonic() - started
 
 
-async def round_trips(client, workflow_id: str, n: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(workflow tasks, activity tasks) per workstream, over the phase and all its children."""
+async def round_trips(client, workflow_id: str, n: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """(workflow tasks, activity tasks, local activities) per workstream, over the phase and
+    all its children."""
     ids = [workflow_id]
     async for execution in client.list_workflows(f'WorkflowId STARTS_WITH "{workflow_id}/"'):
         ids.append(execution.id)
-    wft = act = 0
+    wft = act = local = 0
     for wf_id in ids:
         history = await client.get_workflow_handle(wf_id).fetch_history()
         for event in history.events:
             wft += event.HasField("workflow_task_completed_event_attributes")
             act += event.HasField("activity_task_completed_event_attributes")
-    return wft / n, act / n
+            local += event.HasField("marker_recorded_event_attributes")
+    return wft / n, act / n, local / n
 
 
 async def main(n: int) -> None:
@@ -107,12 +109,12 @@ async def main(n: int) -> None:
                 record = await run_phase(env.client, settings, input)
                 uet_s = time.monotonic() - started
                 assert record.status == "completed", record.reason
-                wft, act = await round_trips(env.client, record.workflow_id, n)
+                wft, act, local = await round_trips(env.client, record.workflow_id, n)
                 per_ws = 1000 * uet_s / n
                 print(f"uet max_parallel {parallel}: {uet_s:.2f}s = {per_ws:.1f} ms per workstream"
                       f" ({per_ws / (1000 * loop_s / n):.1f}x the loop; overhead "
                       f"{per_ws - 1000 * loop_s / n:.1f} ms); {wft:.1f} workflow tasks and "
-                      f"{act:.1f} activities per workstream", flush=True)  # fmt: skip
+                      f"{act:.1f} activities (+{local:.1f} local) per workstream", flush=True)  # fmt: skip
     await env.shutdown()
 
 

@@ -49,6 +49,8 @@ GIT_RETRY = RetryPolicy(maximum_attempts=10, non_retryable_error_types=["PatchDo
 #: the tool's own transient errors: the adapter makes the last of those final).
 CRASH_ALLOWANCE = 10
 QUICK = timedelta(minutes=5)
+#: workflow.patched id: validate_patch became a local activity (issue 7).
+VALIDATE_LOCALLY = "validate-patch-locally"
 A = TypeVar("A")
 R = TypeVar("R")
 
@@ -326,7 +328,10 @@ class WorkstreamWorkflow:
         feedback: Feedback | None,
     ) -> None:
         assert tool.patch is not None
-        checked = await self._activity(
+        # Pure CPU on a small artifact: as a local activity it costs no workflow task of its
+        # own (runs started before this change keep the scheduled activity they recorded).
+        run = self._local if workflow.patched(VALIDATE_LOCALLY) else self._activity
+        checked = await run(
             PatchActivities.validate_patch,
             ValidatePatchInput(
                 run_id=self._input.run_id,
@@ -481,6 +486,22 @@ class WorkstreamWorkflow:
                 start_to_close_timeout=timeout,
                 # Every activity heartbeats: a dead worker's step moves on within seconds.
                 heartbeat_timeout=self._heartbeat,
+                retry_policy=GIT_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=summary,
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            raise Failed(cause_message(err)) from None
+
+    async def _local(self, method: Callable[[Any, A], Awaitable[R]], arg: A, *, summary: str) -> R:
+        """A short local activity (same worker, no task of its own); failures as _activity."""
+        try:
+            return await workflow.execute_local_activity_method(
+                method,
+                arg,
+                start_to_close_timeout=QUICK,
                 retry_policy=GIT_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=summary,
