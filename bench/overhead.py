@@ -78,7 +78,7 @@ async def round_trips(client, workflow_id: str, n: int) -> tuple[float, float, f
         for event in history.events:
             wft += event.HasField("workflow_task_completed_event_attributes")
             act += event.HasField("activity_task_completed_event_attributes")
-            local += event.HasField("marker_recorded_event_attributes")
+            local += event.marker_recorded_event_attributes.marker_name == "core_local_activity"
     return wft / n, act / n, local / n
 
 
