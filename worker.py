@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.gates import GateActivities
+from activities.journal_store import JournalActivities
 from activities.patches import PatchActivities
 from activities.planning import plan
 from activities.saga import SagaActivities
@@ -37,6 +38,7 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
     gates = GateActivities(state)
     patches = PatchActivities(state)
     saga = SagaActivities(state)
+    journal = JournalActivities(state)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -52,6 +54,7 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
             patches.quarantine_patch,
             gates.run_gates,
             saga.compensate,
+            journal.store_journal_part,
         ],
         **options,
     )

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.git import Git, GitError, objects_dir, open_repository, run_git
 from activities.heartbeat import heartbeating
+from activities.journal_store import compose
 from activities.patches import apply_patch
 from activities.state_dir import StateDir
 from schemas.base import ArtifactRef
@@ -191,11 +192,14 @@ class WorkspaceActivities:
         folder.mkdir(parents=True, exist_ok=True)
         record = input.record.model_copy(update={"report_dir": str(folder)})
         _write_atomically(folder / "run.json", record.model_dump_json(indent=2) + "\n")
-        _write_atomically(
-            folder / "ledger.jsonl", "".join(e.model_dump_json() + "\n" for e in input.ledger)
+        ledger, events = compose(
+            self.state.artifacts, record.journal, input.ledger, input.events, input.moves
         )
         _write_atomically(
-            folder / "events.jsonl", "".join(e.model_dump_json() + "\n" for e in input.events)
+            folder / "ledger.jsonl", "".join(e.model_dump_json() + "\n" for e in ledger)
+        )
+        _write_atomically(
+            folder / "events.jsonl", "".join(e.model_dump_json() + "\n" for e in events)
         )
         shutil.rmtree(self.state.run_dir(run_id), ignore_errors=True)
         return CloseRunResult(report_dir=str(folder))

@@ -114,7 +114,8 @@ async def main(n: int) -> None:
                 print(f"uet max_parallel {parallel}: {uet_s:.2f}s = {per_ws:.1f} ms per workstream"
                       f" ({per_ws / (1000 * loop_s / n):.1f}x the loop; overhead "
                       f"{per_ws - 1000 * loop_s / n:.1f} ms); {wft:.1f} workflow tasks and "
-                      f"{act:.1f} activities (+{local:.1f} local) per workstream", flush=True)  # fmt: skip
+                      f"{act:.1f} activities (+{local:.1f} local) per workstream",
+                      flush=True)  # fmt: skip
     await env.shutdown()
 
 

@@ -15,9 +15,11 @@ from typing import TypeVar
 from pydantic import BaseModel
 from rich.console import Console
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.artifacts import ArtifactStore
+from activities.journal_store import compose
 from runtime.connect import target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.progress import answer_commands
@@ -82,6 +84,11 @@ async def _load_live(run_id: str, settings: Settings) -> RunView:
             f"queue {settings.task_queue!r}; start one with `uet worker`",
             exit_code=ExitCode.FAILED,
         ) from None
+    if record.journal:  # what the phase already wrote out, in the workers' state dir
+        try:
+            ledger, _ = compose(ArtifactStore(settings.home / "artifacts"), record.journal, ledger)
+        except ApplicationError as exc:
+            raise UserError(f"run {run_id}: {exc.message}", exit_code=ExitCode.FAILED) from None
     if description.status == WorkflowExecutionStatus.RUNNING:
         # Workstreams still running keep their entries until they finish: ask them too.
         known = {entry.patch_id for entry in ledger}

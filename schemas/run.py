@@ -44,6 +44,11 @@ class RunOptions(Model):
     search_attributes: bool = Field(
         default=True, description="upsert uet's search attributes (they must be registered)"
     )
+    journal_batch: int = Field(
+        default=500, ge=1,
+        description="write the journal out once this many records (ledger entries, events) "
+        "are held, at the end of a step",
+    )  # fmt: skip
 
 
 class RunInput(Model):
@@ -91,6 +96,11 @@ class RunStatus(Model):
     reviews: list[ReviewRecord] = Field(default_factory=list, description="asked and decided")
     compensations: list[CompensationStep] = Field(
         default_factory=list, description="the saga stack still to undo, oldest first"
+    )
+    journal: list[ArtifactRef] = Field(
+        default_factory=list,
+        description="journal parts written so far (JSON Lines of ledger entries, events and "
+        "moves, in order); the ledger and events of a finished run are in report_dir",
     )
 
 

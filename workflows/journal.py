@@ -15,7 +15,8 @@ from workflows.ids import IdFactory
 
 with workflow.unsafe.imports_passed_through():
     from schemas.events import EventType, RunEvent
-    from schemas.ledger import LedgerEntry, PatchState, StateChange
+    from schemas.journal import LedgerMove
+    from schemas.ledger import TRANSITIONS, IllegalTransition, LedgerEntry, PatchState, StateChange
 
 #: The event each ledger move announces (queued and verified are announced by their causes).
 _MOVE_EVENTS = {
@@ -34,6 +35,8 @@ class Journal:
         self.ids = ids
         self.entries: list[LedgerEntry] = []
         self.events: list[RunEvent] = []
+        #: Moves of entries that were already written out (see schemas/journal.py).
+        self.moves: list[LedgerMove] = []
 
     def event(
         self,
@@ -87,12 +90,31 @@ class Journal:
 
     def move(self, entry: LedgerEntry, state: PatchState, reason: str = "") -> None:
         entry.move(state, workflow.now(), reason)
+        self._announce(entry.workstream_id, entry.patch_id, state, reason)
+
+    def move_written(
+        self,
+        workstream_id: str,
+        patch_id: str,
+        current: PatchState,
+        state: PatchState,
+        reason: str = "",
+    ) -> None:
+        """``move`` for an entry already written out: recorded as a LedgerMove."""
+        if state not in TRANSITIONS[current]:
+            raise IllegalTransition(f"patch {patch_id}: {current} -> {state} is not a legal move")
+        self.moves.append(
+            LedgerMove(patch_id=patch_id, state=state, at=workflow.now(), reason=reason)
+        )
+        self._announce(workstream_id, patch_id, state, reason)
+
+    def _announce(self, workstream_id: str, patch_id: str, state: PatchState, reason: str) -> None:
         kind = _MOVE_EVENTS.get(state)
         if kind is not None:
-            text = f"{entry.workstream_id}: patch {entry.patch_id} {state}"
+            text = f"{workstream_id}: patch {patch_id} {state}"
             self.event(
                 kind,
                 f"{text}: {reason}" if reason else text,
-                workstream_id=entry.workstream_id,
-                patch_id=entry.patch_id,
+                workstream_id=workstream_id,
+                patch_id=patch_id,
             )

@@ -32,11 +32,13 @@ from workflows.workstream import WorkstreamWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
+    from activities.journal_store import JournalActivities
     from activities.planning import plan
     from activities.workspace import WorkspaceActivities
     from schemas.base import ArtifactRef
     from schemas.events import EventType
     from schemas.gates import GateRunInput
+    from schemas.journal import JournalPartInput, JournalRecord
     from schemas.ledger import LedgerEntry, PatchState
     from schemas.plan import Plan, PlanInput
     from schemas.refs import (
@@ -77,6 +79,12 @@ with workflow.unsafe.imports_passed_through():
 GIT_RETRY = RetryPolicy(maximum_attempts=10)
 QUICK = timedelta(minutes=5)
 ENDED = (WorkstreamState.FAILED, WorkstreamState.DROPPED, WorkstreamState.BLOCKED)
+#: Workstreams whose ledger entries may still change in place (and so stay in memory).
+LIVE = (WorkstreamState.PENDING, WorkstreamState.RUNNING, WorkstreamState.AWAITING_REVIEW)
+#: workflow.patched id: the journal is written out step by step (issue 7).
+WRITE_JOURNAL = "write-journal-per-step"
+#: Largest journal part: well under the payload limits, whatever the run's size.
+PART_CHARS = 48_000
 
 
 @workflow.defn
@@ -120,6 +128,7 @@ class PhaseWorkflow:
             timedelta(seconds=input.options.heartbeat_timeout_s),
         )
         self._ledger: dict[str, LedgerEntry] = {}  # patch_id → entry, from finished children
+        self._written: dict[str, tuple[str, PatchState]] = {}  # patch_id → (ws, state), on disk
         self._history: ArtifactRef | None = None  # what has been integrated (oscillation)
         self._checkpoints: dict[int, str] = {}  # wave → integration head after it (0: base)
         self._executions: dict[str, int] = {}  # workstream → child executions so far
@@ -142,7 +151,8 @@ class PhaseWorkflow:
 
     @workflow.query
     def ledger(self) -> list[LedgerEntry]:
-        """Every patch of the workstreams that have finished (running ones answer their own)."""
+        """The patches of finished workstreams not yet written out (``status().journal`` has
+        the rest; running workstreams answer their own)."""
         return list(self._ledger.values())
 
     @workflow.query
@@ -267,6 +277,7 @@ class PhaseWorkflow:
             stop = await self._after_step(number, last=number == len(the_plan.waves))
             if self._rollback is not None or stop is not None:
                 return stop
+            await self._write_journal()
         return None
 
     async def _run_eager(self) -> str | None:
@@ -311,6 +322,8 @@ class PhaseWorkflow:
                     s.status == WorkstreamState.PENDING for s in self._status.workstreams.values()
                 )
                 stop = await self._after_step(step, last=not running and not pending)
+                if stop is None and self._rollback is None:
+                    await self._write_journal()
                 if self._rollback is not None or stop is not None:
                     for task in running.values():  # the rest is abandoned
                         task.cancel()
@@ -841,8 +854,9 @@ class PhaseWorkflow:
         if head is not None:
             self._status.head_sha = head
         mark_rolled_back(
-            self._status, list(self._ledger.values()), self._journal, to_wave, request.reason
-        )
+            self._status, list(self._ledger.values()), self._journal, to_wave, request.reason,
+            self._written,
+        )  # fmt: skip
         self._journal.event(
             EventType.COMPENSATION_COMPLETED,
             "rollback complete" + (f" with {len(failures)} failed steps" if failures else ""),
@@ -851,6 +865,51 @@ class PhaseWorkflow:
         if failures:
             request.reason += f"; compensation failed: {'; '.join(failures)}"
         self._show()
+
+    # -- the journal ---------------------------------------------------------------------------
+
+    async def _write_journal(self, *, everything: bool = False) -> None:
+        """Write out what can no longer change in place — the ledger entries of finished
+        workstreams, the events and moves so far — once there is a batch of it (or
+        ``everything``). The phase then holds only references, so its memory, its queries
+        and the report's input stay small however long the run."""
+        held = len(self._ledger) + len(self._journal.events) + len(self._journal.moves)
+        if not everything and held < self._input.options.journal_batch:
+            return
+        if not workflow.patched(WRITE_JOURNAL):
+            return
+        final = [e for e in self._ledger.values() if self._ws(e.workstream_id).status not in LIVE]
+        events = sorted(self._journal.events, key=lambda e: e.event_id)
+        moves = list(self._journal.moves)
+        records = [
+            *(JournalRecord(entry=e) for e in final),
+            *(JournalRecord(move=m) for m in moves),
+            *(JournalRecord(event=e) for e in events),
+        ]
+        if not records:
+            return
+        parts: list[str] = []
+        for line in (r.model_dump_json(exclude_none=True) for r in records):
+            if parts and len(parts[-1]) + len(line) < PART_CHARS:
+                parts[-1] += line + "\n"
+            else:
+                parts.append(line + "\n")
+        refs = await asyncio.gather(*(
+            workflow.execute_activity_method(
+                JournalActivities.store_journal_part, JournalPartInput(text=part),
+                start_to_close_timeout=QUICK, heartbeat_timeout=self._heartbeat,
+                retry_policy=GIT_RETRY, summary=f"write journal part {n + 1} of {len(parts)}",
+            )
+            for n, part in enumerate(parts)
+        ))  # fmt: skip
+        self._status.journal += refs
+        for entry in final:
+            del self._ledger[entry.patch_id]
+            self._written[entry.patch_id] = (entry.workstream_id, entry.state)
+        # Handlers may have added events while the parts were written: keep those.
+        done = {e.event_id for e in events}
+        self._journal.events[:] = [e for e in self._journal.events if e.event_id not in done]
+        del self._journal.moves[: len(moves)]
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -881,6 +940,7 @@ class PhaseWorkflow:
                 record=self._status,
                 ledger=list(self._ledger.values()),
                 events=sorted(self._journal.events, key=lambda e: e.event_id),
+                moves=self._journal.moves,
             ),
             start_to_close_timeout=QUICK,
             heartbeat_timeout=self._heartbeat,

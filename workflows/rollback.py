@@ -44,7 +44,7 @@ class RollbackWorkflow:
         failures = await saga.unwind(input.to_wave)
         if head is not None:
             record.head_sha = head
-        mark_rolled_back(record, input.ledger, journal, input.to_wave, reason)
+        mark_rolled_back(record, input.ledger, journal, input.to_wave, reason, written={})
         record.status = PhaseState.ROLLED_BACK
         record.reason = reason + (
             f"; compensation failed: {'; '.join(failures)}" if failures else ""

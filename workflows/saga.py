@@ -96,7 +96,12 @@ class Saga:
 
 
 def mark_rolled_back(
-    record: RunStatus, ledger: list[LedgerEntry], journal: Journal, to_wave: int, reason: str
+    record: RunStatus,
+    ledger: list[LedgerEntry],
+    journal: Journal,
+    to_wave: int,
+    reason: str,
+    written: dict[str, tuple[str, PatchState]],
 ) -> None:
     """After an unwind: the work of the waves after ``to_wave`` is undone or was never done."""
     for state in record.workstreams.values():
@@ -117,3 +122,15 @@ def mark_rolled_back(
             journal.move(entry, PatchState.ROLLED_BACK, reason)
         elif PatchState.DROPPED in TRANSITIONS[entry.state]:
             journal.move(entry, PatchState.DROPPED, f"rolled back: {reason}")
+    # Entries already written out (``written``: patch_id → (workstream, state)) move the same
+    # way, as LedgerMoves.
+    for patch_id, (ws_id, patch_state) in list(written.items()):
+        if ws_id not in undone:
+            continue
+        if patch_state == PatchState.COMMITTED:
+            journal.move_written(ws_id, patch_id, patch_state, PatchState.ROLLED_BACK, reason)
+            written[patch_id] = (ws_id, PatchState.ROLLED_BACK)
+        elif PatchState.DROPPED in TRANSITIONS[patch_state]:
+            journal.move_written(ws_id, patch_id, patch_state, PatchState.DROPPED,
+                                 f"rolled back: {reason}")  # fmt: skip
+            written[patch_id] = (ws_id, PatchState.DROPPED)

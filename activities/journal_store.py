@@ -1,0 +1,67 @@
+"""Writing journal parts to the artifact store, and reading a run's journal back.
+
+Parts are content-addressed: writing one again (a retry, a replay on another worker) is a
+no-op that returns the same reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from temporalio import activity
+
+from activities.artifacts import ArtifactStore
+from activities.heartbeat import heartbeating
+from activities.state_dir import StateDir
+from schemas.base import ArtifactRef
+from schemas.events import RunEvent
+from schemas.journal import JournalPartInput, JournalRecord, LedgerMove
+from schemas.ledger import LedgerEntry, StateChange
+
+MEDIA_TYPE = "application/x-ndjson"
+
+
+class JournalActivities:
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
+
+    @activity.defn
+    @heartbeating
+    async def store_journal_part(self, input: JournalPartInput) -> ArtifactRef:
+        return self.state.artifacts.put_bytes(input.text.encode(), MEDIA_TYPE)
+
+
+def compose(
+    store: ArtifactStore,
+    parts: Iterable[ArtifactRef],
+    ledger: Iterable[LedgerEntry] = (),
+    events: Iterable[RunEvent] = (),
+    moves: Iterable[LedgerMove] = (),
+) -> tuple[list[LedgerEntry], list[RunEvent]]:
+    """The whole ledger and event list of a run: its parts in order, then its live tail
+    (entries still held by the workflow, events and moves not yet written out)."""
+    entries: dict[str, LedgerEntry] = {}
+    seen: dict[str, RunEvent] = {}
+
+    def move(m: LedgerMove) -> None:
+        entry = entries.get(m.patch_id)
+        if entry is not None:  # the workflow checked the move when it made it
+            entry.state = m.state
+            entry.state_history.append(StateChange(state=m.state, at=m.at, reason=m.reason))
+
+    for ref in parts:
+        for line in store.read_bytes(ref).splitlines():
+            record = JournalRecord.model_validate_json(line)
+            if record.entry is not None:
+                entries[record.entry.patch_id] = record.entry
+            if record.event is not None:
+                seen[record.event.event_id] = record.event
+            if record.move is not None:
+                move(record.move)
+    for entry in ledger:
+        entries[entry.patch_id] = entry
+    for m in moves:
+        move(m)
+    for event in events:
+        seen[event.event_id] = event
+    return list(entries.values()), sorted(seen.values(), key=lambda e: e.event_id)
