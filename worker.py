@@ -16,9 +16,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.gates import GateActivities
-from activities.journal_store import JournalActivities
+from activities.parts import PartActivities
 from activities.patches import PatchActivities
-from activities.planning import plan
+from activities.planning import PlanningActivities
 from activities.saga import SagaActivities
 from activities.state_dir import StateDir
 from activities.tools import ToolActivities
@@ -38,13 +38,14 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
     gates = GateActivities(state)
     patches = PatchActivities(state)
     saga = SagaActivities(state)
-    journal = JournalActivities(state)
+    parts = PartActivities(state)
+    planning = PlanningActivities(state)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=[
-            plan,
+            planning.plan,
             git.open_run,
             git.commit_patch,
             git.integrate,
@@ -54,7 +55,8 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
             patches.quarantine_patch,
             gates.run_gates,
             saga.compensate,
-            journal.store_journal_part,
+            parts.store_part,
+            parts.load_part,
         ],
         **options,
     )

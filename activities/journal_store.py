@@ -1,34 +1,15 @@
-"""Writing journal parts to the artifact store, and reading a run's journal back.
-
-Parts are content-addressed: writing one again (a retry, a replay on another worker) is a
-no-op that returns the same reference.
-"""
+"""Reading a run's journal back: its parts (written by the phase through
+activities/parts.py, JSON Lines of schemas.journal.JournalRecord) and its live tail."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from temporalio import activity
-
 from activities.artifacts import ArtifactStore
-from activities.heartbeat import heartbeating
-from activities.state_dir import StateDir
 from schemas.base import ArtifactRef
 from schemas.events import RunEvent
-from schemas.journal import JournalPartInput, JournalRecord, LedgerMove
+from schemas.journal import JournalRecord, LedgerMove
 from schemas.ledger import LedgerEntry, StateChange
-
-MEDIA_TYPE = "application/x-ndjson"
-
-
-class JournalActivities:
-    def __init__(self, state: StateDir) -> None:
-        self.state = state
-
-    @activity.defn
-    @heartbeating
-    async def store_journal_part(self, input: JournalPartInput) -> ArtifactRef:
-        return self.state.artifacts.put_bytes(input.text.encode(), MEDIA_TYPE)
 
 
 def compose(

@@ -6,7 +6,9 @@ import networkx as nx
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
+from activities.state_dir import StateDir
 from schemas.plan import Plan, PlanInput
+from schemas.run import RunDocument
 from schemas.spec import PhaseSpec
 from schemas.spec_check import dependency_graph
 
@@ -57,7 +59,15 @@ def _critical_path(graph: nx.DiGraph, weight: dict[str, float]) -> tuple[list[st
     return path[::-1], finish[end]
 
 
-@activity.defn(name="plan_phase")
-@heartbeating
-async def plan(input: PlanInput) -> Plan:
-    return plan_phase(input.phase)
+class PlanningActivities:
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
+
+    @activity.defn(name="plan_phase")
+    @heartbeating
+    async def plan(self, input: PlanInput) -> Plan:
+        phase = input.phase
+        if phase is None:  # a large phase, given by reference
+            text = "".join(self.state.artifacts.read_bytes(r).decode() for r in input.document)
+            phase = RunDocument.model_validate_json(text).phase
+        return plan_phase(phase)

@@ -29,6 +29,7 @@ from helpers import phase, record_of, run_input, start_phase  # noqa: E402
 from overhead import make_repo, patch_for  # noqa: E402
 
 from activities.artifacts import ArtifactStore  # noqa: E402
+from activities.parts import by_reference  # noqa: E402
 from runtime.connect import Target, connect  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
@@ -108,6 +109,7 @@ async def main(n: int, waves: int, parallel: int) -> int:
             ])  # fmt: skip
             input = run_input(spec, make_repo(root / "repo"))
             input.patch_files = refs
+            input = by_reference(input, store)  # as `uet run` sends it
             started = time.monotonic()
             record = await record_of(await start_phase(client, settings, input))
             wall = time.monotonic() - started

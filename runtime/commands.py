@@ -23,6 +23,7 @@ from ulid import ULID
 
 from activities.artifacts import ArtifactStore
 from activities.git import open_repository
+from activities.parts import by_reference
 from activities.planning import plan_phase
 from activities.workspace import resolve_commit
 from runtime import devserver
@@ -97,7 +98,8 @@ async def run(request: RunRequest) -> int:
     loaded = load_spec(request.spec_path)
     repo_path = await _check_repo(request.repo, loaded.spec.base_ref)
     devserver.ensure_writable(settings.home)
-    patch_files = _import_patch_files(loaded, ArtifactStore(settings.home / "artifacts"))
+    store = ArtifactStore(settings.home / "artifacts")
+    patch_files = _import_patch_files(loaded, store)
     target = target_from_env()
     client, embedded = await devserver.connect_or_start(settings, target)
     await check_namespace(client)
@@ -114,6 +116,7 @@ async def run(request: RunRequest) -> int:
             heartbeat_timeout_s=request.heartbeat_timeout_s, search_attributes=attributes_ok
         ),
     )
+    run_input = by_reference(run_input, store)  # a large phase travels as artifact parts
     start = functools.partial(
         client.start_workflow,
         PhaseWorkflow.run,

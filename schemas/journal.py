@@ -33,9 +33,3 @@ class JournalRecord(Model):
     entry: LedgerEntry | None = None
     event: RunEvent | None = None
     move: LedgerMove | None = None
-
-
-class JournalPartInput(Model):
-    """JSON Lines of JournalRecord, at most ~48 KB."""
-
-    text: str

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from schemas.base import Model
+from schemas.base import ArtifactRef, Model
 from schemas.spec import PhaseSpec
 
 
 class PlanInput(Model):
-    phase: PhaseSpec
+    phase: PhaseSpec | None = None
+    document: list[ArtifactRef] = Field(
+        default_factory=list, description="a large phase by reference: RunInput.document"
+    )
 
 
 class Plan(Model):

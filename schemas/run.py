@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import Field
@@ -9,7 +10,7 @@ from pydantic import Field
 from schemas.base import ArtifactRef, GitSha, Model
 from schemas.events import RunEvent
 from schemas.gates import GateResult
-from schemas.ledger import LedgerEntry
+from schemas.ledger import LedgerEntry, PatchState
 from schemas.patch import PatchArtifact
 from schemas.review import ReviewNeed, ReviewRecord
 from schemas.saga import CompensationStep
@@ -44,6 +45,11 @@ class RunOptions(Model):
     search_attributes: bool = Field(
         default=True, description="upsert uet's search attributes (they must be registered)"
     )
+    continue_as_new_events: int | None = Field(
+        default=None, ge=1,
+        description="continue-as-new between waves once the history has this many events "
+        "(besides whenever the server suggests it)",
+    )  # fmt: skip
     journal_batch: int = Field(
         default=500, ge=1,
         description="write the journal out once this many records (ledger entries, events) "
@@ -55,12 +61,27 @@ class RunInput(Model):
     """PhaseWorkflow's input."""
 
     run_id: str
-    phase: PhaseSpec
+    phase: PhaseSpec | None = Field(default=None, description="None when given as `document`")
     repo_path: str = Field(description="absolute path of the user's repository")
     patch_files: dict[str, ArtifactRef] = Field(
         default_factory=dict, description="workstream id → its patch_file, imported as an artifact"
     )
     options: RunOptions = Field(default_factory=RunOptions)
+    document: list[ArtifactRef] = Field(
+        default_factory=list,
+        description="a large phase and its patch files: the parts of a RunDocument",
+    )
+    resume: list[ArtifactRef] = Field(
+        default_factory=list,
+        description="a continued run (continue-as-new): the parts of its PhaseCarry",
+    )
+
+
+class RunDocument(Model):
+    """A phase too large for a payload, as the starter writes it (activities/parts.py)."""
+
+    phase: PhaseSpec
+    patch_files: dict[str, ArtifactRef] = Field(default_factory=dict)
 
 
 class WorkstreamStatus(Model):
@@ -155,3 +176,25 @@ class RollbackRunInput(Model):
     to_wave: int = Field(default=0, ge=0)
     reason: str = ""
     heartbeat_timeout_s: float = 30
+
+
+class PhaseCarry(Model):
+    """A phase's state across continue-as-new, between two waves (by reference:
+    RunInput.resume). Everything else is rebuilt from the spec."""
+
+    status: RunStatus
+    next_wave: int = Field(ge=1)
+    ledger: list[LedgerEntry] = Field(description="entries not yet written out")
+    written: dict[str, tuple[str, PatchState]] = Field(
+        description="patch_id → (workstream, state) of the entries written out"
+    )
+    checkpoints: dict[int, str]
+    executions: dict[str, int]
+    completed_order: list[str]
+    history: ArtifactRef | None
+    raised: dict[str, float]
+    budget_warned: bool
+    budget_closed: bool
+    tool_failures: dict[str, int]
+    circuits_open_until: dict[str, datetime]
+    indexed_status: str

@@ -87,3 +87,9 @@ class CloseRunInput(Model):
 
 class CloseRunResult(Model):
     report_dir: str
+
+
+class PartText(Model):
+    """A slice of a document (at most ~48 KB): see activities/parts.py."""
+
+    text: str

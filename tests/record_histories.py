@@ -1,15 +1,15 @@
-"""Record the histories the replay test guards: `python tests/record_histories.py`.
+"""Record the histories the replay test guards: `python tests/record_histories.py GENERATION`.
 
-Runs representative phases (plain, fix loop, review, rollback, merge conflict) on a fresh dev
-server and writes every workflow's history to tests/histories/<scenario>/. Re-record only on
-purpose: the committed histories are what runs that are open *today* look like to new code.
+Runs representative phases (plain, fix loop, review, rollback, merge conflict, continued as
+new) on a fresh dev server and writes every workflow execution's history to
+tests/histories/<scenario>/<GENERATION>-NN.json. Earlier generations stay: they are what runs
+started under older code look like, and must keep replaying (see workflow.patched in the README).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +72,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         {"workstream_id": "ws-2", "dependencies": ["ws-1"],
          "execution_request": {"command": "echo 2 > w2.txt"}, "compensation": {"command": "true"}},
     ]},
+    "continued": {"workstreams": [
+        {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > w1.txt"}},
+        {"workstream_id": "ws-2", "dependencies": ["ws-1"],
+         "execution_request": {"command": "echo 2 > w2.txt"}},
+        {"workstream_id": "ws-3", "dependencies": ["ws-2"],
+         "execution_request": {"command": "echo 3 > w3.txt"}},
+    ]},
     "conflict": {"workstreams": [
         {"workstream_id": "ws-c", "execution_request": {"command": "sed -i '5s/.*/C5/' f.txt"}},
         {"workstream_id": "ws-d", "execution_request": {"command": "sed -i '5s/.*/D5/' f.txt"}},
@@ -79,9 +86,19 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-async def record(client: Client, settings: Settings, name: str, root: Path) -> None:
+#: Run options per scenario: "continued" continues as new after every wave and writes its
+#: journal out as it goes.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "continued": {"continue_as_new_events": 1, "journal_batch": 1},
+}
+
+
+async def record(
+    client: Client, settings: Settings, name: str, root: Path, generation: str
+) -> None:
     repo = make_repo(root / name, {"f.txt": FILE})
-    handle = await start_phase(client, settings, run_input(phase(**SCENARIOS[name]), repo))
+    input = run_input(phase(**SCENARIOS[name]), repo, **OPTIONS.get(name, {}))
+    handle = await start_phase(client, settings, input)
     if name == "review":
         await wait_for_status(handle, lambda s: s.status == PhaseState.AWAITING_REVIEW)
         (request,) = await handle.query(PhaseWorkflow.pending_reviews)
@@ -91,19 +108,21 @@ async def record(client: Client, settings: Settings, name: str, root: Path) -> N
         )
     final = await record_of(handle)
     folder = OUT / name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    ids = [final.workflow_id]
-    async for execution in client.list_workflows(f'WorkflowId STARTS_WITH "{final.workflow_id}/"'):
-        ids.append(execution.id)
-    for number, wf_id in enumerate(sorted(ids)):
-        history = await client.get_workflow_handle(wf_id).fetch_history()
-        doc = {"workflow_id": wf_id, "history": json.loads(history.to_json())}
-        (folder / f"{number:02d}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"{name}: {final.status}, {len(ids)} histories")
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"{generation}-*.json"):
+        old.unlink()
+    wf_id = final.workflow_id
+    query = f'WorkflowId = "{wf_id}" OR WorkflowId STARTS_WITH "{wf_id}/"'
+    runs = sorted([(e.id, e.start_time, e.run_id) async for e in client.list_workflows(query)])
+    for number, (execution_id, _, run) in enumerate(runs):
+        history = await client.get_workflow_handle(execution_id, run_id=run).fetch_history()
+        doc = {"workflow_id": execution_id, "history": json.loads(history.to_json())}
+        path = folder / f"{generation}-{number:02d}.json"
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"{name}: {final.status}, {len(runs)} histories")
 
 
-async def main() -> None:
+async def main(generation: str) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         data_converter=pydantic_data_converter,
@@ -114,13 +133,15 @@ async def main() -> None:
         settings = Settings(home=Path(tmp) / "home", task_queue="record", ui_port=0)
         async with build_worker(env.client, settings):
             for name in SCENARIOS:
-                await record(env.client, settings, name, Path(tmp))
+                await record(env.client, settings, name, Path(tmp), generation)
     await env.shutdown()
 
 
 if __name__ == "__main__":
     import os
 
-    asyncio.run(main())
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/record_histories.py GENERATION   (e.g. v2)")
+    asyncio.run(main(sys.argv[1]))
     sys.stdout.flush()
     os._exit(0)  # skip interpreter finalization under the Temporal core's threads

@@ -30,7 +30,9 @@ def load(path: Path) -> WorkflowHistory:
 
 def test_every_scenario_was_recorded() -> None:
     scenarios = {p.parent.name for p in HISTORIES}
-    assert scenarios == {"plain", "fix_loop", "review", "rollback", "conflict"}
+    assert scenarios == {"plain", "fix_loop", "review", "rollback", "conflict", "continued"}
+    generations = {p.stem.split("-")[0] for p in HISTORIES}
+    assert {"v1", "v2"} <= generations, "each generation of workflow code keeps its histories"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -40,7 +42,7 @@ async def test_recorded_history_replays(path: Path) -> None:
 
 
 with workflow.unsafe.imports_passed_through():
-    from activities.planning import plan
+    from activities.planning import PlanningActivities
     from schemas.plan import PlanInput
     from schemas.run import RunInput, RunStatus
 
@@ -51,14 +53,16 @@ class PlansTwice(PhaseWorkflow):
 
     @workflow.run
     async def run(self, input: RunInput) -> RunStatus:
-        await workflow.execute_activity(
-            plan, PlanInput(phase=input.phase), start_to_close_timeout=timedelta(minutes=1)
+        await workflow.execute_activity_method(
+            PlanningActivities.plan,
+            PlanInput(phase=input.phase),
+            start_to_close_timeout=timedelta(minutes=1),
         )
         return await super().run(input)
 
 
 async def test_an_incompatible_change_fails_replay() -> None:
-    phase_history = next(p for p in HISTORIES if p.parent.name == "plain" and p.stem == "00")
+    phase_history = next(p for p in HISTORIES if p.parent.name == "plain" and p.stem == "v1-00")
     replayer = Replayer(
         workflows=[PlansTwice, *WORKFLOWS[1:]], data_converter=pydantic_data_converter
     )

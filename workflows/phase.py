@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
@@ -32,13 +33,13 @@ from workflows.workstream import WorkstreamWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
-    from activities.journal_store import JournalActivities
-    from activities.planning import plan
+    from activities.parts import PART_CHARS, PartActivities, split
+    from activities.planning import PlanningActivities
     from activities.workspace import WorkspaceActivities
     from schemas.base import ArtifactRef
     from schemas.events import EventType
     from schemas.gates import GateRunInput
-    from schemas.journal import JournalPartInput, JournalRecord
+    from schemas.journal import JournalRecord
     from schemas.ledger import LedgerEntry, PatchState
     from schemas.plan import Plan, PlanInput
     from schemas.refs import (
@@ -57,7 +58,9 @@ with workflow.unsafe.imports_passed_through():
         ReviewRequest,
     )
     from schemas.run import (
+        PhaseCarry,
         PhaseState,
+        RunDocument,
         RunInput,
         RunStatus,
         WorkstreamInput,
@@ -66,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamStatus,
     )
     from schemas.saga import RollbackRequest
+    from schemas.spec import PhaseSpec
     from schemas.tools import Feedback
     from schemas.workspace import (
         CloseRunInput,
@@ -73,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
         MergeOutcome,
         MergeRequest,
         OpenRunInput,
+        PartText,
     )
 
 #: Quick, idempotent steps: retried through lost workers, a dead one noticed by heartbeat.
@@ -83,8 +88,8 @@ ENDED = (WorkstreamState.FAILED, WorkstreamState.DROPPED, WorkstreamState.BLOCKE
 LIVE = (WorkstreamState.PENDING, WorkstreamState.RUNNING, WorkstreamState.AWAITING_REVIEW)
 #: workflow.patched id: the journal is written out step by step (issue 7).
 WRITE_JOURNAL = "write-journal-per-step"
-#: Largest journal part: well under the payload limits, whatever the run's size.
-PART_CHARS = 48_000
+#: workflow.patched id: continue-as-new between waves when the history grows long (issue 7).
+CONTINUE_AS_NEW = "continue-as-new-between-waves"
 
 
 @workflow.defn
@@ -92,33 +97,45 @@ class PhaseWorkflow:
     @workflow.init
     def __init__(self, input: RunInput) -> None:
         self._input = input
-        self._phase = input.phase
-        self._status = RunStatus(
+        # A large phase, or a continued run's state, arrives by reference and is read first
+        # thing in run(); until then queries see a run with no workstreams.
+        placeholder = PhaseSpec.model_construct(phase_id="", workstreams=[])
+        self._setup(input.phase or placeholder, input.patch_files)
+
+    def _setup(
+        self, phase: PhaseSpec, patch_files: dict[str, ArtifactRef], carry: PhaseCarry | None = None
+    ) -> None:
+        input = self._input
+        self._phase = phase
+        self._patch_files = patch_files
+        self._resume_at = carry.next_wave if carry else 0
+        self._status = carry.status if carry else RunStatus(
             run_id=input.run_id,
             workflow_id=workflow.info().workflow_id,
-            phase_id=input.phase.phase_id,
+            phase_id=phase.phase_id,
             repo_path=input.repo_path,
             integration_branch=integration_branch(input.run_id),
             workstreams={
                 ws.workstream_id: WorkstreamStatus(
                     wave=0, branch=workstream_branch(input.run_id, ws.workstream_id)
                 )
-                for ws in input.phase.workstreams
+                for ws in phase.workstreams
             },
-        )
+        )  # fmt: skip
         self._journal = Journal(input.run_id, IdFactory())
         self._heartbeat = timedelta(seconds=input.options.heartbeat_timeout_s)
-        self._desk = ReviewDesk(input.run_id, input.phase, self._journal, self._show)
-        self._router = ToolRouter(input.phase.router, self._journal)
-        self._slots = Slots(input.phase.max_parallel)
-        self._eager = input.phase.scheduling == "eager"
+        self._desk = ReviewDesk(input.run_id, phase, self._journal, self._show)
+        self._router = ToolRouter(phase.router, self._journal)
+        self._slots = Slots(phase.max_parallel)
+        self._eager = phase.scheduling == "eager"
         self._tasks: list[asyncio.Task[WorkstreamResult]] = []  # every workstream task started
         self._remaining: dict[str, float] = {}  # eager priorities, from the plan
-        self._status.budget_usd_total = input.phase.budget.max_cost_usd_total
+        if carry is None:
+            self._status.budget_usd_total = phase.budget.max_cost_usd_total
         self._raised: dict[str, float] = {}  # per-workstream budget raised by reviewers
         self._budget_warned = False
         self._budget_closed = False  # a budget review was rejected: no more tool runs
-        self._status.reviews = self._desk.records
+        self._desk.records = self._status.reviews
         self._saga = Saga(
             input.repo_path,
             input.run_id,
@@ -136,12 +153,23 @@ class PhaseWorkflow:
         self._rollback: RollbackRequest | None = None
         self._finishing = False  # past the point where a rollback request is acted on
         self._indexed_status = str(PhaseState.RUNNING)  # the starter sets it at start
-        self._dependents: dict[str, list[str]] = {
-            ws.workstream_id: [] for ws in input.phase.workstreams
-        }
-        for ws in input.phase.workstreams:
+        self._dependents: dict[str, list[str]] = {ws.workstream_id: [] for ws in phase.workstreams}
+        for ws in phase.workstreams:
             for dep in ws.dependencies:
                 self._dependents[dep].append(ws.workstream_id)
+        if carry is not None:
+            self._ledger = {e.patch_id: e for e in carry.ledger}
+            self._written = dict(carry.written)
+            self._checkpoints = dict(carry.checkpoints)
+            self._executions = dict(carry.executions)
+            self._completed_order = list(carry.completed_order)
+            self._history = carry.history
+            self._raised = dict(carry.raised)
+            self._budget_warned = carry.budget_warned
+            self._budget_closed = carry.budget_closed
+            self._router.failures = dict(carry.tool_failures)
+            self._router.open_until = dict(carry.circuits_open_until)
+            self._indexed_status = carry.indexed_status
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -201,7 +229,10 @@ class PhaseWorkflow:
 
     @workflow.run
     async def run(self, input: RunInput) -> RunStatus:
-        self._journal.event(EventType.RUN_STARTED, f"run of phase {self._phase.phase_id}")
+        if input.document or input.resume:
+            await self._load(input)
+        if not input.resume:
+            self._journal.event(EventType.RUN_STARTED, f"run of phase {self._phase.phase_id}")
         try:
             return await self._run_phase(input)
         except BaseException as err:
@@ -218,10 +249,29 @@ class PhaseWorkflow:
             await self._finish(state=PhaseState.CANCELED, reason="the run was cancelled")
             raise
 
+    async def _load(self, input: RunInput) -> None:
+        """The phase given by reference, and a continued run's state."""
+        phase, patch_files = input.phase, input.patch_files
+        if input.document:
+            document = RunDocument.model_validate_json(await self._read_parts(input.document))
+            phase, patch_files = document.phase, document.patch_files
+        assert phase is not None, "the starter gives a phase inline or as a document"
+        carry = None
+        if input.resume:
+            carry = PhaseCarry.model_validate_json(await self._read_parts(input.resume))
+        self._setup(phase, patch_files, carry)
+
     async def _run_phase(self, input: RunInput) -> RunStatus:
+        if self._resume_at:
+            # Continued between waves: planned, opened and integrated up to here already.
+            stop = await self._run_waves(self._status.waves, first=self._resume_at)
+            return await self._conclude(stop)
         try:
-            the_plan = await workflow.execute_activity(
-                plan, PlanInput(phase=self._phase), start_to_close_timeout=QUICK,
+            the_plan = await workflow.execute_activity_method(
+                PlanningActivities.plan,
+                PlanInput(document=input.document)
+                if input.document else PlanInput(phase=self._phase),
+                start_to_close_timeout=QUICK,
                 heartbeat_timeout=self._heartbeat, retry_policy=GIT_RETRY,
                 summary="plan the DAG into waves",
             )  # fmt: skip
@@ -246,7 +296,10 @@ class PhaseWorkflow:
         self._status.base_sha = self._status.head_sha = opened.base_sha
         self._checkpoints[0] = opened.base_sha
 
-        stop = await (self._run_eager() if self._eager else self._run_waves(the_plan))
+        stop = await (self._run_eager() if self._eager else self._run_waves(the_plan.waves))
+        return await self._conclude(stop)
+
+    async def _conclude(self, stop: str | None) -> RunStatus:
         if self._rollback is not None:
             await self._roll_back(self._rollback)
             return await self._finish(state=PhaseState.ROLLED_BACK, reason=self._rollback.reason)
@@ -255,9 +308,11 @@ class PhaseWorkflow:
             return await self._finish(reason=stop)
         return await self._finish()
 
-    async def _run_waves(self, the_plan: Plan) -> str | None:
+    async def _run_waves(self, waves: list[list[str]], first: int = 1) -> str | None:
         """Each wave runs whole, then is integrated in workstream-id order."""
-        for number, wave in enumerate(the_plan.waves, start=1):
+        for number, wave in enumerate(waves, start=1):
+            if number < first:
+                continue
             self._status.current_wave = number
             ready = [w for w in wave if self._ws(w).status == WorkstreamState.PENDING]
             self._journal.event(
@@ -274,10 +329,12 @@ class PhaseWorkflow:
             if self._rollback is None:
                 for result, outcome in await self._integrate(number, results):
                     await self._settle_conflict(number, result, outcome)
-            stop = await self._after_step(number, last=number == len(the_plan.waves))
+            stop = await self._after_step(number, last=number == len(waves))
             if self._rollback is not None or stop is not None:
                 return stop
             await self._write_journal()
+            if number < len(waves) and self._history_is_long():
+                await self._continue_as_new(next_wave=number + 1)
         return None
 
     async def _run_eager(self) -> str | None:
@@ -383,7 +440,7 @@ class PhaseWorkflow:
             base_sha=head,
             wave=number,
             branch_ref=workstream_branch(self._input.run_id, ws_id),
-            patch_file=self._input.patch_files.get(ws_id),
+            patch_file=self._patch_files.get(ws_id),
             run_history=self._history,
             options=self._input.options,
         )
@@ -788,7 +845,7 @@ class PhaseWorkflow:
             base_sha=self._status.head_sha or "",
             wave=self._ws(ws_id).wave,
             branch_ref=workstream_branch(self._input.run_id, ws_id),
-            patch_file=self._input.patch_files.get(ws_id),
+            patch_file=self._patch_files.get(ws_id),
             run_history=self._history,
             options=self._input.options,
             first_attempt=self._last_attempt(ws_id) + 1,
@@ -894,15 +951,7 @@ class PhaseWorkflow:
                 parts[-1] += line + "\n"
             else:
                 parts.append(line + "\n")
-        refs = await asyncio.gather(*(
-            workflow.execute_activity_method(
-                JournalActivities.store_journal_part, JournalPartInput(text=part),
-                start_to_close_timeout=QUICK, heartbeat_timeout=self._heartbeat,
-                retry_policy=GIT_RETRY, summary=f"write journal part {n + 1} of {len(parts)}",
-            )
-            for n, part in enumerate(parts)
-        ))  # fmt: skip
-        self._status.journal += refs
+        self._status.journal += await self._write_parts(parts, "journal")
         for entry in final:
             del self._ledger[entry.patch_id]
             self._written[entry.patch_id] = (entry.workstream_id, entry.state)
@@ -910,6 +959,65 @@ class PhaseWorkflow:
         done = {e.event_id for e in events}
         self._journal.events[:] = [e for e in self._journal.events if e.event_id not in done]
         del self._journal.moves[: len(moves)]
+
+    async def _write_parts(self, parts: list[str], what: str) -> list[ArtifactRef]:
+        return list(await asyncio.gather(*(
+            workflow.execute_activity_method(
+                PartActivities.store_part, PartText(text=part),
+                start_to_close_timeout=QUICK, heartbeat_timeout=self._heartbeat,
+                retry_policy=GIT_RETRY, summary=f"write {what} part {n + 1} of {len(parts)}",
+            )
+            for n, part in enumerate(parts)
+        )))  # fmt: skip
+
+    async def _read_parts(self, refs: list[ArtifactRef]) -> str:
+        texts = await asyncio.gather(*(
+            workflow.execute_activity_method(
+                PartActivities.load_part, ref,
+                start_to_close_timeout=QUICK, heartbeat_timeout=self._heartbeat,
+                retry_policy=GIT_RETRY, summary=f"read part {n + 1} of {len(refs)}",
+            )
+            for n, ref in enumerate(refs)
+        ))  # fmt: skip
+        return "".join(t.text for t in texts)
+
+    # -- continue-as-new -----------------------------------------------------------------------
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        limit = self._input.options.continue_as_new_events
+        long = info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
+        )
+        return long and workflow.patched(CONTINUE_AS_NEW)
+
+    async def _continue_as_new(self, next_wave: int) -> NoReturn:
+        """Go on from ``next_wave`` in a fresh execution (same workflow id, so the Web UI, the
+        CLI and result() follow it), its state passed by reference."""
+        await self._write_journal(everything=True)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carry = PhaseCarry(
+            status=self._status,
+            next_wave=next_wave,
+            ledger=list(self._ledger.values()),
+            written=self._written,
+            checkpoints=self._checkpoints,
+            executions=self._executions,
+            completed_order=self._completed_order,
+            history=self._history,
+            raised=self._raised,
+            budget_warned=self._budget_warned,
+            budget_closed=self._budget_closed,
+            tool_failures=self._router.failures,
+            circuits_open_until=self._router.open_until,
+            indexed_status=self._indexed_status,
+        )
+        resume = await self._write_parts(split(carry.model_dump_json()), "state")
+        workflow.logger.info(
+            f"continuing as new before wave {next_wave} "
+            f"({workflow.info().get_current_history_length()} events)"
+        )
+        workflow.continue_as_new(self._input.model_copy(update={"resume": resume}))
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -1,0 +1,101 @@
+"""Large runs: continue-as-new between waves, and a phase too large for a payload given by
+reference. (bench/scale.py runs 2,000 workstreams; these pin down the behaviour on small ones.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from helpers import git_out, phase, record_of, run_input, start_phase
+from temporalio.client import Client
+from temporalio.worker import Worker
+from test_journal import report, rolled_back_chain
+
+from activities.artifacts import ArtifactStore
+from activities.parts import INLINE_LIMIT, by_reference
+from runtime.settings import Settings
+from schemas.run import PhaseState, RunStatus
+
+
+def four_waves() -> Any:
+    """Two chains side by side, four waves deep."""
+    return phase(workstreams=[
+        {"workstream_id": f"{side}-{n}", "dependencies": [f"{side}-{n - 1}"] if n > 1 else [],
+         "execution_request": {"command": f"echo {side}{n} > {side}{n}.txt"}}
+        for side in ("left", "right") for n in range(1, 5)
+    ])  # fmt: skip
+
+
+async def executions(client: Client, record: RunStatus) -> int:
+    return len([e async for e in client.list_workflows(f'WorkflowId = "{record.workflow_id}"')])
+
+
+async def run_both(
+    client: Client, settings: Settings, make_repo: Any, spec: Any
+) -> tuple[RunStatus, RunStatus]:
+    """The same phase run in one execution and continued as new after every wave."""
+    records = []
+    for name, every in (("one", None), ("continued", 1)):
+        repo: Path = make_repo({"base.txt": "base\n"}, name=name)
+        input = run_input(spec, repo, continue_as_new_events=every)
+        records.append(await record_of(await start_phase(client, settings, input)))
+    return records[0], records[1]
+
+
+async def test_a_continued_run_ends_like_one_that_is_not(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    one, continued = await run_both(client, settings, make_repo, four_waves())
+    assert one.status == continued.status == PhaseState.COMPLETED
+    assert await executions(client, one) == 1
+    assert await executions(client, continued) == 4, "continued before waves 2, 3 and 4"
+    tree = {r.workflow_id: git_out(Path(r.repo_path), "rev-parse", f"{r.head_sha}^{{tree}}")
+            for r in (one, continued)}  # fmt: skip
+    assert len(set(tree.values())) == 1, "the same files in the end"
+    assert report(continued) == report(one)
+    assert [w.status for w in continued.workstreams.values()] == ["completed"] * 8
+
+
+async def test_a_continued_run_rolls_back_every_wave(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    one, continued = await run_both(client, settings, make_repo, rolled_back_chain())
+    assert one.status == continued.status == PhaseState.ROLLED_BACK
+    assert await executions(client, continued) == 3
+    assert git_out(Path(continued.repo_path), "rev-parse", continued.integration_branch) == (
+        continued.base_sha
+    )
+    assert report(continued) == report(one)
+
+
+async def test_a_large_phase_travels_by_reference(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    padding = "x" * 20_000  # four of these make the phase larger than a payload should be
+    spec = phase(workstreams=[
+        {"workstream_id": f"ws-{n}", "execution_request": {"command": f"echo {n} > {n}.txt # {padding}"}}
+        for n in range(4)
+    ])  # fmt: skip
+    inline = run_input(spec, make_repo({"base.txt": "base\n"}))
+    input = by_reference(inline, ArtifactStore(settings.home / "artifacts"))
+    assert input.phase is None and len(input.document) == 2
+    assert len(input.model_dump_json()) < INLINE_LIMIT < len(inline.model_dump_json())
+
+    handle = await start_phase(client, settings, input)
+    record = await record_of(handle)
+    assert record.status == PhaseState.COMPLETED
+    assert sorted(record.workstreams) == ["ws-0", "ws-1", "ws-2", "ws-3"]
+    history = await handle.fetch_history()
+    largest = max(p.ByteSize() for e in history.events for p in _payloads(e))
+    assert largest < INLINE_LIMIT, "no payload in the history carries the phase whole"
+
+
+def _payloads(event: Any) -> list[Any]:
+    """Every payload of a history event (inputs, results)."""
+    found = []
+    for field, value in event.ListFields():
+        if field.name.endswith("_attributes"):
+            for name in ("input", "result"):
+                if value.HasField(name) if name in value.DESCRIPTOR.fields_by_name else False:
+                    found += list(getattr(value, name).payloads)
+    return found
