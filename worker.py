@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.gates import GateActivities
 from activities.parts import PartActivities
@@ -29,6 +30,11 @@ from workflows.rollback import RollbackWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
 WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow, RollbackWorkflow]
+#: The log pipeline (structlog, rich tracebacks) runs inside the sandbox when a workflow logs:
+#: re-imported there, rich touches os.path and a failed activation could not even be logged.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("rich", "structlog")
+)
 
 
 def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
@@ -40,6 +46,7 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
     saga = SagaActivities(state)
     parts = PartActivities(state)
     planning = PlanningActivities(state)
+    options.setdefault("workflow_runner", SANDBOX)
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -10,6 +10,7 @@ from activities.heartbeat import heartbeating
 from activities.process import run_process
 from activities.state_dir import StateDir
 from activities.workspace import checkout
+from schemas.refs import branch_ref, workstream_branch
 from schemas.saga import CompensateInput, CompensateResult
 
 
@@ -38,6 +39,14 @@ class SagaActivities:
                 return CompensateResult(step_id=step.step_id, done=True, detail="already gone")
             await repo.run("update-ref", "-d", step.ref)
             return CompensateResult(step_id=step.step_id, done=True, detail=f"deleted {step.ref}")
+        if step.kind == "delete_branches":
+            refs = [branch_ref(workstream_branch(input.run_id, w)) for w in step.workstream_ids]
+            # One transaction; `delete` of a ref that is not there is a no-op.
+            script = "".join(f"delete {ref}\n" for ref in refs)
+            await repo.run("update-ref", "--stdin", input=script.encode())
+            return CompensateResult(
+                step_id=step.step_id, done=True, detail=f"deleted {len(refs)} branches"
+            )
         # The user's own undo, in a fresh checkout of the integration head (their work is
         # still there: its merge is undone after this step).
         assert step.command is not None

@@ -198,3 +198,4 @@ class PhaseCarry(Model):
     tool_failures: dict[str, int]
     circuits_open_until: dict[str, datetime]
     indexed_status: str
+    remaining: dict[str, float] = Field(default_factory=dict, description="eager priorities")

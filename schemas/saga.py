@@ -9,7 +9,7 @@ from pydantic import Field
 from schemas.base import GitSha, Model
 from schemas.spec import Command
 
-StepKind = Literal["reset_ref", "delete_ref", "user_command"]
+StepKind = Literal["reset_ref", "delete_ref", "delete_branches", "user_command"]
 
 
 class CompensationStep(Model):
@@ -23,6 +23,9 @@ class CompensationStep(Model):
     ref: str | None = None
     to_sha: GitSha | None = Field(default=None, description="reset_ref: where the ref goes back to")
     workstream_id: str | None = None
+    workstream_ids: list[str] = Field(
+        default_factory=list, description="delete_branches: whose workstream branches (a wave's)"
+    )
     command: Command | None = None
 
 

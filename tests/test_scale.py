@@ -99,3 +99,16 @@ def _payloads(event: Any) -> list[Any]:
                 if value.HasField(name) if name in value.DESCRIPTOR.fields_by_name else False:
                     found += list(getattr(value, name).payloads)
     return found
+
+
+async def test_an_eager_run_drains_and_continues(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    spec = four_waves().model_copy(update={"scheduling": "eager"})
+    one, continued = await run_both(client, settings, make_repo, spec)
+    assert one.status == continued.status == PhaseState.COMPLETED
+    assert await executions(client, continued) > 1
+    tree = {r.workflow_id: git_out(Path(r.repo_path), "rev-parse", f"{r.head_sha}^{{tree}}")
+            for r in (one, continued)}  # fmt: skip
+    assert len(set(tree.values())) == 1
+    assert report(continued) == report(one)

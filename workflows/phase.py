@@ -90,6 +90,8 @@ LIVE = (WorkstreamState.PENDING, WorkstreamState.RUNNING, WorkstreamState.AWAITI
 WRITE_JOURNAL = "write-journal-per-step"
 #: workflow.patched id: continue-as-new between waves when the history grows long (issue 7).
 CONTINUE_AS_NEW = "continue-as-new-between-waves"
+#: workflow.patched id: one undo step for a wave's workstream branches (issue 7).
+WAVE_BRANCHES = "one-branch-undo-per-wave"
 
 
 @workflow.defn
@@ -146,6 +148,7 @@ class PhaseWorkflow:
         )
         self._ledger: dict[str, LedgerEntry] = {}  # patch_id → entry, from finished children
         self._written: dict[str, tuple[str, PatchState]] = {}  # patch_id → (ws, state), on disk
+        self._branch_undo: set[str] = set()  # workstreams whose branch a wave's undo step deletes
         self._history: ArtifactRef | None = None  # what has been integrated (oscillation)
         self._checkpoints: dict[int, str] = {}  # wave → integration head after it (0: base)
         self._executions: dict[str, int] = {}  # workstream → child executions so far
@@ -170,6 +173,7 @@ class PhaseWorkflow:
             self._router.failures = dict(carry.tool_failures)
             self._router.open_until = dict(carry.circuits_open_until)
             self._indexed_status = carry.indexed_status
+            self._remaining = dict(carry.remaining)
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -263,8 +267,11 @@ class PhaseWorkflow:
 
     async def _run_phase(self, input: RunInput) -> RunStatus:
         if self._resume_at:
-            # Continued between waves: planned, opened and integrated up to here already.
-            stop = await self._run_waves(self._status.waves, first=self._resume_at)
+            # Continued between steps: planned, opened and integrated up to here already.
+            stop = await (
+                self._run_eager(first=self._resume_at) if self._eager
+                else self._run_waves(self._status.waves, first=self._resume_at)
+            )  # fmt: skip
             return await self._conclude(stop)
         try:
             the_plan = await workflow.execute_activity_method(
@@ -320,6 +327,14 @@ class PhaseWorkflow:
                 wave=number,
             )  # fmt: skip
             self._push_checkpoint(number)
+            if ready and workflow.patched(WAVE_BRANCHES):
+                # One undo step for all the wave's branches rather than one each: the saga
+                # stack, and with it the run record, stays small in very large phases.
+                self._saga.push(
+                    "delete_branches", number, f"delete the branches of wave {number}",
+                    workstream_ids=ready,
+                )  # fmt: skip
+                self._branch_undo.update(ready)
             tasks = [
                 asyncio.create_task(self._run_workstream(ws_id, self._head(), number, self._slots))
                 for ws_id in ready
@@ -337,17 +352,23 @@ class PhaseWorkflow:
                 await self._continue_as_new(next_wave=number + 1)
         return None
 
-    async def _run_eager(self) -> str | None:
+    async def _run_eager(self, first: int = 1) -> str | None:
         """A workstream starts as soon as its dependencies are integrated, from the head at
         that moment; each one is integrated the moment it finishes (one at a time, so the
         history is deterministic given the completion order). Each integration is a step:
-        a checkpoint, a point to roll back to, and a run of the phase gates."""
+        a checkpoint, a point to roll back to, and a run of the phase gates.
+
+        When the history grows long, no new workstream starts; once the running ones are
+        integrated the run continues as new from the next step."""
         deps = {ws.workstream_id: set(ws.dependencies) for ws in self._phase.workstreams}
-        merged: set[str] = set()
+        # Completed means integrated here (or nothing to integrate): a conflict re-runs it.
+        merged = {w for w, s in self._status.workstreams.items()
+                  if s.status == WorkstreamState.COMPLETED}  # fmt: skip
         running: dict[str, asyncio.Task[WorkstreamResult]] = {}
-        step = 0
+        step = first - 1
+        draining = False
         while True:
-            if self._rollback is None:
+            if self._rollback is None and not draining:
                 for ws_id in sorted(
                     (w for w, s in self._status.workstreams.items()
                      if s.status == WorkstreamState.PENDING and w not in running
@@ -359,6 +380,8 @@ class PhaseWorkflow:
                     )
                     self._tasks.append(running[ws_id])
             if not running:
+                if draining and self._pending():
+                    await self._continue_as_new(next_wave=step + 1)
                 return None
             await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
             for ws_id in sorted(w for w, task in running.items() if task.done()):
@@ -375,17 +398,18 @@ class PhaseWorkflow:
                     await self._settle_conflict(step, conflicted, outcome)
                 if self._ws(ws_id).status == WorkstreamState.COMPLETED:
                     merged.add(ws_id)
-                pending = any(
-                    s.status == WorkstreamState.PENDING for s in self._status.workstreams.values()
-                )
-                stop = await self._after_step(step, last=not running and not pending)
+                stop = await self._after_step(step, last=not running and not self._pending())
                 if stop is None and self._rollback is None:
                     await self._write_journal()
+                    draining = draining or self._history_is_long()
                 if self._rollback is not None or stop is not None:
                     for task in running.values():  # the rest is abandoned
                         task.cancel()
                     await asyncio.gather(*running.values(), return_exceptions=True)
                     return stop
+
+    def _pending(self) -> bool:
+        return any(s.status == WorkstreamState.PENDING for s in self._status.workstreams.values())
 
     async def _after_step(self, number: int, last: bool) -> str | None:
         """Phase gates, and on_failure: rollback. The reason the phase stops, if it does."""
@@ -429,10 +453,11 @@ class PhaseWorkflow:
     ) -> WorkstreamResult:
         """One workstream to its end: its child executions and the reviews between them."""
         ws = self._phase.workstream(ws_id)
-        self._saga.push(
-            "delete_ref", number, f"delete branch of {ws_id}",
-            ref=branch_ref(workstream_branch(self._input.run_id, ws_id)), workstream_id=ws_id,
-        )  # fmt: skip
+        if ws_id not in self._branch_undo:
+            self._saga.push(
+                "delete_ref", number, f"delete branch of {ws_id}",
+                ref=branch_ref(workstream_branch(self._input.run_id, ws_id)), workstream_id=ws_id,
+            )  # fmt: skip
         request = WorkstreamInput(
             run_id=self._input.run_id,
             repo_path=self._input.repo_path,
@@ -1011,6 +1036,7 @@ class PhaseWorkflow:
             tool_failures=self._router.failures,
             circuits_open_until=self._router.open_until,
             indexed_status=self._indexed_status,
+            remaining=self._remaining,
         )
         resume = await self._write_parts(split(carry.model_dump_json()), "state")
         workflow.logger.info(
