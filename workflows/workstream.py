@@ -51,6 +51,8 @@ CRASH_ALLOWANCE = 10
 QUICK = timedelta(minutes=5)
 #: workflow.patched id: validate_patch became a local activity (issue 7).
 VALIDATE_LOCALLY = "validate-patch-locally"
+#: workflow.patched id: commit_patch became a local activity (issue 7).
+COMMIT_LOCALLY = "commit-patch-locally"
 A = TypeVar("A")
 R = TypeVar("R")
 
@@ -389,8 +391,11 @@ class WorkstreamWorkflow:
         assert entry.patch is not None
         self._journal.move(entry, PatchState.QUEUED)
         entry.apply_attempts += 1
+        # A few git commands in a private index: local too, so validate → apply → commit of a
+        # patch costs no workflow task beyond the one the tool's result arrives in.
+        run = self._local if workflow.patched(COMMIT_LOCALLY) else self._activity
         try:
-            committed = await self._activity(
+            committed = await run(
                 WorkspaceActivities.commit_patch,
                 CommitPatchInput(
                     repo_path=self._input.repo_path,
