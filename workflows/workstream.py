@@ -332,8 +332,7 @@ class WorkstreamWorkflow:
         assert tool.patch is not None
         # Pure CPU on a small artifact: as a local activity it costs no workflow task of its
         # own (runs started before this change keep the scheduled activity they recorded).
-        run = self._local if workflow.patched(VALIDATE_LOCALLY) else self._activity
-        checked = await run(
+        checked = await self._activity(
             PatchActivities.validate_patch,
             ValidatePatchInput(
                 run_id=self._input.run_id,
@@ -350,6 +349,7 @@ class WorkstreamWorkflow:
                 run_history=self._input.run_history,
             ),
             summary=f"validate patch of {self._ws.workstream_id}",
+            local=workflow.patched(VALIDATE_LOCALLY),
         )
         entry.patch = checked.artifact
         entry.record_validation(checked.report)
@@ -393,9 +393,8 @@ class WorkstreamWorkflow:
         entry.apply_attempts += 1
         # A few git commands in a private index: local too, so validate → apply → commit of a
         # patch costs no workflow task beyond the one the tool's result arrives in.
-        run = self._local if workflow.patched(COMMIT_LOCALLY) else self._activity
         try:
-            committed = await run(
+            committed = await self._activity(
                 WorkspaceActivities.commit_patch,
                 CommitPatchInput(
                     repo_path=self._input.repo_path,
@@ -409,6 +408,7 @@ class WorkstreamWorkflow:
                     timestamp=int(workflow.time_ns() // 1_000_000_000),
                 ),
                 summary=f"apply and commit {self._ws.workstream_id}",
+                local=workflow.patched(COMMIT_LOCALLY),
             )
         except Failed as failed:
             self._journal.move(entry, PatchState.APPLY_FAILED, failed.reason)
@@ -482,31 +482,23 @@ class WorkstreamWorkflow:
         *,
         summary: str,
         timeout: timedelta = QUICK,
+        local: bool = False,
     ) -> R:
-        """A short activity; its non-retryable failures end the workstream."""
+        """A short activity; its non-retryable failures end the workstream. ``local``: in this
+        worker, inside the current workflow task (no task of its own, no heartbeat)."""
         try:
+            if local:
+                return await workflow.execute_local_activity_method(
+                    method, arg, start_to_close_timeout=timeout, retry_policy=GIT_RETRY,
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=summary,
+                )  # fmt: skip
             return await workflow.execute_activity_method(
                 method,
                 arg,
                 start_to_close_timeout=timeout,
                 # Every activity heartbeats: a dead worker's step moves on within seconds.
                 heartbeat_timeout=self._heartbeat,
-                retry_policy=GIT_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=summary,
-            )
-        except ActivityError as err:
-            if is_cancelled_exception(err):
-                raise
-            raise Failed(cause_message(err)) from None
-
-    async def _local(self, method: Callable[[Any, A], Awaitable[R]], arg: A, *, summary: str) -> R:
-        """A short local activity (same worker, no task of its own); failures as _activity."""
-        try:
-            return await workflow.execute_local_activity_method(
-                method,
-                arg,
-                start_to_close_timeout=QUICK,
                 retry_policy=GIT_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=summary,
