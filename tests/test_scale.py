@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from helpers import git_out, phase, record_of, run_input, start_phase
-from temporalio.client import Client
+import pytest
+from helpers import git_out, phase, record_of, run_input, start_phase, wait_for_status
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 from test_journal import report, rolled_back_chain
 
@@ -15,6 +16,7 @@ from activities.artifacts import ArtifactStore
 from activities.parts import INLINE_LIMIT, by_reference
 from runtime.settings import Settings
 from schemas.run import PhaseState, RunStatus
+from workflows.phase import PhaseWorkflow
 
 
 def four_waves() -> Any:
@@ -112,3 +114,27 @@ async def test_an_eager_run_drains_and_continues(
     assert await executions(client, continued) > 1
     assert tree(continued) == tree(one)
     assert report(continued) == report(one)
+
+
+async def test_cancelling_a_continued_run_undoes_the_waves_before_it(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    repo: Path = make_repo({"base.txt": "base\n"})
+    spec = phase(workstreams=[
+        {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > one.txt"}},
+        {"workstream_id": "ws-2", "dependencies": ["ws-1"],
+         "execution_request": {"command": "sleep 30; echo 2 > two.txt"}},
+    ])  # fmt: skip
+    handle = await start_phase(client, settings, run_input(spec, repo, continue_as_new_events=1))
+    await wait_for_status(handle, lambda s: s.workstreams["ws-2"].status == "running")
+    assert await executions(client, await handle.query(PhaseWorkflow.status)) == 2
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    record = RunStatus.model_validate_json(
+        (settings.home / "runs" / handle.id.removeprefix("uet-") / "run.json").read_text()
+    )
+    assert record.status == PhaseState.CANCELED
+    assert git_out(repo, "rev-parse", record.integration_branch) == record.base_sha, (
+        "wave 1, merged by the first execution, is undone by the second"
+    )

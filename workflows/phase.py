@@ -233,17 +233,24 @@ class PhaseWorkflow:
 
     @workflow.run
     async def run(self, input: RunInput) -> RunStatus:
-        if input.document or input.resume:
-            await self._load(input)
-        if not input.resume:
-            self._journal.event(EventType.RUN_STARTED, f"run of phase {self._phase.phase_id}")
+        # Shielded: a cancel while a continued run reads its state must still find the saga
+        # stack to unwind.
+        loading = (
+            asyncio.ensure_future(self._load(input)) if input.document or input.resume else None
+        )
         try:
+            if loading is not None:
+                await asyncio.shield(loading)
+            if not input.resume:
+                self._journal.event(EventType.RUN_STARTED, f"run of phase {self._phase.phase_id}")
             return await self._run_phase(input)
         except BaseException as err:
             # Cancellation arrives as CancelledError or wrapped in a child's or an activity's
             # error; anything else is not ours to handle here.
             if not is_cancelled_exception(err):
                 raise
+            if loading is not None:
+                await loading
             # `uet cancel`: stop every workstream (their tools killed and awaited; in eager
             # mode nothing else cancels them), undo everything, write the report, end cancelled.
             for task in self._tasks:
