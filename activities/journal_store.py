@@ -6,10 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from activities.artifacts import ArtifactStore
+from activities.parts import MEDIA_TYPE, pack_lines
 from schemas.base import ArtifactRef
 from schemas.events import RunEvent
 from schemas.journal import JournalRecord, LedgerMove
 from schemas.ledger import LedgerEntry, StateChange
+
+
+def write_journal(
+    store: ArtifactStore, ledger: Iterable[LedgerEntry], events: Iterable[RunEvent]
+) -> list[ArtifactRef]:
+    """A whole journal as parts (for a finished run's rollback, which adds moves to it)."""
+    records = [JournalRecord(entry=e) for e in ledger] + [JournalRecord(event=e) for e in events]
+    lines = [r.model_dump_json(exclude_none=True) for r in records]
+    return [store.put_bytes(part.encode(), MEDIA_TYPE) for part in pack_lines(lines)]
 
 
 def compose(

@@ -26,6 +26,17 @@ def split(text: str) -> list[str]:
     return [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
 
 
+def pack_lines(lines: list[str]) -> list[str]:
+    """JSON Lines in parts of whole lines (a reader takes each part line by line)."""
+    parts: list[str] = []
+    for line in lines:
+        if parts and len(parts[-1]) + len(line) < PART_CHARS:
+            parts[-1] += line + "\n"
+        else:
+            parts.append(line + "\n")
+    return parts
+
+
 def store_document(store: ArtifactStore, text: str) -> list[ArtifactRef]:
     return [store.put_bytes(part.encode(), MEDIA_TYPE) for part in split(text)]
 

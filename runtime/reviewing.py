@@ -17,6 +17,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from activities.artifacts import ArtifactStore
+from activities.journal_store import write_journal
 from runtime.commands import connect_existing, emit_json
 from runtime.connect import target_from_env
 from runtime.errors import ExitCode, UserError
@@ -184,12 +186,14 @@ async def rollback(run_id: str, to_wave: int | None, reason: str) -> int:
         if not view.record.compensations:
             raise UserError(f"run {run_id} has nothing left to roll back")
         settings = Settings.from_env()
+        # By reference: a large run's ledger and events are far beyond a payload.
+        store = ArtifactStore(settings.home / "artifacts")
+        journal = write_journal(store, view.ledger, view.events)
         await client.execute_workflow(
             RollbackWorkflow.run,
             RollbackRunInput(
-                record=view.record,
-                ledger=view.ledger,
-                events=view.events,
+                record=view.record.model_copy(update={"journal": journal}),
+                written={e.patch_id: (e.workstream_id, e.state) for e in view.ledger},
                 to_wave=to_wave or 0,
                 reason=reason or f"rollback by {who}",
             ),

@@ -168,9 +168,14 @@ class WorkstreamResult(Model):
 
 
 class RollbackRunInput(Model):
-    """RollbackWorkflow's input: a finished run's record, ledger and events, from its report."""
+    """RollbackWorkflow's input: a finished run's record, its ledger and events written out as
+    journal parts (``record.journal``), and each patch's workstream and state."""
 
     record: RunStatus
+    written: dict[str, tuple[str, PatchState]] = Field(
+        default_factory=dict, description="patch_id → (workstream, state) of the journal's entries"
+    )
+    # Inline instead (rollbacks requested before the journal went by reference):
     ledger: list[LedgerEntry] = Field(default_factory=list)
     events: list[RunEvent] = Field(default_factory=list)
     to_wave: int = Field(default=0, ge=0)

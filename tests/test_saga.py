@@ -222,6 +222,14 @@ async def test_rollback_of_a_finished_run(
     )
     assert after.status == PhaseState.ROLLED_BACK and not after.compensations
     assert [e["state"] for e in ledger(after)] == ["rolled_back", "rolled_back"]
+    events = [json.loads(line)["type"] for line in
+              (Path(after.report_dir or "") / "events.jsonl").read_text().splitlines()]  # fmt: skip
+    assert events.count("RUN_COMPLETED") == 1 and events[-1] == "RUN_ROLLED_BACK"
+    # The rollback got the ledger and events by reference, not inline.
+    history = await client.get_workflow_handle(f"{record.workflow_id}/rollback").fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    sent = json.loads(started.input.payloads[0].data)
+    assert sent["ledger"] == [] and sent["events"] == [] and sent["record"]["journal"]
     again = await cli(client, settings)("rollback", input.run_id)
     assert again.returncode == 2 and "nothing left to roll back" in again.stderr
 

@@ -33,7 +33,7 @@ from workflows.workstream import WorkstreamWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
-    from activities.parts import PART_CHARS, PartActivities, split
+    from activities.parts import PartActivities, pack_lines, split
     from activities.planning import PlanningActivities
     from activities.workspace import WorkspaceActivities
     from schemas.base import ArtifactRef
@@ -977,13 +977,8 @@ class PhaseWorkflow:
         ]
         if not records:
             return
-        parts: list[str] = []
-        for line in (r.model_dump_json(exclude_none=True) for r in records):
-            if parts and len(parts[-1]) + len(line) < PART_CHARS:
-                parts[-1] += line + "\n"
-            else:
-                parts.append(line + "\n")
-        self._status.journal += await self._write_parts(parts, "journal")
+        lines = [r.model_dump_json(exclude_none=True) for r in records]
+        self._status.journal += await self._write_parts(pack_lines(lines), "journal")
         for entry in final:
             del self._ledger[entry.patch_id]
             self._written[entry.patch_id] = (entry.workstream_id, entry.state)

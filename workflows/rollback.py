@@ -44,7 +44,8 @@ class RollbackWorkflow:
         failures = await saga.unwind(input.to_wave)
         if head is not None:
             record.head_sha = head
-        mark_rolled_back(record, input.ledger, journal, input.to_wave, reason, written={})
+        written = dict(input.written)
+        mark_rolled_back(record, input.ledger, journal, input.to_wave, reason, written)
         record.status = PhaseState.ROLLED_BACK
         record.reason = reason + (
             f"; compensation failed: {'; '.join(failures)}" if failures else ""
@@ -61,6 +62,7 @@ class RollbackWorkflow:
                 record=record,
                 ledger=input.ledger,
                 events=sorted(journal.events, key=lambda e: e.event_id),
+                moves=journal.moves,
             ),
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(seconds=input.heartbeat_timeout_s),
