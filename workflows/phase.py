@@ -21,7 +21,7 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
-from workflows import search
+from workflows import details, search
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.journal import Journal
@@ -1154,23 +1154,9 @@ class PhaseWorkflow:
         if self._status.status in (PhaseState.RUNNING, PhaseState.AWAITING_REVIEW):
             waiting = bool(self._desk.pending())
             self._status.status = PhaseState.AWAITING_REVIEW if waiting else PhaseState.RUNNING
-        lines = [
-            f"**{self._phase.phase_id}** — {self._status.status}, wave "
-            f"{self._status.current_wave}/{len(self._status.waves)}",
-            "",
-            "| workstream | wave | status | commit |",
-            "|---|---|---|---|",
-        ]
-        for ws_id, entry in self._status.workstreams.items():
-            commit = entry.commit[:10] if entry.commit else ""
-            lines.append(f"| {ws_id} | {entry.wave} | {entry.status} | {commit} |")
-        for request in self._desk.pending():
-            lines.append(
-                f"\nReview `{request.review_id}` for **{request.workstream_id}** "
-                f"({request.reason}): `uet approve|reject|retry {self._input.run_id} "
-                f"{request.workstream_id}`"
-            )
-        workflow.set_current_details("\n".join(lines))
+        workflow.set_current_details(
+            details.render(self._phase.phase_id, self._status, self._desk.pending())
+        )
         status = str(self._status.status)
         if self._input.options.search_attributes and status != self._indexed_status:
             # One history event per phase state change, not per workstream change.

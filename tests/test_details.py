@@ -1,0 +1,38 @@
+"""The phase's Web UI summary: every workstream in small phases, what matters in large ones."""
+
+from __future__ import annotations
+
+from schemas.run import RunStatus, WorkstreamStatus
+from workflows.details import TABLE_ROWS, render
+
+
+def status(states: list[str]) -> RunStatus:
+    return RunStatus(
+        run_id="RUN", workflow_id="uet-RUN", phase_id="PH", integration_branch="uet/RUN/integration",
+        current_wave=2, waves=[["a"], ["b"]],
+        workstreams={f"ws-{i:03d}": WorkstreamStatus(status=s, wave=1) for i, s in enumerate(states)},
+    )  # fmt: skip
+
+
+def rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ws-")]
+
+
+def test_a_small_phase_lists_every_workstream() -> None:
+    text = render("PH", status(["completed", "running", "pending"]), [])
+    assert text.startswith("**PH** — running, wave 2/2")
+    assert len(rows(text)) == 3
+
+
+def test_a_large_phase_counts_and_lists_only_what_matters() -> None:
+    states = ["completed"] * 90 + ["running"] * 5 + ["failed"] * 3 + ["pending"] * 2
+    text = render("PH", status(states), [])
+    assert "90 completed, 3 failed, 2 pending, 5 running" in text
+    assert sorted({line.split(" | ")[2] for line in rows(text)}) == ["failed", "running"]
+    assert len(rows(text)) == 8 and "more" not in text
+
+
+def test_the_table_stays_bounded() -> None:
+    text = render("PH", status(["running"] * 100), [])
+    assert len(rows(text)) == TABLE_ROWS
+    assert f"… and {100 - TABLE_ROWS} more: `uet status RUN`" in text
