@@ -41,6 +41,10 @@ def store_document(store: ArtifactStore, text: str) -> list[ArtifactRef]:
     return [store.put_bytes(part.encode(), MEDIA_TYPE) for part in split(text)]
 
 
+def read_document(store: ArtifactStore, parts: list[ArtifactRef]) -> str:
+    return "".join(store.read_bytes(ref).decode() for ref in parts)
+
+
 def by_reference(input: RunInput, store: ArtifactStore) -> RunInput:
     """``input`` with its phase and patch files as parts when they are too large to carry."""
     if input.phase is None:
@@ -65,4 +69,4 @@ class PartActivities:
     @activity.defn
     @heartbeating
     async def load_part(self, input: ArtifactRef) -> PartText:
-        return PartText(text=self.state.artifacts.read_bytes(input).decode())
+        return PartText(text=read_document(self.state.artifacts, [input]))

@@ -6,6 +6,7 @@ import networkx as nx
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
+from activities.parts import read_document
 from activities.state_dir import StateDir
 from schemas.plan import Plan, PlanInput
 from schemas.run import RunDocument
@@ -68,6 +69,6 @@ class PlanningActivities:
     async def plan(self, input: PlanInput) -> Plan:
         phase = input.phase
         if phase is None:  # a large phase, given by reference
-            text = "".join(self.state.artifacts.read_bytes(r).decode() for r in input.document)
+            text = read_document(self.state.artifacts, input.document)
             phase = RunDocument.model_validate_json(text).phase
         return plan_phase(phase)

@@ -31,9 +31,8 @@ from overhead import make_repo, patch_for  # noqa: E402
 from activities.artifacts import ArtifactStore  # noqa: E402
 from activities.parts import by_reference  # noqa: E402
 from runtime.connect import Target, connect  # noqa: E402
-from runtime.devserver import dynamic_config_args  # noqa: E402
-from runtime.settings import Settings, temporal_binary  # noqa: E402
-from workflows import search  # noqa: E402
+from runtime.devserver import headless_server_args  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 
 #: What the server says when a history or a payload passes its warning limit.
 WARNING = re.compile(r"history size exceeds warn limit|history count exceeds warn limit|"
@@ -76,11 +75,9 @@ async def main(n: int, waves: int, parallel: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         port = free_port()
-        attributes = [a for k in search.ALL for a in ("--search-attribute", f"{k.name}=Keyword")]
         server_log = root / "server.log"
         server = subprocess.Popen(
-            [str(temporal_binary()), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-             "--port", str(port), "--log-level", "warn", *attributes, *dynamic_config_args()],
+            headless_server_args(port, log_level="warn"),
             stdout=server_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         settings = Settings(home=root / "home", task_queue="scale", ui_port=0)

@@ -45,6 +45,22 @@ def dynamic_config_args() -> list[str]:
             for arg in ("--dynamic-config-value", f"{key}={value}")]  # fmt: skip
 
 
+def uet_server_flags() -> list[str]:
+    """What every dev server uet starts gets: uet's search attributes and DYNAMIC_CONFIG."""
+    attributes = [
+        arg for key in search.ALL for arg in ("--search-attribute", f"{key.name}=Keyword")
+    ]
+    return [*attributes, *dynamic_config_args()]
+
+
+def headless_server_args(port: int, db: Path | None = None, log_level: str = "error") -> list[str]:
+    """A dev server on 127.0.0.1:``port`` without the Web UI (tests, the chaos runner, benches);
+    in memory unless ``db`` is given."""
+    args = [str(temporal_binary()), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+            "--port", str(port), "--log-level", log_level, *uet_server_flags()]  # fmt: skip
+    return [*args, "--db-filename", str(db)] if db is not None else args
+
+
 def server_args(settings: Settings, address: str, namespace: str) -> list[str]:
     binary = temporal_binary()
     if binary is None:
@@ -53,14 +69,11 @@ def server_args(settings: Settings, address: str, namespace: str) -> list[str]:
             exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
         )
     host, port = _split(address)
-    attributes = [
-        arg for key in search.ALL for arg in ("--search-attribute", f"{key.name}=Keyword")
-    ]
     args = [
         str(binary), "server", "start-dev",
         "--ip", host, "--port", str(port), "--ui-port", str(settings.ui_port),
         "--db-filename", str(settings.server_db), "--log-level", "warn",
-        *attributes, *dynamic_config_args(),
+        *uet_server_flags(),
     ]  # fmt: skip
     if namespace != "default":
         args += ["--namespace", namespace]

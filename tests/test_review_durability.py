@@ -15,12 +15,11 @@ from helpers import phase, record_of, run_input, start_phase, wait_for_status
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from runtime.devserver import dynamic_config_args
-from runtime.settings import Settings, temporal_binary
+from runtime.devserver import headless_server_args
+from runtime.settings import Settings
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState
 from worker import build_worker
-from workflows import search
 from workflows.phase import PhaseWorkflow
 
 
@@ -43,13 +42,10 @@ class DevServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        attributes = [a for k in search.ALL for a in ("--search-attribute", f"{k.name}=Keyword")]
         self.proc = subprocess.Popen(
-            [str(temporal_binary()), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-             "--port", str(self.port), "--db-filename", str(self.db), "--log-level", "error",
-             *attributes, *dynamic_config_args()],
+            headless_server_args(self.port, self.db),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

