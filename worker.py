@@ -9,6 +9,8 @@ Connection settings come from TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / profiles; 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 from typing import Any
 
@@ -30,10 +32,14 @@ from workflows.rollback import RollbackWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
 WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow, RollbackWorkflow]
-#: The log pipeline (structlog, rich tracebacks) runs inside the sandbox when a workflow logs:
-#: re-imported there, rich touches os.path and a failed activation could not even be logged.
+#: The log pipeline (structlog, rich tracebacks and the pygments they highlight with) runs
+#: inside the sandbox when a workflow logs: re-imported there, rich touches os.path and a
+#: failed activation could not even be logged, and every lazily imported pygments module
+#: warned "imported after initial workflow load".
 SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("rich", "structlog")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "rich", "structlog", "pygments"
+    )
 )
 
 
@@ -72,13 +78,20 @@ def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
 async def serve(settings: Settings) -> None:
     from runtime.connect import connect, target_from_env
 
-    client = await connect(target_from_env(), timeout_s=30)
+    target = target_from_env()
+    client = await connect(target, timeout_s=30)
     worker = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
+        log = logging.getLogger("uet.worker")
+        log.setLevel(logging.INFO)  # this one line even where uet logs warnings only
+        log.info(
+            f"worker started: task queue {settings.task_queue!r} on {target.address} "
+            f"(namespace {target.namespace}), state dir {settings.home}, pid {os.getpid()}"
+        )
         await stop.wait()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.git import clean_env, open_repository
-from activities.process import run_process
+from activities.process import missing_program, run_process
 from activities.state_dir import StateDir
 from activities.workspace import checkout
 from schemas.gates import GateResult, GateRunInput, GateRunResult
@@ -68,10 +68,15 @@ class GateActivities:
                 log_path=scratch / f"{gate.gate_id}.log",
             )
             log = self.state.artifacts.put_file(run.log_path, "text/plain")
+            code = None
             if run.timed_out:
                 status, reason = "timeout", f"timed out after {gate.timeout_s:g}s"
             elif run.exit_code == 0:
                 status, reason = "passed", None
+            elif (program := missing_program(gate.command, run)) is not None:
+                # Not the change's fault: no fix attempt can install a program.
+                status, code = "failed", "gate_command_not_found"
+                reason = f"{code}: {program}"
             elif run.not_found:
                 status, reason = "failed", "command not found"
             else:
@@ -87,6 +92,7 @@ class GateActivities:
                     output_tail=run.tail[-2000:],
                     log=log,
                     reason=reason,
+                    code=code,
                 )
             )
         return GateRunResult(passed=not failed, results=results)

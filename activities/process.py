@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import sys
 import time
@@ -48,6 +49,33 @@ def exit_description(code: int | None) -> str:
             name = "unknown"
         return f"command was killed by signal {-code} ({name})"
     return f"command exited with {code}"
+
+
+#: How shells say a program is missing: dash ``/bin/sh: 1: pytestt: not found``, bash
+#: ``bash: line 1: pytestt: command not found``, busybox ``sh: pytestt: not found``.
+_SHELL_NOT_FOUND = re.compile(r"^.*?:\s*(?:line )?(?:\d+: )?([^\s:]+): (?:command )?not found\s*$")
+
+
+def missing_program(command: Command, result: ProcessResult) -> str | None:
+    """The program a command could not start because it is not installed (or not on PATH),
+    or None. A missing *path* inside the checkout (``./build.sh``) is not reported: the change
+    itself may be meant to create it."""
+    if not result.not_found:
+        return None
+    name = None
+    if isinstance(command, str):
+        for line in reversed(result.tail.splitlines()):
+            if match := _SHELL_NOT_FOUND.match(line):
+                name = match.group(1)
+                break
+        if name is None:
+            words = command.split()
+            name = words[0] if words else command
+    else:
+        name = command[0] if command else ""
+    if "/" in name and not name.startswith("/"):
+        return None
+    return name
 
 
 def argv_for(command: Command) -> list[str]:

@@ -1,51 +1,44 @@
-"""What each ``uet`` command does. starter.py only parses arguments and calls these."""
+"""`uet validate`, `uet plan` and `uet run`: from a phase file to a run, followed to its end."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import os
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from ulid import ULID
 
 from activities.artifacts import ArtifactStore
-from activities.git import open_repository
 from activities.parts import by_reference
 from activities.planning import plan_phase
-from activities.workspace import resolve_commit
 from runtime import devserver
-from runtime.connect import Target, check_namespace, target_from_env
+from runtime.connect import check_namespace, target_from_env
 from runtime.errors import ExitCode, UserError
+from runtime.output import emit_json, err, ui_link
 from runtime.progress import ProgressPrinter
-from runtime.reports import read_report
+from runtime.records import final_record
+from runtime.repository import check_repo, work_tree_state
 from runtime.settings import Settings
 from runtime.specfile import LoadedSpec, load_spec
 from schemas.base import ArtifactRef
-from schemas.refs import workflow_id
-from schemas.run import PhaseState, RunInput, RunOptions, RunStatus
+from schemas.events import RunEvent
+from schemas.refs import child_workflow_id, workflow_id
+from schemas.run import PhaseState, RunInput, RunOptions, RunStatus, WorkstreamState
+from schemas.spec import PhaseSpec
 from workflows import search
 from workflows.phase import PhaseWorkflow
-
-err = Console(stderr=True, soft_wrap=True)
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-    sys.stdout.flush()
-
+from workflows.workstream import WorkstreamWorkflow
 
 # -- validate / plan ---------------------------------------------------------------------------
 
@@ -91,29 +84,60 @@ class RunRequest:
     detach: bool = False
     no_worker: bool = False
     heartbeat_timeout_s: float = 30.0
+    review_timeout_s: float | None = None  # overrides the phase's review_timeout_s
+    no_review: bool | None = None  # None: decided by whether anyone can answer (a terminal)
+
+
+class Interrupted(Exception):
+    """Ctrl-C while ``uet run`` followed a run: the run itself stays open in Temporal."""
+
+    def __init__(self, run_id: str, own_worker: bool) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+        self.own_worker = own_worker
+
+    @property
+    def lines(self) -> list[str]:
+        if self.own_worker:
+            then = (
+                "its worker was this process, so it waits until one runs: `uet worker` "
+                f"continues it, `uet cancel {self.run_id}` stops it"
+            )
+        else:
+            then = f"the other workers go on with it; `uet cancel {self.run_id}` stops it"
+        return [f"interrupted; run {self.run_id} stays open in Temporal — {then}",
+                f"`uet status {self.run_id}` shows where it is"]  # fmt: skip
 
 
 async def run(request: RunRequest) -> int:
     settings = Settings.from_env()
     loaded = load_spec(request.spec_path)
-    repo_path = await _check_repo(request.repo, loaded.spec.base_ref)
+    repo_path = await check_repo(request.repo, loaded.spec.base_ref)
+    await _note_uncommitted(repo_path, loaded.spec.base_ref)
     devserver.ensure_writable(settings.home)
     store = ArtifactStore(settings.home / "artifacts")
     patch_files = _import_patch_files(loaded, store)
+    spec = loaded.spec
+    if request.review_timeout_s is not None:
+        spec = spec.model_copy(update={"review_timeout_s": request.review_timeout_s})
+    no_review = _no_review(request, spec)
     target = target_from_env()
-    client, embedded = await devserver.connect_or_start(settings, target)
+    client, started_server = await devserver.connect_or_start(settings, target)
+    if started_server:
+        err.print(devserver.left_running(settings, "server"))
     await check_namespace(client)
-    attributes_ok = await _ensure_search_attributes(client, embedded)
+    attributes_ok = await _ensure_search_attributes(client, started_server)
 
     run_id = str(ULID())
-    spec = loaded.spec
     run_input = RunInput(
         run_id=run_id,
         phase=spec,
         repo_path=str(repo_path),
         patch_files=patch_files,
         options=RunOptions(
-            heartbeat_timeout_s=request.heartbeat_timeout_s, search_attributes=attributes_ok
+            heartbeat_timeout_s=request.heartbeat_timeout_s,
+            search_attributes=attributes_ok,
+            no_review=no_review,
         ),
     )
     run_input = by_reference(run_input, store)  # a large phase travels as artifact parts
@@ -127,10 +151,12 @@ async def run(request: RunRequest) -> int:
         static_summary=f"{spec.phase_id}: {spec.title}" if spec.title else spec.phase_id,
     )
     if request.detach:
-        if not request.no_worker:
-            devserver.start_background_worker(settings)  # else nobody would execute the run
+        if not request.no_worker and devserver.start_background_worker(settings):
+            # Else nobody would execute the run.
+            err.print(devserver.left_running(settings, "worker"))
         handle = await start()
         err.print(f"started run [bold]{run_id}[/] — {ui_link(settings, target, handle.id)}")
+        _say_how_reviews_go(spec, no_review, request, detached=True)
         if request.as_json:
             emit_json(_initial_record(run_id, handle.id, spec.phase_id))
         else:
@@ -146,7 +172,85 @@ async def run(request: RunRequest) -> int:
         handle = await start()
         link = ui_link(settings, target, handle.id)
         err.print(f"run [bold]{run_id}[/] of phase {spec.phase_id} — {link}")
-        return await _follow(handle, link, request.as_json)
+        _say_how_reviews_go(spec, no_review, request, detached=False)
+        if spec.scheduling == "eager":
+            err.print(
+                "eager scheduling: each workstream starts once its dependencies are "
+                "integrated; each integration is a numbered step"
+            )
+        try:
+            return await _follow(client, handle, link, request.as_json)
+        except asyncio.CancelledError:
+            raise Interrupted(run_id, own_worker=in_process is not None) from None
+
+
+def _no_review(request: RunRequest, spec: PhaseSpec) -> bool:
+    """Whether nobody answers this run's reviews. Unless told, a foreground run whose standard
+    input is not a terminal (CI, cron, a pipe) does not wait for a person who will never come,
+    unless the phase bounds the wait itself (review_timeout_s)."""
+    if request.no_review is not None:
+        return request.no_review
+    if request.detach or spec.review_timeout_s is not None or not _may_ask(spec):
+        return False
+    return not sys.stdin.isatty()
+
+
+def _may_ask(spec: PhaseSpec) -> bool:
+    """Whether any review can come up in this phase."""
+    budget = spec.budget
+    limited = budget.max_cost_usd_total is not None or budget.max_cost_usd_per_workstream
+    return bool(limited) or any(ws.review != "never" for ws in spec.workstreams)
+
+
+def _say_how_reviews_go(
+    spec: PhaseSpec, no_review: bool, request: RunRequest, *, detached: bool
+) -> None:
+    """Said once at start, so that a run waiting for a person never looks like a hang."""
+    if not _may_ask(spec):
+        return
+    if no_review:
+        why = (
+            "--no-review"
+            if request.no_review
+            else "standard input is not a terminal, so nobody here can answer"
+        )
+        err.print(
+            f"reviews: off ({why}): a workstream that cannot go on fails instead of asking a "
+            "person, and approval or budget reviews are rejected at once"
+            + ("" if request.no_review else "; pass --review-timeout 30m to wait for one")
+        )
+        return
+    timeout = spec.review_timeout_s
+    how_long = (
+        f"up to {_duration(timeout)}, then {spec.on_review_timeout}"
+        if timeout
+        else "without a time limit"
+    )
+    where = "answer with `uet reviews` and `uet approve|reject|retry|adjust`"
+    if not detached:
+        where += " from another terminal"
+    err.print(
+        f"reviews: a workstream that cannot go on by itself asks a person, and the run waits "
+        f"{how_long}; {where} (or start it with --review-timeout or --no-review)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g}s"
+
+
+async def _note_uncommitted(repo: Path, base_ref: str | None) -> None:
+    """A dirty work tree is left alone: say what the run leaves out, once."""
+    state = await work_tree_state(repo)
+    if state.dirty:
+        start = f"base_ref {base_ref!r}" if base_ref else "HEAD"
+        err.print(
+            f"[yellow]note:[/] {repo} has uncommitted changes ({state.describe()}); the run "
+            f"starts from the commit at {start} and leaves them out (uet never touches them)"
+        )
 
 
 class _ExpectedActivityFailures(logging.Filter):
@@ -170,28 +274,6 @@ def _quiet_expected_activity_failures() -> None:
     logger = logging.getLogger("temporalio.activity")
     if not any(isinstance(f, _ExpectedActivityFailures) for f in logger.filters):
         logger.addFilter(_ExpectedActivityFailures())
-
-
-async def _check_repo(repo: str, base_ref: str | None) -> Path:
-    """The user's repository: a work tree, a linked worktree or a bare repository (uet only
-    needs its git dir), with at least one commit or a base_ref that names one."""
-    path = Path(repo).expanduser().resolve()
-    if not path.exists():
-        raise UserError(f"--repo {repo}: no such directory; pass the path of a git repository")
-    if not path.is_dir():
-        raise UserError(f"--repo {repo}: is a file, not a directory; pass a git repository")
-    try:
-        git = await open_repository(path)
-    except ApplicationError as exc:
-        raise UserError(f"--repo {repo}: {exc.message}; pass a git repository") from None
-    if await resolve_commit(git, "HEAD") is None and base_ref is None:
-        raise UserError(f"--repo {repo}: the repository has no commits yet; commit something first")
-    if base_ref is not None and await resolve_commit(git, base_ref) is None:
-        raise UserError(
-            f"base_ref {base_ref!r} does not name a commit in {path}; "
-            "fix base_ref in the phase file or create the branch"
-        )
-    return path
 
 
 def _import_patch_files(loaded: LoadedSpec, store: ArtifactStore) -> dict[str, ArtifactRef]:
@@ -265,42 +347,54 @@ def _initial_record(run_id: str, wf_id: str, phase_id: str) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
-def ui_link(settings: Settings, target: Target, wf_id: str) -> str:
-    base = os.environ.get("UET_UI_URL") or f"http://localhost:{settings.ui_port}"
-    return f"{base.rstrip('/')}/namespaces/{target.namespace}/workflows/{wf_id}"
-
-
-async def _follow(handle: WorkflowHandle[Any, RunStatus], link: str, as_json: bool) -> int:
+async def _follow(
+    client: Client, handle: WorkflowHandle[Any, RunStatus], link: str, as_json: bool
+) -> int:
     """Print progress until the run ends; the final record decides the exit code."""
     started = time.monotonic()
     printer = ProgressPrinter(err)
-    result_task = asyncio.ensure_future(_final_record(handle))
+    result_task = asyncio.ensure_future(final_record(handle))
     while not result_task.done():
         with contextlib.suppress(RPCError, asyncio.TimeoutError):
-            printer.update(await asyncio.wait_for(handle.query(PhaseWorkflow.status), 5))
+            status = await asyncio.wait_for(handle.query(PhaseWorkflow.status), 5)
+            printer.update(status, await run_events(client, handle, status))
         await asyncio.wait([result_task], timeout=0.5)
     record = result_task.result()
-    printer.update(record)
+    # What happened since the last look (a fast run may end between two): asked once more.
+    printer.update(record, await run_events(client, handle, record))
     _print_summary(record, link, time.monotonic() - started)
     if as_json:
         emit_json(record.model_dump(mode="json"))
     return ExitCode.COMPLETED if record.status == PhaseState.COMPLETED else ExitCode.FAILED
 
 
-async def _final_record(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
-    try:
-        return await handle.result()
-    except WorkflowFailureError as failure:
-        cause = failure.cause
-        if isinstance(cause, ApplicationError) and cause.type == "PhaseFailed" and cause.details:
-            return RunStatus.model_validate(cause.details[0])
-        # A cancelled run carries no record in its failure; it wrote its report before ending.
-        report = read_report(handle.id.removeprefix("uet-"))
-        if report is not None:
-            return report.record
-        raise UserError(
-            f"run {handle.id} ended abnormally: {cause or failure}", exit_code=ExitCode.FAILED
-        ) from None
+async def run_events(
+    client: Client, handle: WorkflowHandle[Any, RunStatus], status: RunStatus
+) -> list[RunEvent]:
+    """What the phase and its running workstreams did lately (fix attempts, gate failures,
+    conflicts), asked of their workflows; one that does not answer in time is simply left
+    out this round."""
+    running = [
+        child_workflow_id(handle.id, ws_id, entry.executions)
+        for ws_id, entry in status.workstreams.items()
+        if entry.status == WorkstreamState.RUNNING and entry.executions
+    ]
+
+    async def ask(query: Awaitable[list[RunEvent]]) -> list[RunEvent]:
+        try:
+            return await asyncio.wait_for(query, 2)
+        except (RPCError, TimeoutError):
+            return []
+
+    answers = await asyncio.gather(
+        ask(handle.query(PhaseWorkflow.noteworthy_events)),
+        *(
+            ask(client.get_workflow_handle_for(WorkstreamWorkflow.run, c).query(
+                WorkstreamWorkflow.events))
+            for c in running
+        ),
+    )  # fmt: skip
+    return [event for answer in answers for event in answer]
 
 
 def _print_summary(record: RunStatus, link: str, elapsed_s: float) -> None:
@@ -320,82 +414,3 @@ def _print_summary(record: RunStatus, link: str, elapsed_s: float) -> None:
     head = record.head_sha[:12] if record.head_sha else "-"
     err.print(f"  integration branch: {record.integration_branch} @ {head}")
     err.print(f"  web ui: {link}")
-
-
-# -- status ------------------------------------------------------------------------------------
-
-
-async def status(run_id: str, as_json: bool) -> int:
-    settings = Settings.from_env()
-    target = target_from_env()
-    client = await connect_existing(target)
-    handle = client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
-    try:
-        description = await handle.describe()
-    except RPCError:
-        raise UserError(f"no run {run_id!r} in namespace {target.namespace}") from None
-    if description.status == WorkflowExecutionStatus.RUNNING:
-        try:
-            record = await asyncio.wait_for(handle.query(PhaseWorkflow.status), 10)
-        except (TimeoutError, RPCError):
-            raise UserError(
-                f"run {run_id} is running but no worker answers on task queue "
-                f"{settings.task_queue!r}; start one with `uet worker`",
-                exit_code=ExitCode.FAILED,
-            ) from None
-    else:
-        record = await _final_record(handle)
-    if as_json:
-        emit_json(record.model_dump(mode="json"))
-    else:
-        ProgressPrinter(err).update(record)
-        _print_summary_line(record, ui_link(settings, target, handle.id))
-    return ExitCode.COMPLETED if record.status != PhaseState.FAILED else ExitCode.FAILED
-
-
-def _print_summary_line(record: RunStatus, link: str) -> None:
-    cost = f" cost=${record.cost_usd_total:.4f}" if record.cost_usd_total else ""
-    print(f"{record.run_id} {record.status} head={record.head_sha or '-'} "
-          f"branch={record.integration_branch}{cost}")  # fmt: skip
-    err.print(f"  web ui: {link}")
-
-
-async def connect_existing(target: Target) -> Client:
-    from runtime.connect import connect
-
-    try:
-        client = await connect(target)
-    except Exception:
-        raise UserError(
-            f"Temporal at {target.address} is unreachable; start it with `uet server` "
-            "or check TEMPORAL_ADDRESS",
-            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
-        ) from None
-    await check_namespace(client)
-    return client
-
-
-# -- server / worker ---------------------------------------------------------------------------
-
-
-def server(action: str | None) -> int:
-    settings = Settings.from_env()
-    if action == "stop":
-        stopped = [n for n in ("worker", "server") if devserver.stop_background(settings, n)]
-        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
-        return ExitCode.COMPLETED
-    target = target_from_env()
-    args = devserver.server_args(settings, target.address, target.namespace)
-    devserver.ensure_writable(settings.home)
-    devserver.check_ports_free(settings, target.address)
-    err.print(
-        f"Temporal dev server on {target.address}, Web UI http://localhost:{settings.ui_port}"
-    )
-    os.execv(args[0], args)
-
-
-def worker() -> int:
-    from worker import serve
-
-    asyncio.run(serve(Settings.from_env()))
-    return ExitCode.COMPLETED

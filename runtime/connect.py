@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 
 from runtime.errors import ExitCode, UserError
-from runtime.settings import DEFAULT_ADDRESS
+from runtime.settings import DEFAULT_ADDRESS, is_loopback
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,21 @@ async def check_namespace(client: Client) -> None:
             "check TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE",
             exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
         ) from None
+
+
+async def connect_existing(target: Target) -> Client:
+    """A client of a server that must be up already (everything but ``uet run``)."""
+    try:
+        client = await connect(target)
+    except Exception:
+        how = (
+            "start the embedded server with `uet server start`"
+            if is_loopback(target.address)
+            else "check TEMPORAL_ADDRESS and that the server there is up"
+        )
+        raise UserError(
+            f"Temporal at {target.address} is unreachable; {how}",
+            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+        ) from None
+    await check_namespace(client)
+    return client

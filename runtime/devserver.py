@@ -93,7 +93,7 @@ def port_open(host: str, port: int) -> bool:
 
 async def connect_or_start(settings: Settings, target: Target) -> tuple[Client, bool]:
     """A client; starts the embedded server first when the address is local and silent.
-    Returns whether the embedded server is (now) the one in use."""
+    Returns whether it started the embedded server just now."""
     try:
         return await connect(target), False
     except Exception as first_error:
@@ -250,8 +250,24 @@ def stop_background(settings: Settings, name: str, timeout_s: float = 15.0) -> b
     return True
 
 
+def left_running(settings: Settings, name: str) -> str:
+    """What a command leaves running, said once when it starts it: pid, log, how to stop."""
+    pid = read_pid(settings, name)
+    log = settings.logs / f"{name}.log"
+    if name == "server":
+        return (
+            f"started the embedded Temporal server in the background (pid {pid}, log {log}); "
+            "it keeps running for the Web UI and later runs — `uet server stop` ends it"
+        )
+    return (
+        f"started a background worker (pid {pid}, log {log}); it runs this and later runs — "
+        "`uet server stop` ends it and the server"
+    )
+
+
 def start_background_worker(settings: Settings) -> Path | None:
-    """A detached worker for ``uet run --detach`` (nobody else would execute the run).
+    """A detached worker for ``uet run --detach`` (nobody else would execute the run); its log,
+    or None when one was running already.
 
     A worker left running by an older uet would execute new runs with old code (and fail to
     read their inputs): one whose code fingerprint differs is replaced."""

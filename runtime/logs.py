@@ -47,10 +47,18 @@ def configure(fmt: str = "console", level: str = "INFO") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_secrets,
     ]
+    terminal = sys.stderr.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=terminal,
+            # Never local variables: they hold payloads, environments and so secrets. And a
+            # log file gets plain text, not boxes.
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
+            if terminal
+            else structlog.dev.plain_traceback,
+        )
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

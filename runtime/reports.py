@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from activities.artifacts import ArtifactStore
 from activities.journal_store import compose
-from runtime.connect import target_from_env
+from runtime.connect import connect_existing, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.progress import answer_commands
 from runtime.settings import Settings
@@ -67,8 +67,6 @@ async def load(run_id: str) -> RunView:
 
 
 async def _load_live(run_id: str, settings: Settings) -> RunView:
-    from runtime.commands import connect_existing
-
     target = target_from_env()
     client = await connect_existing(target)
     handle = client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))

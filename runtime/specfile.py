@@ -77,7 +77,7 @@ def _file_problems(directory: Path, spec: PhaseSpec) -> list[Problem]:
 
 
 def _format(path: Path, problem: Problem, locate: _Locator) -> str:
-    line = locate(problem.path)
+    line = locate(problem.path, problem.key)
     where = f"{path}:{line}" if line else str(path)
     return f"{where}: {problem.json_path}: {problem.message}"
 
@@ -88,15 +88,20 @@ class _Locator:
     def __init__(self, root: yaml.Node | None) -> None:
         self.root = root
 
-    def __call__(self, path: tuple[PathPart, ...]) -> int | None:
+    def __call__(self, path: tuple[PathPart, ...], key: str | None = None) -> int | None:
+        """``key``: a key of the mapping at ``path`` (an unknown field): its own line."""
         node = self.root
         if node is None:
             return None
         for part in path:
             child = _child(node, part)
             if child is None:
-                break
+                return node.start_mark.line + 1
             node = child
+        if key is not None and isinstance(node, yaml.MappingNode):
+            for key_node, _ in node.value:
+                if key_node.value == key:
+                    return int(key_node.start_mark.line) + 1
         return node.start_mark.line + 1
 
 

@@ -29,6 +29,11 @@ class GateResult(Model):
     output_tail: str = ""
     log: ArtifactRef | None = None
     reason: str | None = None
+    code: Literal["gate_command_not_found"] | None = Field(
+        default=None,
+        description="a failure that is not the change's fault: the gate's program is not "
+        "installed on the worker (no fix attempt is made)",
+    )
 
 
 class GateRunResult(Model):

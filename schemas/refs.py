@@ -12,8 +12,16 @@ def workflow_id(run_id: str) -> str:
     return f"uet-{run_id}"
 
 
-def child_workflow_id(parent_workflow_id: str, workstream_id: str) -> str:
-    return f"{parent_workflow_id}/ws/{workstream_id}"
+def child_workflow_id(parent_workflow_id: str, workstream_id: str, execution: int = 1) -> str:
+    """A workstream's child workflow; later executions (after a review or a merge conflict)
+    get their own id."""
+    first = f"{parent_workflow_id}/ws/{workstream_id}"
+    return first if execution <= 1 else f"{first}/{execution}"
+
+
+def rollback_workflow_id(run_id: str) -> str:
+    """The workflow that rolls back a run that has already ended."""
+    return f"{workflow_id(run_id)}/rollback"
 
 
 def integration_branch(run_id: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue, ValidationError
 
 from schemas.base import ArtifactRef, Model
 
@@ -64,6 +64,28 @@ class ReviewDecision(Model):
     budget_increase_usd: float | None = Field(
         default=None, gt=0, description="approve of a budget review: raise the limit by this"
     )
+
+
+#: What a ``submit_review`` update or ``review_decision`` signal carries before it is checked:
+#: a ReviewDecision from uet, or any JSON from ``temporal workflow signal`` and the Web UI. Taken
+#: loosely so that a bad value is refused in one line by uet, not by the payload converter with
+#: a traceback (signal) or a pydantic dump (update).
+DecisionPayload = ReviewDecision | JsonValue
+
+
+def read_decision(payload: DecisionPayload) -> ReviewDecision | str:
+    """The decision, or one line saying what is wrong with the payload."""
+    if isinstance(payload, ReviewDecision):
+        return payload
+    try:
+        return ReviewDecision.model_validate(payload)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(part) for part in error["loc"]) or "payload"
+            got = f" (got {error['input']!r})" if error["type"] != "missing" else ""
+            problems.append(f"{where}: {error['msg']}{got}")
+        return "invalid review decision: " + "; ".join(problems)
 
 
 class ReviewRecord(Model):

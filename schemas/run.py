@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -55,6 +56,16 @@ class RunOptions(Model):
         description="write the journal out once this many records (ledger entries, events) "
         "are held, at the end of a step",
     )  # fmt: skip
+    no_review: bool = Field(
+        default=False,
+        description="nobody answers reviews in this run (uet run --no-review, or a foreground "
+        "run without a terminal): a workstream that would ask fails instead, and an approval "
+        "gate or a budget review is rejected at once",
+    )
+
+    def asks_on_failure(self, review: str) -> bool:
+        """Whether a workstream with this ``review`` mode asks a person when it fails."""
+        return review != "never" and not self.no_review
 
 
 class RunInput(Model):
@@ -91,6 +102,14 @@ class WorkstreamStatus(Model):
     branch: str | None = None
     reason: str | None = Field(default=None, description="why it failed or was blocked")
     cost_usd: float = Field(default=0.0, description="what its tool runs cost so far")
+    executions: int = Field(
+        default=0, description="child workflow executions so far (a review or conflict re-runs it)"
+    )
+    step: int | None = Field(
+        default=None,
+        description="the integration step that merged it (waves: its wave; eager: one step "
+        "per integrated workstream)",
+    )
 
 
 class RunStatus(Model):
@@ -104,7 +123,12 @@ class RunStatus(Model):
     base_sha: GitSha | None = None
     integration_branch: str
     head_sha: GitSha | None = None
-    current_wave: int = 0
+    scheduling: Literal["waves", "eager"] = Field(
+        default="waves", description="how the phase starts workstreams (see current_wave)"
+    )
+    current_wave: int = Field(
+        default=0, description="the wave running now (eager: the last integration step)"
+    )
     cost_usd_total: float = Field(default=0.0, description="what every tool run cost so far")
     budget_usd_total: float | None = Field(default=None, description="the limit in force")
     waves: list[list[str]] = Field(default_factory=list)

@@ -39,6 +39,7 @@ PathPart = str | int
 class Problem:
     path: tuple[PathPart, ...]
     message: str
+    key: str | None = None  # an unknown field: the key itself (a file line points at it)
 
     @property
     def json_path(self) -> str:
@@ -89,7 +90,7 @@ def _loc(loc: Sequence[Any]) -> tuple[PathPart, ...]:
 
 def _schema_problems(data: Any) -> list[Problem]:
     validator = Draft202012Validator(phase_json_schema())
-    problems = [_schema_problem(e) for e in validator.iter_errors(data)]
+    problems = [p for e in validator.iter_errors(data) for p in _schema_problem(e)]
     defaults = data.get("defaults") if isinstance(data, dict) else None
     if isinstance(defaults, dict):
         # The defaults hold partial sub-objects; check their keys against the real models.
@@ -97,14 +98,17 @@ def _schema_problems(data: Any) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.json_path, p.message))
 
 
-def _schema_problem(error: SchemaError) -> Problem:
+def _schema_problem(error: SchemaError) -> list[Problem]:
     path = tuple(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         schema = error.schema if isinstance(error.schema, dict) else {}
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        hints = [_unknown_field(name, allowed) for name in extra]
-        return Problem(path, "; ".join(hints))
+        return [Problem(path, _unknown_field(name, allowed), key=name) for name in extra]
+    return [_other_problem(error, path)]
+
+
+def _other_problem(error: SchemaError, path: tuple[PathPart, ...]) -> Problem:
     if error.validator == "required":
         return Problem(path, f"missing required field: {error.message.split(' ')[0]}")
     if error.validator == "pattern":
@@ -136,7 +140,7 @@ def _defaults_problems(defaults: dict[str, Any]) -> list[Problem]:
             continue
         allowed = sorted(model.model_fields)
         for name in sorted(set(value) - set(allowed)):
-            problems.append(Problem(("defaults", key), _unknown_field(name, allowed)))
+            problems.append(Problem(("defaults", key), _unknown_field(name, allowed), key=name))
     return problems
 
 
@@ -220,14 +224,28 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: What people write for a tool uet knows by another name.
+TOOL_ALIASES = {
+    "bash": "shell", "sh": "shell", "zsh": "shell", "command": "shell", "cmd": "shell",
+    "script": "shell", "exec": "shell", "run": "shell",
+    "diff": "patch", "git-apply": "patch", "apply": "patch",
+    "claude-code": "claude", "claude_code": "claude", "claudecode": "claude",
+    "anthropic": "claude",
+    "codex-cli": "codex", "codex_cli": "codex", "openai": "codex",
+    "aider-chat": "aider",
+    "router": "auto", "any": "auto",
+}  # fmt: skip
+
+
 def _tool_problems(request: Any, where: tuple[PathPart, ...]) -> list[Problem]:
     tool = request.tool_id
     if tool not in KNOWN_TOOLS:
+        alias = TOOL_ALIASES.get(str(tool).lower())
+        hint = f" (did you mean {alias!r}?)" if alias else _suggest(tool, KNOWN_TOOLS)
         return [
             Problem(
                 (*where, "tool_id"),
-                f"unknown tool {tool!r}{_suggest(tool, KNOWN_TOOLS)}; "
-                f"available: {', '.join(KNOWN_TOOLS)}",
+                f"unknown tool {tool!r}{hint}; available: {', '.join(KNOWN_TOOLS)}",
             )
         ]
     if tool == "shell" and not request.command:

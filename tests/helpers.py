@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -93,23 +94,28 @@ async def start_phase(
     )
 
 
+def cli_env(client: Client, settings: Settings) -> dict[str, str]:
+    """The environment of a CLI process that uses the test's server, state dir and queue."""
+    return {**os.environ, "UET_HOME": str(settings.home), "UET_TASK_QUEUE": settings.task_queue,
+            "TEMPORAL_ADDRESS": client.service_client.config.target_host}  # fmt: skip
+
+
 def cli(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
     """``await uet(*args)``: the real CLI as a subprocess against the test's server and queue.
 
     It runs in a thread because the worker answering the CLI's queries runs on the test's
     event loop, which a blocking call would stall."""
     import asyncio
-    import os
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "UET_HOME": str(settings.home), "UET_TASK_QUEUE": settings.task_queue,
-           "TEMPORAL_ADDRESS": client.service_client.config.target_host}  # fmt: skip
+    env = cli_env(client, settings)
 
-    async def uet(*args: str) -> subprocess.CompletedProcess[str]:
+    async def uet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        # Standard input is never a terminal here: what a run does unattended.
         return await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "starter", *args], cwd=root, env=env,
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
     return uet

@@ -83,6 +83,18 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         {"workstream_id": "ws-c", "execution_request": {"command": "sed -i '5s/.*/C5/' f.txt"}},
         {"workstream_id": "ws-d", "execution_request": {"command": "sed -i '5s/.*/D5/' f.txt"}},
     ]},
+    # v3 on (issue 11): a gate whose program is missing fails the workstream at once.
+    "gate_missing": {"workstreams": [
+        {"workstream_id": "ws-g", "execution_request": {"command": "echo g > g.txt"},
+         "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "uet-no-such-gate -q"}]}},
+    ]},
+    # v3 on (issue 11): nobody reviews: an approval is rejected at once, a failure fails.
+    "no_review": {"workstreams": [
+        {"workstream_id": "ws-ok", "review": "always", "execution_request": {"command": "echo a > a.txt"}},
+        {"workstream_id": "ws-bad", "execution_request": {"command": "echo b > b.txt"},
+         "resilience_policy": {"max_fix_attempts": 0},
+         "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]}},
+    ]},
 }  # fmt: skip
 
 
@@ -90,6 +102,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 #: journal out as it goes.
 OPTIONS: dict[str, dict[str, Any]] = {
     "continued": {"continue_as_new_events": 1, "journal_batch": 1},
+    "no_review": {"no_review": True},
 }
 
 

@@ -30,9 +30,12 @@ def load(path: Path) -> WorkflowHistory:
 
 def test_every_scenario_was_recorded() -> None:
     scenarios = {p.parent.name for p in HISTORIES}
-    assert scenarios == {"plain", "fix_loop", "review", "rollback", "conflict", "continued"}
+    assert scenarios == {"plain", "fix_loop", "review", "rollback", "conflict", "continued",
+                         "gate_missing", "no_review"}  # fmt: skip
     generations = {p.stem.split("-")[0] for p in HISTORIES}
-    assert {"v1", "v2"} <= generations, "each generation of workflow code keeps its histories"
+    assert {"v1", "v2", "v3"} <= generations, "each generation of workflow code keeps its histories"
+    newest = {p.parent.name for p in HISTORIES if p.stem.startswith("v3-")}
+    assert newest == scenarios, "the newest generation records every scenario"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")

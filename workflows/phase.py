@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.planning import PlanningActivities
     from activities.workspace import WorkspaceActivities
     from schemas.base import ArtifactRef
-    from schemas.events import EventType
+    from schemas.events import NOTEWORTHY, EventType, RunEvent
     from schemas.gates import GateRunInput
     from schemas.journal import JournalRecord
     from schemas.ledger import LedgerEntry, PatchState
@@ -51,11 +51,13 @@ with workflow.unsafe.imports_passed_through():
         workstream_branch,
     )
     from schemas.review import (
+        DecisionPayload,
         ReviewAnswer,
         ReviewDecision,
         ReviewNeed,
         ReviewRecord,
         ReviewRequest,
+        read_decision,
     )
     from schemas.run import (
         PhaseCarry,
@@ -86,6 +88,8 @@ QUICK = timedelta(minutes=5)
 ENDED = (WorkstreamState.FAILED, WorkstreamState.DROPPED, WorkstreamState.BLOCKED)
 #: Workstreams whose ledger entries may still change in place (and so stay in memory).
 LIVE = (WorkstreamState.PENDING, WorkstreamState.RUNNING, WorkstreamState.AWAITING_REVIEW)
+#: Failures of a workstream child that carry its result in their details.
+CHILD_RESULTS = ("WorkstreamFailed", "WorkstreamNeedsReview")
 #: workflow.patched id: the journal is written out step by step (issue 7).
 WRITE_JOURNAL = "write-journal-per-step"
 #: workflow.patched id: continue-as-new between waves when the history grows long (issue 7).
@@ -115,6 +119,7 @@ class PhaseWorkflow:
             run_id=input.run_id,
             workflow_id=workflow.info().workflow_id,
             phase_id=phase.phase_id,
+            scheduling=phase.scheduling,
             repo_path=input.repo_path,
             integration_branch=integration_branch(input.run_id),
             workstreams={
@@ -126,7 +131,9 @@ class PhaseWorkflow:
         )  # fmt: skip
         self._journal = Journal(input.run_id, IdFactory())
         self._heartbeat = timedelta(seconds=input.options.heartbeat_timeout_s)
-        self._desk = ReviewDesk(input.run_id, phase, self._journal, self._show)
+        self._desk = ReviewDesk(
+            input.run_id, phase, self._journal, self._show, nobody=input.options.no_review
+        )
         self._router = ToolRouter(phase.router, self._journal)
         self._slots = Slots(phase.max_parallel)
         self._eager = phase.scheduling == "eager"
@@ -188,27 +195,39 @@ class PhaseWorkflow:
         return list(self._ledger.values())
 
     @workflow.query
+    def noteworthy_events(self) -> list[RunEvent]:
+        """The fix attempts, gate failures, conflicts… not yet written out: what ``uet run``
+        shows as it happens (a fast workstream ends between two looks at its own)."""
+        return [e for e in self._journal.events if e.type in NOTEWORTHY]
+
+    @workflow.query
     def pending_reviews(self) -> list[ReviewRequest]:
         return self._desk.pending()
 
     @workflow.update
-    def submit_review(self, decision: ReviewDecision) -> ReviewAnswer:
+    def submit_review(self, payload: DecisionPayload) -> ReviewAnswer:
+        decision = read_decision(payload)
+        assert isinstance(decision, ReviewDecision), "the validator refused anything else"
         return self._desk.decide(decision)
 
     @submit_review.validator
-    def _check_review(self, decision: ReviewDecision) -> None:
-        problem = self._desk.problem(decision)
+    def _check_review(self, payload: DecisionPayload) -> None:
+        decision = read_decision(payload)
+        problem = decision if isinstance(decision, str) else self._desk.problem(decision)
         if problem:
             raise ValueError(problem)  # the caller gets it; nothing reaches history
 
     @workflow.signal
-    def review_decision(self, decision: ReviewDecision) -> None:
+    def review_decision(self, payload: DecisionPayload) -> None:
         """The same decision as a signal (``temporal workflow signal``, the Web UI). A bad one
-        is logged and ignored: a signal cannot be refused, and must never crash the run."""
-        problem = self._desk.problem(decision)
+        is logged in one line and ignored: a signal cannot be refused, and must never crash
+        the run."""
+        decision = read_decision(payload)
+        problem = decision if isinstance(decision, str) else self._desk.problem(decision)
         if problem:
             workflow.logger.warning(f"review_decision signal ignored: {problem}")
             return
+        assert isinstance(decision, ReviewDecision)
         self._desk.decide(decision)
 
     @workflow.update
@@ -610,15 +629,13 @@ class PhaseWorkflow:
         route = self._router.route(request.workstream)  # with the breaker as it is now
         request = request.model_copy(update={"tool_chain": route.tools, "tool_reason": route.why})
         execution = self._executions.get(ws_id, 0) + 1
-        self._executions[ws_id] = execution
-        child_id = child_workflow_id(workflow.info().workflow_id, ws_id)
+        self._executions[ws_id] = self._ws(ws_id).executions = execution
         title = request.workstream.title
         try:
             return await workflow.execute_child_workflow(
                 WorkstreamWorkflow.run,
                 request,
-                # Later executions (after a review or a merge conflict) get their own id.
-                id=child_id if execution == 1 else f"{child_id}/{execution}",
+                id=child_workflow_id(workflow.info().workflow_id, ws_id, execution),
                 static_summary=f"{ws_id}: {title}" if title else ws_id,
                 search_attributes=self._child_search_attributes(),
             )
@@ -626,7 +643,7 @@ class PhaseWorkflow:
             if is_cancelled_exception(err):
                 raise
             cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == "WorkstreamFailed":
+            if isinstance(cause, ApplicationError) and cause.type in CHILD_RESULTS:
                 return WorkstreamResult.model_validate(cause.details[0])
             return WorkstreamResult(
                 workstream_id=ws_id, status=WorkstreamState.FAILED, reason=cause_message(err)
@@ -793,6 +810,7 @@ class PhaseWorkflow:
             entry = self._ledger.get(patch_of.get(outcome.workstream_id) or "")
             if not outcome.merged:
                 continue
+            self._ws(outcome.workstream_id).step = number
             if entry is not None:
                 self._journal.move(
                     entry, PatchState.COMMITTED,
@@ -829,7 +847,7 @@ class PhaseWorkflow:
                     workstream_id=ws_id,
                 )  # fmt: skip
                 result = await self._execute(request)
-            elif ws.review == "never":
+            elif not self._input.options.asks_on_failure(ws.review):
                 self._settle(ws_id, WorkstreamResult(
                     workstream_id=ws_id, status=WorkstreamState.FAILED, reason=reason))  # fmt: skip
                 return

@@ -29,13 +29,22 @@ with workflow.unsafe.imports_passed_through():
 
 class ReviewDesk:
     def __init__(
-        self, run_id: str, phase: PhaseSpec, journal: Journal, on_change: Callable[[], None]
+        self,
+        run_id: str,
+        phase: PhaseSpec,
+        journal: Journal,
+        on_change: Callable[[], None],
+        *,
+        nobody: bool = False,
     ) -> None:
         self.run_id = run_id
         self.phase = phase
         self.journal = journal
         self.on_change = on_change  # the phase shows "awaiting_review" while any is pending
         self.records: list[ReviewRecord] = []
+        # RunOptions.no_review: nobody answers, so every review is rejected when asked. (Runs
+        # started before the option existed never have it set: no workflow.patched needed.)
+        self.nobody = nobody
 
     def pending(self) -> list[ReviewRequest]:
         return [r.request for r in self.records if r.decision is None and not r.abandoned]
@@ -106,31 +115,15 @@ class ReviewDesk:
             reason=need.reason,
         )
         self.on_change()
-        try:
-            await workflow.wait_condition(
-                lambda: record.decision is not None or give_up(),
-                timeout=timedelta(seconds=timeout) if timeout else None,
-                timeout_summary=f"review of {workstream_id}",
-            )
-        except TimeoutError:
-            record.timed_out = True
-            # "approve" is no answer to a merge conflict: then a timeout rejects.
-            fallback = self.phase.on_review_timeout
+        if self.nobody:
             record.decision = ReviewDecision(
-                review_id=request.review_id,
-                decision=fallback if fallback in request.allowed else "reject",
-                reviewer="uet",
-                comment=f"no decision within review_timeout_s={timeout:g}",
-            )
-            record.decided_at = workflow.now()
+                review_id=request.review_id, decision="reject", reviewer="uet",
+                comment="nobody reviews this run (--no-review)",
+            )  # fmt: skip
+            record.decided_at = now
             self.on_change()
-            self.journal.event(
-                EventType.REVIEW_TIMED_OUT,
-                f"{workstream_id}: review {request.review_id} timed out: "
-                f"{self.phase.on_review_timeout}",
-                workstream_id=workstream_id,
-                review_id=request.review_id,
-            )
+        else:
+            await self._wait(record, give_up)
         if record.decision is None:
             record.abandoned = True
             self.on_change()
@@ -146,6 +139,37 @@ class ReviewDesk:
             reviewer=decision.reviewer,
         )
         return record
+
+    async def _wait(self, record: ReviewRecord, give_up: Callable[[], bool]) -> None:
+        """Until a decision, ``give_up()`` or the review timeout (which decides by the phase's
+        on_review_timeout)."""
+        request = record.request
+        timeout = self.phase.review_timeout_s
+        try:
+            await workflow.wait_condition(
+                lambda: record.decision is not None or give_up(),
+                timeout=timedelta(seconds=timeout) if timeout else None,
+                timeout_summary=f"review of {request.workstream_id}",
+            )
+        except TimeoutError:
+            record.timed_out = True
+            # "approve" is no answer to a merge conflict: then a timeout rejects.
+            fallback = self.phase.on_review_timeout
+            record.decision = ReviewDecision(
+                review_id=request.review_id,
+                decision=fallback if fallback in request.allowed else "reject",
+                reviewer="uet",
+                comment=f"no decision within review_timeout_s={timeout:g}",
+            )
+            record.decided_at = workflow.now()
+            self.on_change()
+            self.journal.event(
+                EventType.REVIEW_TIMED_OUT,
+                f"{request.workstream_id}: review {request.review_id} timed out: "
+                f"{self.phase.on_review_timeout}",
+                workstream_id=request.workstream_id,
+                review_id=request.review_id,
+            )
 
     def _find(self, review_id: str) -> ReviewRecord | None:
         return next((r for r in self.records if r.request.review_id == review_id), None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.patches import PatchActivities
     from activities.tools import ToolActivities
     from activities.workspace import WorkspaceActivities
-    from schemas.events import EventType
+    from schemas.events import EventType, RunEvent
     from schemas.gates import GateResult, GateRunInput, GateRunResult
     from schemas.ledger import LedgerEntry, PatchState, Quarantine
     from schemas.patch import (
@@ -53,6 +53,12 @@ QUICK = timedelta(minutes=5)
 VALIDATE_LOCALLY = "validate-patch-locally"
 #: workflow.patched id: commit_patch became a local activity (issue 7).
 COMMIT_LOCALLY = "commit-patch-locally"
+#: workflow.patched id: a gate whose program is missing fails the workstream at once (issue 11).
+GATE_UNRUNNABLE = "gate-command-not-found-fails-at-once"
+#: workflow.patched id: an execution whose patch failed and waits for review ends failed (11).
+FAIL_FOR_REVIEW = "failed-patch-review-fails-execution"
+#: Review reasons that mean the execution's patch failed (approval_required: it passed).
+FAILED_REVIEWS = ("gates_failed", "quarantined")
 A = TypeVar("A")
 R = TypeVar("R")
 
@@ -92,6 +98,12 @@ class WorkstreamWorkflow:
     def ledger(self) -> list[LedgerEntry]:
         return self._journal.entries
 
+    @workflow.query
+    def events(self) -> list[RunEvent]:
+        """What happened so far: fix attempts, gate results… (the phase gets them when this
+        execution ends; ``uet run`` shows them as they happen)."""
+        return self._journal.events
+
     @workflow.run
     async def run(self, input: WorkstreamInput) -> WorkstreamResult:
         ws_id = self._ws.workstream_id
@@ -101,19 +113,31 @@ class WorkstreamWorkflow:
         try:
             commit, patch = await self._attempts()
         except AskReview as ask:
-            return self._result(
+            result = self._result(
                 WorkstreamState.AWAITING_REVIEW, patch=ask.patch, reason=ask.need.summary,
                 review=ask.need,
             )  # fmt: skip
+            if ask.need.reason in FAILED_REVIEWS and workflow.patched(FAIL_FOR_REVIEW):
+                # Its patch failed; a person decides what happens next. In the Web UI this
+                # execution is failed, not green; the parent reads the result from the details.
+                raise ApplicationError(
+                    f"{ws_id} needs a review ({ask.need.reason}): {_headline(ask.need.summary)}",
+                    result.model_dump(mode="json"),
+                    type="WorkstreamNeedsReview",
+                    non_retryable=True,
+                ) from None
+            return result
         except Failed as failed:
             result = self._result(WorkstreamState.FAILED, reason=failed.reason, patch=failed.patch)
             self._journal.event(
                 EventType.WORKSTREAM_FAILED, f"{ws_id} failed: {_headline(failed.reason)}",
                 workstream_id=ws_id,
             )  # fmt: skip
-            # Failed in the Web UI too; the parent reads the result from the details.
+            # Failed in the Web UI too; the parent reads the result from the details. Most
+            # reasons from activities already name the workstream.
+            prefix = f"{ws_id}: "
             raise ApplicationError(
-                f"{ws_id}: {failed.reason}",
+                failed.reason if failed.reason.startswith(prefix) else prefix + failed.reason,
                 result.model_dump(mode="json"),
                 type="WorkstreamFailed",
                 non_retryable=True,
@@ -190,6 +214,8 @@ class WorkstreamWorkflow:
                 return commit, entry.patch if entry else None
             failure = gates.first_failure
             assert failure is not None
+            if failure.code is not None and workflow.patched(GATE_UNRUNNABLE):
+                await self._gate_unrunnable(failure, entry)
             why = f"gate {failure.gate_id} {failure.reason}"
             if attempt < last:
                 if entry is not None:
@@ -205,7 +231,7 @@ class WorkstreamWorkflow:
                 why += f" after {fixes} fix attempt{'s' if fixes != 1 else ''}"
             if entry is None:
                 raise Failed(f"{why}\n{tail}" if tail else why)
-            if self._ws.review != "never":
+            if self._input.options.asks_on_failure(self._ws.review):
                 # The patch stays `applied`: a reviewer may still approve it as it is.
                 raise AskReview(
                     ReviewNeed(
@@ -221,6 +247,19 @@ class WorkstreamWorkflow:
             await self._quarantine(entry, why, gate_output=failure.output_tail)
             raise Failed(f"{why}\n{tail}" if tail else why, entry.patch)
         raise AssertionError("the loop returns or raises")
+
+    async def _gate_unrunnable(self, failure: GateResult, entry: LedgerEntry | None) -> NoReturn:
+        """A gate that cannot run where the workers are (its program is not installed) says
+        nothing about the change: no fix attempt, no second tool run, no review."""
+        reason = (
+            f"{failure.reason} (gate {failure.gate_id}); install it where the workers run, "
+            "or fix the gate's command"
+        )
+        if entry is not None:
+            self._journal.move(entry, PatchState.QUARANTINED, f"gate {failure.gate_id}: "
+                               f"{failure.reason}")  # fmt: skip
+            await self._quarantine(entry, reason, gate_output=failure.output_tail)
+        raise Failed(reason, entry.patch if entry else None)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -377,7 +416,7 @@ class WorkstreamWorkflow:
             tail = _last_lines(feedback.output_tail)
             message += f"; it was fixing gate {feedback.gate_id} (exit {feedback.exit_code})"
             message += f"\n{tail}" if tail else ""
-        if self._ws.review != "never":
+        if self._input.options.asks_on_failure(self._ws.review):
             raise AskReview(
                 ReviewNeed(
                     reason="quarantined", summary=message, patch_id=entry.patch_id,
