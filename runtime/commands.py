@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import sys
 import time
 from collections.abc import Awaitable
@@ -31,6 +30,7 @@ from runtime.records import final_record
 from runtime.repository import check_repo, work_tree_state
 from runtime.settings import Settings
 from runtime.specfile import LoadedSpec, load_spec
+from runtime.workers import quiet_expected_activity_failures
 from schemas.base import ArtifactRef
 from schemas.events import RunEvent
 from schemas.refs import child_workflow_id, workflow_id
@@ -167,7 +167,7 @@ async def run(request: RunRequest) -> int:
 
     in_process = None if request.no_worker else build_worker(client, settings)
     if in_process is not None:
-        _quiet_expected_activity_failures()
+        quiet_expected_activity_failures()
     async with in_process or contextlib.nullcontext():
         handle = await start()
         link = ui_link(settings, target, handle.id)
@@ -209,15 +209,11 @@ def _say_how_reviews_go(
     if not _may_ask(spec):
         return
     if no_review:
-        why = (
-            "--no-review"
-            if request.no_review
-            else "standard input is not a terminal, so nobody here can answer"
-        )
+        why = "--no-review" if request.no_review else "standard input is not a terminal"
         err.print(
             f"reviews: off ({why}): a workstream that cannot go on fails instead of asking a "
-            "person, and approval or budget reviews are rejected at once"
-            + ("" if request.no_review else "; pass --review-timeout 30m to wait for one")
+            "person; approval and budget reviews are rejected"
+            + ("" if request.no_review else " (--review-timeout 30m waits for a reviewer)")
         )
         return
     timeout = spec.review_timeout_s
@@ -226,12 +222,11 @@ def _say_how_reviews_go(
         if timeout
         else "without a time limit"
     )
-    where = "answer with `uet reviews` and `uet approve|reject|retry|adjust`"
-    if not detached:
-        where += " from another terminal"
+    where = "" if detached else " in another terminal"
     err.print(
-        f"reviews: a workstream that cannot go on by itself asks a person, and the run waits "
-        f"{how_long}; {where} (or start it with --review-timeout or --no-review)"
+        f"reviews: a workstream that cannot go on asks a person, and the run waits {how_long} "
+        f"for the answer — `uet reviews`{where} lists it; --review-timeout or --no-review "
+        "change this"
     )
 
 
@@ -251,29 +246,6 @@ async def _note_uncommitted(repo: Path, base_ref: str | None) -> None:
             f"[yellow]note:[/] {repo} has uncommitted changes ({state.describe()}); the run "
             f"starts from the commit at {start} and leaves them out (uet never touches them)"
         )
-
-
-class _ExpectedActivityFailures(logging.Filter):
-    """The SDK logs every failed activity with its traceback. A workstream failure the user
-    caused (a missing program, a patch that does not apply, a full disk) is an
-    ``ApplicationError`` whose message reaches the run record and the progress table: on the
-    terminal of ``uet run`` it is one line, never a traceback. Unexpected errors keep theirs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, ApplicationError):
-            if error.non_retryable:
-                return False  # final: reported as the workstream's reason
-            record.msg = f"{record.msg} (will retry): {error.message.splitlines()[0][:300]}"
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def _quiet_expected_activity_failures() -> None:
-    logger = logging.getLogger("temporalio.activity")
-    if not any(isinstance(f, _ExpectedActivityFailures) for f in logger.filters):
-        logger.addFilter(_ExpectedActivityFailures())
 
 
 def _import_patch_files(loaded: LoadedSpec, store: ArtifactStore) -> dict[str, ArtifactRef]:

@@ -92,7 +92,7 @@ async def reviews(run_id: str | None, as_json: bool) -> int:
     unknown: list[str] = []
     for run in sorted(runs):
         try:
-            found += await _pending(_phase(client, run), timeout_s=10 if run_id else 3)
+            found += await _pending(_phase(client, run), timeout_s=5 if run_id else 3)
         except NoAnswer:
             # One run without a worker must not hide the others' reviews.
             unknown.append(run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,7 @@ from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskSta
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from runtime.settings import Settings
@@ -82,6 +84,29 @@ async def stalled(client: Client, workflow_ids: list[str]) -> bool:
     return False
 
 
+class _ExpectedActivityFailures(logging.Filter):
+    """The SDK logs every failed activity with its traceback. A workstream failure the user
+    caused (a missing program, a patch that does not apply, a full disk) is an
+    ``ApplicationError`` whose message reaches the run record and the progress table: on the
+    terminal of ``uet run`` it is one line, never a traceback. Unexpected errors keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ApplicationError):
+            if error.non_retryable:
+                return False  # final: reported as the workstream's reason
+            record.msg = f"{record.msg} (will retry): {error.message.splitlines()[0][:300]}"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_expected_activity_failures() -> None:
+    logger = logging.getLogger("temporalio.activity")
+    if not any(isinstance(f, _ExpectedActivityFailures) for f in logger.filters):
+        logger.addFilter(_ExpectedActivityFailures())
+
+
 @contextlib.asynccontextmanager
 async def served(
     client: Client,
@@ -110,6 +135,7 @@ async def served(
                 if own_worker:
                     from worker import build_worker
 
+                    quiet_expected_activity_failures()
                     console.print(
                         f"no worker serves task queue {settings.task_queue!r}; this process "
                         f"runs {what}"

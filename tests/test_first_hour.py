@@ -64,6 +64,17 @@ workstreams:
   - {workstream_id: c, dependencies: [b], execution_request: {command: "echo c > c.txt"}}
 """
 
+#: One workstream whose gate fails, no fix attempts: with the default review (on_failure) it
+#: asks a person.
+FAILING_SPEC = """phase_id: PH-FAILING
+workstreams:
+  - workstream_id: a
+    execution_request: {command: "echo x > x.txt"}
+    resilience_policy: {max_fix_attempts: 0}
+    acceptance_criteria:
+      gates: [{gate_id: unit, command: "echo 'E assert 1 == 2'; exit 1"}]
+"""
+
 
 # -- 1. a first failure never hangs a foreground run silently ----------------------------------
 
@@ -72,14 +83,7 @@ async def test_an_unattended_run_fails_instead_of_waiting_for_a_reviewer(
     client: Client, settings: Settings, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = write_spec(repo.parent, """phase_id: PH-CI
-workstreams:
-  - workstream_id: a
-    execution_request: {command: "echo x > x.txt"}
-    resilience_policy: {max_fix_attempts: 0}
-    acceptance_criteria:
-      gates: [{gate_id: unit, command: "echo 'E assert 1 == 2'; exit 1"}]
-""")  # fmt: skip
+    spec = write_spec(repo.parent, FAILING_SPEC)
     uet = cli(client, settings)
     # Before: the run asked for a review and `uet run` waited for a person forever.
     result = await uet("run", str(spec), "--repo", str(repo), "--json", timeout=60)
@@ -95,14 +99,7 @@ async def test_review_timeout_from_the_command_line(
     client: Client, settings: Settings, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = write_spec(repo.parent, """phase_id: PH-TIMEOUT
-workstreams:
-  - workstream_id: a
-    execution_request: {command: "echo x > x.txt"}
-    resilience_policy: {max_fix_attempts: 0}
-    acceptance_criteria:
-      gates: [{gate_id: unit, command: "exit 1"}]
-""")  # fmt: skip
+    spec = write_spec(repo.parent, FAILING_SPEC)
     uet = cli(client, settings)
     result = await uet(
         "run", str(spec), "--repo", str(repo), "--review-timeout", "2s", "--json", timeout=60
@@ -142,14 +139,7 @@ async def test_on_a_terminal_the_run_says_it_waits_and_goes_on_when_answered(
     client: Client, settings: Settings, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = write_spec(repo.parent, """phase_id: PH-TTY
-workstreams:
-  - workstream_id: a
-    execution_request: {command: "echo x > x.txt"}
-    resilience_policy: {max_fix_attempts: 0}
-    acceptance_criteria:
-      gates: [{gate_id: unit, command: "echo 'E assert 1 == 2'; exit 1"}]
-""")  # fmt: skip
+    spec = write_spec(repo.parent, FAILING_SPEC)
     primary, secondary = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "starter", "run", str(spec), "--repo", str(repo),
@@ -556,6 +546,8 @@ async def test_ctrl_c_names_the_run(client: Client, settings: Settings, make_rep
                       "  - {workstream_id: a, execution_request: {command: 'sleep 60'}}\n")  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "starter", "run", str(spec), "--repo", str(repo),
+        # The cancel below waits for the dead worker's tool to be given up on: not 30 s.
+        "--heartbeat-timeout", "5",
         cwd=ROOT, env=cli_env(client, settings), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
