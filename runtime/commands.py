@@ -34,7 +34,7 @@ from runtime.workers import quiet_expected_activity_failures
 from schemas.base import ArtifactRef
 from schemas.events import RunEvent
 from schemas.refs import child_workflow_id, workflow_id
-from schemas.run import PhaseState, RunInput, RunOptions, RunStatus, WorkstreamState
+from schemas.run import PhaseState, RunInput, RunOptions, RunRecord, WorkstreamState
 from schemas.spec import PhaseSpec
 from workflows import search
 from workflows.phase import PhaseWorkflow
@@ -312,7 +312,7 @@ def _run_search_attributes(run_id: str, phase_id: str) -> TypedSearchAttributes:
 def _initial_record(run_id: str, wf_id: str, phase_id: str) -> dict[str, Any]:
     from schemas.refs import integration_branch
 
-    record = RunStatus(
+    record = RunRecord(
         run_id=run_id, workflow_id=wf_id, phase_id=phase_id,
         integration_branch=integration_branch(run_id),
     )  # fmt: skip
@@ -320,7 +320,7 @@ def _initial_record(run_id: str, wf_id: str, phase_id: str) -> dict[str, Any]:
 
 
 async def _follow(
-    client: Client, handle: WorkflowHandle[Any, RunStatus], link: str, as_json: bool
+    client: Client, handle: WorkflowHandle[Any, RunRecord], link: str, as_json: bool
 ) -> int:
     """Print progress until the run ends; the final record decides the exit code."""
     started = time.monotonic()
@@ -341,7 +341,7 @@ async def _follow(
 
 
 async def run_events(
-    client: Client, handle: WorkflowHandle[Any, RunStatus], status: RunStatus
+    client: Client, handle: WorkflowHandle[Any, RunRecord], status: RunRecord
 ) -> list[RunEvent]:
     """What the phase and its running workstreams did lately (fix attempts, gate failures,
     conflicts), asked of their workflows; one that does not answer in time is simply left
@@ -369,7 +369,7 @@ async def run_events(
     return [event for answer in answers for event in answer]
 
 
-def _print_summary(record: RunStatus, link: str, elapsed_s: float) -> None:
+def _print_summary(record: RunRecord, link: str, elapsed_s: float) -> None:
     counts: dict[str, int] = {}
     for entry in record.workstreams.values():
         counts[entry.status] = counts.get(entry.status, 0) + 1

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from schemas.events import NOTEWORTHY, RunEvent
 from schemas.review import ReviewRecord, ReviewRequest
-from schemas.run import PhaseState, RunStatus, WorkstreamState, WorkstreamStatus
+from schemas.run import PhaseState, RunRecord, WorkstreamState, WorkstreamStatus
 
 STYLE = {
     WorkstreamState.PENDING: "dim",
@@ -31,7 +31,7 @@ STYLE = {
 }
 
 
-def is_eager(status: RunStatus) -> bool:
+def is_eager(status: RunRecord) -> bool:
     # Records from before `scheduling` was kept: eager steps outnumber the plan's waves.
     return status.scheduling == "eager" or status.current_wave > len(status.waves)
 
@@ -51,7 +51,7 @@ class ProgressPrinter:
         self._phase_gates: set[str] = set()
         self._width = 0
 
-    def update(self, status: RunStatus, events: Iterable[RunEvent] = ()) -> None:
+    def update(self, status: RunRecord, events: Iterable[RunEvent] = ()) -> None:
         """``events``: what the phase and its running workstreams report (noteworthy ones are
         printed once each, on their workstream)."""
         self._width = max((len(w) for w in status.workstreams), default=0)
@@ -81,7 +81,7 @@ class ProgressPrinter:
 
     # -- workstreams ---------------------------------------------------------------------------
 
-    def _by_wave(self, status: RunStatus, changed: list[str]) -> None:
+    def _by_wave(self, status: RunRecord, changed: list[str]) -> None:
         waves = status.waves
         # Headers up to the wave that runs now (for `uet status`: all of them). A workstream
         # blocked in a later wave is shown when it is blocked, without that wave's header.
@@ -140,7 +140,7 @@ class ProgressPrinter:
                 f"  {ws_id:<{self._width}}  [dim]·[/] {headline(message)}", highlight=False
             )
 
-    def _print_phase_gates(self, status: RunStatus) -> None:
+    def _print_phase_gates(self, status: RunRecord) -> None:
         for gate in status.phase_gates:
             if gate.status in ("passed", "skipped"):
                 continue
@@ -156,7 +156,7 @@ class ProgressPrinter:
 
     # -- reviews -------------------------------------------------------------------------------
 
-    def _print_reviews(self, status: RunStatus) -> None:
+    def _print_reviews(self, status: RunRecord) -> None:
         """A waiting run says what it waits for, for how long, and the exact commands that
         answer; a decision says who took it."""
         live = status.status in (PhaseState.RUNNING, PhaseState.AWAITING_REVIEW)

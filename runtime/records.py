@@ -23,30 +23,30 @@ from temporalio.service import RPCError, RPCStatusCode
 from runtime.errors import ExitCode, UserError
 from runtime.settings import Settings
 from schemas.refs import rollback_workflow_id, workflow_id
-from schemas.run import RunStatus
+from schemas.run import RunRecord
 from workflows.phase import PhaseWorkflow
 from workflows.rollback import RollbackWorkflow
 
 
 @dataclass(frozen=True)
 class CurrentRecord:
-    record: RunStatus
+    record: RunRecord
     running: bool  # the phase workflow is still open
     note: str | None = None  # e.g. a rollback under way
 
 
-def phase_handle(client: Client, run_id: str) -> WorkflowHandle[Any, RunStatus]:
+def phase_handle(client: Client, run_id: str) -> WorkflowHandle[Any, RunRecord]:
     return client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
 
 
-async def final_record(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
+async def final_record(handle: WorkflowHandle[Any, RunRecord]) -> RunRecord:
     """The record a closed phase workflow ended with."""
     try:
         return await handle.result()
     except WorkflowFailureError as failure:
         cause = failure.cause
         if isinstance(cause, ApplicationError) and cause.type == "PhaseFailed" and cause.details:
-            return RunStatus.model_validate(cause.details[0])
+            return RunRecord.model_validate(cause.details[0])
         # A cancelled run carries no record in its failure; it wrote its report before ending.
         from runtime.reports import read_report
 
@@ -83,7 +83,7 @@ async def current_record(client: Client, run_id: str, settings: Settings) -> Cur
     return CurrentRecord(rolled or record, running=False, note=note)
 
 
-async def rollback_record(client: Client, run_id: str) -> tuple[RunStatus | None, str | None]:
+async def rollback_record(client: Client, run_id: str) -> tuple[RunRecord | None, str | None]:
     """The record left by the latest rollback of the finished run, if one completed (and a
     note when one is under way or failed)."""
     handle = client.get_workflow_handle_for(RollbackWorkflow.run, rollback_workflow_id(run_id))

@@ -27,7 +27,7 @@ from runtime.settings import Settings
 from schemas.events import RunEvent
 from schemas.ledger import LedgerEntry
 from schemas.refs import child_workflow_id, workflow_id
-from schemas.run import RunStatus, WorkstreamState
+from schemas.run import RunRecord, WorkstreamState
 from workflows.phase import PhaseWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
@@ -37,7 +37,7 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class RunView:
-    record: RunStatus
+    record: RunRecord
     ledger: list[LedgerEntry]
     live: bool
     events: list[RunEvent] = field(default_factory=list)
@@ -48,7 +48,7 @@ def read_report(run_id: str, settings: Settings | None = None) -> RunView | None
     folder = (settings or Settings.from_env()).report_dir(run_id)
     if not (folder / "run.json").is_file():
         return None
-    record = RunStatus.model_validate_json((folder / "run.json").read_text("utf-8"))
+    record = RunRecord.model_validate_json((folder / "run.json").read_text("utf-8"))
     ledger = _json_lines(folder / "ledger.jsonl", LedgerEntry)
     events = _json_lines(folder / "events.jsonl", RunEvent)
     return RunView(record, ledger, live=False, events=events)
@@ -171,7 +171,7 @@ async def show(run_id: str, workstream_id: str) -> int:
     return ExitCode.COMPLETED
 
 
-def _print_reviews(record: RunStatus, workstream_id: str) -> None:
+def _print_reviews(record: RunRecord, workstream_id: str) -> None:
     for review in record.reviews:
         request = review.request
         if request.workstream_id != workstream_id:

@@ -27,7 +27,7 @@ from runtime.settings import Settings
 from runtime.workers import served
 from schemas.refs import rollback_workflow_id, workflow_id
 from schemas.review import Decision, ReviewDecision, ReviewRequest
-from schemas.run import RollbackRunInput, RunStatus
+from schemas.run import RollbackRunInput, RunRecord
 from schemas.saga import RollbackRequest
 from workflows import search
 from workflows.phase import PhaseWorkflow
@@ -38,12 +38,12 @@ async def _client() -> Client:
     return await connect_existing(target_from_env())
 
 
-def _phase(client: Client, run_id: str) -> WorkflowHandle[Any, RunStatus]:
+def _phase(client: Client, run_id: str) -> WorkflowHandle[Any, RunRecord]:
     return client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
 
 
 async def _pending(
-    handle: WorkflowHandle[Any, RunStatus], timeout_s: float = 10
+    handle: WorkflowHandle[Any, RunRecord], timeout_s: float = 10
 ) -> list[ReviewRequest]:
     try:
         return await asyncio.wait_for(handle.query(PhaseWorkflow.pending_reviews), timeout_s)
@@ -240,7 +240,7 @@ async def rollback(run_id: str, to_wave: int | None, reason: str, own_worker: bo
     return ExitCode.COMPLETED
 
 
-def _check_to_wave(record: RunStatus, to_wave: int | None) -> None:
+def _check_to_wave(record: RunRecord, to_wave: int | None) -> None:
     """A finished run can go back to any wave (step) before the last one still in place."""
     if not record.compensations:
         raise UserError(f"run {record.run_id} has nothing left to roll back")
@@ -259,7 +259,7 @@ def _check_to_wave(record: RunStatus, to_wave: int | None) -> None:
     )
 
 
-async def _ended(handle: WorkflowHandle[Any, RunStatus]) -> str | None:
+async def _ended(handle: WorkflowHandle[Any, RunRecord]) -> str | None:
     """How the phase workflow ended, or None while it runs."""
     try:
         description = await handle.describe()
@@ -272,6 +272,6 @@ async def _ended(handle: WorkflowHandle[Any, RunStatus]) -> str | None:
     return description.status.name.lower() if description.status else "closed"
 
 
-async def _until_closed(handle: WorkflowHandle[Any, RunStatus]) -> None:
+async def _until_closed(handle: WorkflowHandle[Any, RunRecord]) -> None:
     while await _ended(handle) is None:
         await asyncio.sleep(0.5)

@@ -15,7 +15,7 @@ from runtime.output import emit_json, err, out, ui_link
 from runtime.progress import ProgressPrinter, is_eager
 from runtime.records import current_record
 from runtime.settings import Settings
-from schemas.run import PhaseState, RunStatus
+from schemas.run import PhaseState, RunRecord
 from workflows import search
 
 # -- uet status --------------------------------------------------------------------------------
@@ -38,7 +38,7 @@ async def status(run_id: str, as_json: bool) -> int:
     return ExitCode.COMPLETED if record.status != PhaseState.FAILED else ExitCode.FAILED
 
 
-def summary_line(record: RunStatus) -> str:
+def summary_line(record: RunRecord) -> str:
     cost = f" cost=${record.cost_usd_total:.4f}" if record.cost_usd_total else ""
     return (
         f"{record.run_id} {record.status} {where(record)} head={record.head_sha or '-'} "
@@ -46,7 +46,7 @@ def summary_line(record: RunStatus) -> str:
     )
 
 
-def where(record: RunStatus) -> str:
+def where(record: RunRecord) -> str:
     """How far the run got: ``wave 2/3``, for eager phases ``step 5``; after a rollback, what
     it went back to."""
     eager = is_eager(record)

@@ -12,7 +12,7 @@ from schemas.events import RunEvent
 from schemas.ledger import LedgerEntry
 from schemas.patch import PatchArtifact
 from schemas.review import ReviewDecision
-from schemas.run import RunStatus
+from schemas.run import RunRecord
 from schemas.spec import PhaseSpec
 
 SCHEMA_DIR = Path(__file__).parent
@@ -20,7 +20,7 @@ SCHEMA_DIR = Path(__file__).parent
 #: file name → model. Each file is the contract for one kind of document.
 EXPORTED: dict[str, type[BaseModel]] = {
     "phase_spec.v1.json": PhaseSpec,
-    "run_record.v1.json": RunStatus,
+    "run_record.v1.json": RunRecord,
     "patch_artifact.v1.json": PatchArtifact,
     "patch_ledger_entry.v1.json": LedgerEntry,
     "run_event.v1.json": RunEvent,

@@ -3,7 +3,7 @@
 At the end of each step the phase writes what can no longer change — the ledger entries of
 finished workstreams, the events so far, and later moves of entries already written (a
 rollback) — as JSON Lines parts of at most ~48 KB, and keeps only their references
-(``RunStatus.journal``). Neither the phase's memory nor any payload grows with the run.
+(``RunRecord.journal``). Neither the phase's memory nor any payload grows with the run.
 Readers replay the parts in order, then the run's live tail.
 """
 

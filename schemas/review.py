@@ -96,6 +96,11 @@ class ReviewRecord(Model):
     abandoned: bool = Field(default=False, description="the run was rolled back meanwhile")
 
 
+def pending_requests(records: list[ReviewRecord]) -> list[ReviewRequest]:
+    """The requests still waiting for a person."""
+    return [r.request for r in records if r.decision is None and not r.abandoned]
+
+
 class ReviewAnswer(Model):
     """What ``submit_review`` returns to its caller."""
 

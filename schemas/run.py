@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from schemas.base import ArtifactRef, GitSha, Model
 from schemas.events import RunEvent
@@ -84,7 +83,7 @@ class RunInput(Model):
     )
     resume: list[ArtifactRef] = Field(
         default_factory=list,
-        description="a continued run (continue-as-new): the parts of its PhaseCarry",
+        description="a continued run (continue-as-new): the parts of its PhaseWorkflowState",
     )
 
 
@@ -112,8 +111,11 @@ class WorkstreamStatus(Model):
     )
 
 
-class RunStatus(Model):
+class RunRecord(Model):
     """The run record: answered by the ``status`` query, returned at the end, printed by --json."""
+
+    # The contract (schemas/run_record.v1.json) keeps the model's first name.
+    model_config = ConfigDict(title="RunStatus")
 
     run_id: str
     workflow_id: str
@@ -190,12 +192,18 @@ class WorkstreamResult(Model):
     cost_usd: float = Field(default=0.0, description="what this execution's tool runs cost")
     tool_attempts: list[ToolAttempt] = Field(default_factory=list)
 
+    @classmethod
+    def dropped(cls, workstream_id: str, reason: str) -> WorkstreamResult:
+        """A workstream that ends without (another) execution: rejected, over budget, or
+        abandoned by a rollback."""
+        return cls(workstream_id=workstream_id, status=WorkstreamState.DROPPED, reason=reason)
+
 
 class RollbackRunInput(Model):
     """RollbackWorkflow's input: a finished run's record, its ledger and events written out as
     journal parts (``record.journal``), and each patch's workstream and state."""
 
-    record: RunStatus
+    record: RunRecord
     written: dict[str, tuple[str, PatchState]] = Field(
         default_factory=dict, description="patch_id → (workstream, state) of the journal's entries"
     )
@@ -205,26 +213,3 @@ class RollbackRunInput(Model):
     to_wave: int = Field(default=0, ge=0)
     reason: str = ""
     heartbeat_timeout_s: float = 30
-
-
-class PhaseCarry(Model):
-    """A phase's state across continue-as-new, between two waves (by reference:
-    RunInput.resume). Everything else is rebuilt from the spec."""
-
-    status: RunStatus
-    next_wave: int = Field(ge=1)
-    ledger: list[LedgerEntry] = Field(description="entries not yet written out")
-    written: dict[str, tuple[str, PatchState]] = Field(
-        description="patch_id → (workstream, state) of the entries written out"
-    )
-    checkpoints: dict[int, str]
-    executions: dict[str, int]
-    completed_order: list[str]
-    history: ArtifactRef | None
-    raised: dict[str, float]
-    budget_warned: bool
-    budget_closed: bool
-    tool_failures: dict[str, int]
-    circuits_open_until: dict[str, datetime]
-    indexed_status: str
-    remaining: dict[str, float] = Field(default_factory=dict, description="eager priorities")

@@ -8,7 +8,7 @@ from schemas.base import ArtifactRef, GitSha, Model
 from schemas.events import RunEvent
 from schemas.journal import LedgerMove
 from schemas.ledger import LedgerEntry
-from schemas.run import RunStatus
+from schemas.run import RunRecord
 
 
 class OpenRunInput(Model):
@@ -79,7 +79,7 @@ class IntegrateResult(Model):
 class CloseRunInput(Model):
     """Everything a person reads after the run; written once, as JSON Lines."""
 
-    record: RunStatus = Field(description="its journal lists the parts written so far")
+    record: RunRecord = Field(description="its journal lists the parts written so far")
     ledger: list[LedgerEntry] = Field(default_factory=list, description="not yet written out")
     events: list[RunEvent] = Field(default_factory=list, description="not yet written out")
     moves: list[LedgerMove] = Field(default_factory=list, description="not yet written out")

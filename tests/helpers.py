@@ -13,7 +13,7 @@ from ulid import ULID
 
 from runtime.settings import Settings
 from schemas.refs import workflow_id
-from schemas.run import RunInput, RunOptions, RunStatus
+from schemas.run import RunInput, RunOptions, RunRecord
 from schemas.spec import PhaseSpec
 from workflows.phase import PhaseWorkflow
 
@@ -29,7 +29,7 @@ def run_input(spec: PhaseSpec, repo: Path, **options: Any) -> RunInput:
     )  # fmt: skip
 
 
-async def run_phase(client: Client, settings: Settings, input: RunInput) -> RunStatus:
+async def run_phase(client: Client, settings: Settings, input: RunInput) -> RunRecord:
     """Run to the end and return the record, whether the phase completed or failed."""
     handle = await client.start_workflow(
         PhaseWorkflow.run, input, id=workflow_id(input.run_id), task_queue=settings.task_queue
@@ -37,13 +37,13 @@ async def run_phase(client: Client, settings: Settings, input: RunInput) -> RunS
     return await record_of(handle)
 
 
-async def record_of(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
+async def record_of(handle: WorkflowHandle[Any, RunRecord]) -> RunRecord:
     try:
         return await handle.result()
     except WorkflowFailureError as failure:
         cause = failure.cause
         assert isinstance(cause, ApplicationError) and cause.type == "PhaseFailed", failure
-        return RunStatus.model_validate(cause.details[0])
+        return RunRecord.model_validate(cause.details[0])
 
 
 def git_out(repo: Path, *args: str) -> str:
@@ -66,8 +66,8 @@ def snapshot(repo: Path) -> tuple[str, str, str]:
 
 
 async def wait_for_status(
-    handle: WorkflowHandle[Any, RunStatus], predicate: Any, timeout_s: float = 60
-) -> RunStatus:
+    handle: WorkflowHandle[Any, RunRecord], predicate: Any, timeout_s: float = 60
+) -> RunRecord:
     """Poll the ``status`` query until ``predicate(status)`` holds."""
     import asyncio
 
@@ -88,7 +88,7 @@ async def wait_for_status(
 
 async def start_phase(
     client: Client, settings: Settings, input: RunInput
-) -> WorkflowHandle[Any, RunStatus]:
+) -> WorkflowHandle[Any, RunRecord]:
     return await client.start_workflow(
         PhaseWorkflow.run, input, id=workflow_id(input.run_id), task_queue=settings.task_queue
     )

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from runtime.settings import Settings
-from schemas.run import PhaseState, RunStatus
+from schemas.run import PhaseState, RunRecord
 
 
 def rolled_back_chain() -> Any:
@@ -32,7 +32,7 @@ def rolled_back_chain() -> Any:
     )  # fmt: skip
 
 
-def report(record: RunStatus) -> tuple[list[tuple[Any, ...]], Counter[tuple[str, str | None]]]:
+def report(record: RunRecord) -> tuple[list[tuple[Any, ...]], Counter[tuple[str, str | None]]]:
     """The report without ids and times: each patch's path through the ledger, and the events."""
     folder = Path(record.report_dir or "")
     entries = [json.loads(line) for line in (folder / "ledger.jsonl").read_text().splitlines()]

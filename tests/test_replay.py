@@ -8,17 +8,14 @@ To change workflow code on purpose while runs are open, gate the new behaviour w
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from worker import WORKFLOWS
-from workflows.phase import PhaseWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 
@@ -44,27 +41,9 @@ async def test_recorded_history_replays(path: Path) -> None:
     await replayer.replay_workflow(load(path))
 
 
-with workflow.unsafe.imports_passed_through():
-    from activities.planning import PlanningActivities
-    from schemas.plan import PlanInput
-    from schemas.run import RunInput, RunStatus
-
-
-@workflow.defn(name="PhaseWorkflow")
-class PlansTwice(PhaseWorkflow):
-    """An incompatible change: one more activity before the real work."""
-
-    @workflow.run
-    async def run(self, input: RunInput) -> RunStatus:
-        await workflow.execute_activity_method(
-            PlanningActivities.plan,
-            PlanInput(phase=input.phase),
-            start_to_close_timeout=timedelta(minutes=1),
-        )
-        return await super().run(input)
-
-
 async def test_an_incompatible_change_fails_replay() -> None:
+    from incompatible_phase import PlansTwice
+
     phase_history = next(p for p in HISTORIES if p.parent.name == "plain" and p.stem == "v1-00")
     replayer = Replayer(
         workflows=[PlansTwice, *WORKFLOWS[1:]], data_converter=pydantic_data_converter

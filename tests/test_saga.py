@@ -15,7 +15,7 @@ from temporalio.worker import Replayer, Worker
 
 from runtime.settings import Settings
 from schemas.review import ReviewDecision
-from schemas.run import PhaseState, RunStatus, WorkstreamState
+from schemas.run import PhaseState, RunRecord, WorkstreamState
 from worker import WORKFLOWS
 from workflows.phase import PhaseWorkflow
 
@@ -28,7 +28,7 @@ def refs(repo: Path, run_id: str) -> list[str]:
     return sorted(out.splitlines())
 
 
-def ledger(record: RunStatus) -> list[dict]:
+def ledger(record: RunRecord) -> list[dict]:
     lines = (Path(record.report_dir or "") / "ledger.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 
@@ -165,7 +165,7 @@ async def test_cancel_mid_wave_kills_the_tool_then_compensates(
     # The tool was stopped (and awaited) before the compensation ran.
     assert log.read_text().splitlines() == ["tool-started", "tool-stopped", "compensated"]
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
-    record = RunStatus.model_validate_json(
+    record = RunRecord.model_validate_json(
         (settings.home / "runs" / input.run_id / "run.json").read_text()
     )
     assert record.status == PhaseState.CANCELED
@@ -217,7 +217,7 @@ async def test_rollback_of_a_finished_run(
     assert f"{input.run_id} rolled_back" in rolled.stdout
     assert log.read_text().splitlines() == ["undo ws-2", "undo ws-1"]
     assert git_out(repo, "rev-parse", record.integration_branch) == base
-    after = RunStatus.model_validate_json(
+    after = RunRecord.model_validate_json(
         (settings.home / "runs" / input.run_id / "run.json").read_text()
     )
     assert after.status == PhaseState.ROLLED_BACK and not after.compensations

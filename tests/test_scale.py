@@ -15,7 +15,7 @@ from test_journal import report, rolled_back_chain
 from activities.artifacts import ArtifactStore
 from activities.parts import INLINE_LIMIT, by_reference
 from runtime.settings import Settings
-from schemas.run import PhaseState, RunStatus
+from schemas.run import PhaseState, RunRecord
 from workflows.phase import PhaseWorkflow
 
 
@@ -28,17 +28,17 @@ def four_waves() -> Any:
     ])  # fmt: skip
 
 
-def tree(record: RunStatus) -> str:
+def tree(record: RunRecord) -> str:
     return git_out(Path(record.repo_path), "rev-parse", f"{record.head_sha}^{{tree}}")
 
 
-async def executions(client: Client, record: RunStatus) -> int:
+async def executions(client: Client, record: RunRecord) -> int:
     return len([e async for e in client.list_workflows(f'WorkflowId = "{record.workflow_id}"')])
 
 
 async def run_both(
     client: Client, settings: Settings, make_repo: Any, spec: Any
-) -> tuple[RunStatus, RunStatus]:
+) -> tuple[RunRecord, RunRecord]:
     """The same phase run in one execution and continued as new after every wave."""
     records = []
     for name, every in (("one", None), ("continued", 1)):
@@ -131,7 +131,7 @@ async def test_cancelling_a_continued_run_undoes_the_waves_before_it(
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
         await handle.result()
-    record = RunStatus.model_validate_json(
+    record = RunRecord.model_validate_json(
         (settings.home / "runs" / handle.id.removeprefix("uet-") / "run.json").read_text()
     )
     assert record.status == PhaseState.CANCELED

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from schemas.export import EXPORTED, SCHEMA_DIR, render
-from schemas.run import RunStatus, WorkstreamStatus
+from schemas.run import RunRecord, WorkstreamStatus
 from schemas.spec import PhaseSpec
 
 
@@ -21,7 +21,7 @@ def test_committed_schema_matches_models(name: str) -> None:
 
 
 def test_run_record_validates_against_its_schema() -> None:
-    record = RunStatus(
+    record = RunRecord(
         run_id="01ARZ3NDEKTSV4RRFFQ69G5FAV", workflow_id="uet-01ARZ3NDEKTSV4RRFFQ69G5FAV",
         phase_id="PH", integration_branch="uet/x/integration",
         workstreams={"ws-a": WorkstreamStatus(wave=1)},

@@ -8,7 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from schemas.review import ReviewRequest
-    from schemas.run import RunStatus, WorkstreamState
+    from schemas.run import RunRecord, WorkstreamState
 
 #: Above this many workstreams the table lists only the ones worth looking at (running,
 #: waiting, failed, …) under a count per state: a 2,000-row table helps nobody.
@@ -16,7 +16,7 @@ TABLE_ROWS = 40
 QUIET = (WorkstreamState.PENDING, WorkstreamState.COMPLETED)
 
 
-def render(phase_id: str, status: RunStatus, pending: list[ReviewRequest]) -> str:
+def render(phase_id: str, status: RunRecord, pending: list[ReviewRequest]) -> str:
     lines = [
         f"**{phase_id}** — {status.status}, wave {status.current_wave}/{len(status.waves)}",
         "",

@@ -7,17 +7,26 @@ silent while replaying.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
 
 from workflows.ids import IdFactory
+from workflows.steps import QUICK, Steps
 
 with workflow.unsafe.imports_passed_through():
+    from activities.parts import PartActivities, pack_lines
+    from schemas.base import ArtifactRef
     from schemas.events import EventType, RunEvent
-    from schemas.journal import LedgerMove
+    from schemas.journal import JournalRecord, LedgerMove
     from schemas.ledger import TRANSITIONS, IllegalTransition, LedgerEntry, PatchState, StateChange
+    from schemas.phase_state import PhaseWorkflowState
+    from schemas.workspace import PartText
 
+#: workflow.patched id: the journal is written out step by step (issue 7).
+WRITE_JOURNAL = "write-journal-per-step"
 #: The event each ledger move announces (queued and verified are announced by their causes).
 _MOVE_EVENTS = {
     PatchState.VALIDATED: EventType.PATCH_VALIDATED,
@@ -118,3 +127,82 @@ class Journal:
                 workstream_id=workstream_id,
                 patch_id=patch_id,
             )
+
+
+class JournalParts:
+    """The phase's journal written out to the artifact store in parts as it goes, and documents
+    read back from parts: a phase holds references, so its memory, its queries and its
+    report's input stay small however long the run."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        state: PhaseWorkflowState,
+        steps: Steps,
+        batch: int,
+        live: Callable[[str], bool],
+    ) -> None:
+        self.journal = journal
+        self.state = state
+        self.steps = steps
+        self.batch = batch
+        self.live = live  # workstream id → its ledger entries may still change in place
+
+    async def write_out(self, *, everything: bool = False) -> None:
+        """Write out what can no longer change in place — the ledger entries of finished
+        workstreams, the events and moves so far — once there is a batch of it (or
+        ``everything``)."""
+        ledger, journal = self.state.ledger, self.journal
+        held = len(ledger) + len(journal.events) + len(journal.moves)
+        if not everything and held < self.batch:
+            return
+        if not workflow.patched(WRITE_JOURNAL):
+            return
+        final = [e for e in ledger.values() if not self.live(e.workstream_id)]
+        events = sorted(journal.events, key=lambda e: e.event_id)
+        moves = list(journal.moves)
+        records = [
+            *(JournalRecord(entry=e) for e in final),
+            *(JournalRecord(move=m) for m in moves),
+            *(JournalRecord(event=e) for e in events),
+        ]
+        if not records:
+            return
+        lines = [r.model_dump_json(exclude_none=True) for r in records]
+        self.state.record.journal += await self.write(pack_lines(lines), "journal")
+        for entry in final:
+            del ledger[entry.patch_id]
+            self.state.written[entry.patch_id] = (entry.workstream_id, entry.state)
+        # Handlers may have added events while the parts were written: keep those.
+        done = {e.event_id for e in events}
+        journal.events[:] = [e for e in journal.events if e.event_id not in done]
+        del journal.moves[: len(moves)]
+
+    async def write(self, parts: list[str], what: str) -> list[ArtifactRef]:
+        return list(
+            await asyncio.gather(
+                *(
+                    self.steps.run(
+                        PartActivities.store_part,
+                        PartText(text=part),
+                        QUICK,
+                        summary=f"write {what} part {n + 1} of {len(parts)}",
+                    )
+                    for n, part in enumerate(parts)
+                )
+            )
+        )
+
+    async def read(self, refs: list[ArtifactRef]) -> str:
+        texts = await asyncio.gather(
+            *(
+                self.steps.run(
+                    PartActivities.load_part,
+                    ref,
+                    QUICK,
+                    summary=f"read part {n + 1} of {len(refs)}",
+                )
+                for n, ref in enumerate(refs)
+            )
+        )
+        return "".join(t.text for t in texts)

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewNeed,
         ReviewRecord,
         ReviewRequest,
+        pending_requests,
     )
     from schemas.spec import PhaseSpec
 
@@ -47,7 +48,7 @@ class ReviewDesk:
         self.nobody = nobody
 
     def pending(self) -> list[ReviewRequest]:
-        return [r.request for r in self.records if r.decision is None and not r.abandoned]
+        return pending_requests(self.records)
 
     def problem(self, decision: ReviewDecision) -> str | None:
         """Why this decision cannot be taken, or None."""

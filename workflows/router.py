@@ -17,6 +17,7 @@ from workflows.journal import Journal
 with workflow.unsafe.imports_passed_through():
     from schemas.events import EventType
     from schemas.globs import matches_any
+    from schemas.phase_state import RouterState
     from schemas.spec import Router, WorkstreamSpec
     from schemas.tools import ToolAttempt
 
@@ -28,11 +29,11 @@ class Route:
 
 
 class ToolRouter:
-    def __init__(self, router: Router, journal: Journal) -> None:
+    def __init__(self, router: Router, journal: Journal, state: RouterState) -> None:
         self.router = router
         self.journal = journal
-        self.failures: dict[str, int] = {}
-        self.open_until: dict[str, datetime] = {}
+        self.failures: dict[str, int] = state.failures  # the phase state's slice, kept in place
+        self.open_until: dict[str, datetime] = state.open_until
 
     def route(self, ws: WorkstreamSpec) -> Route:
         tool = ws.execution_request.tool_id

@@ -7,21 +7,20 @@ lives in the run record, so a finished run can still be rolled back from it.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows.failures import cause_message
 from workflows.journal import Journal
+from workflows.steps import COMPENSATION, Steps
 
 with workflow.unsafe.imports_passed_through():
     from activities.saga import SagaActivities
     from schemas.events import EventType
     from schemas.ledger import TRANSITIONS, LedgerEntry, PatchState
-    from schemas.run import RunStatus, WorkstreamState
+    from schemas.run import RunRecord, WorkstreamState
     from schemas.saga import CompensateInput, CompensationStep
 
 
@@ -33,14 +32,14 @@ class Saga:
         integration_ref: str,
         journal: Journal,
         stack: list[CompensationStep],
-        heartbeat: timedelta,
+        steps: Steps,
     ) -> None:
         self.repo_path = repo_path
         self.run_id = run_id
         self.integration_ref = integration_ref
         self.journal = journal
         self.stack = stack
-        self.heartbeat = heartbeat
+        self.steps = steps
 
     def push(self, kind: str, wave: int, description: str, **fields: Any) -> None:
         self.stack.append(
@@ -59,6 +58,33 @@ class Saga:
         resets = [s for s in self.stack if s.kind == "reset_ref" and s.wave > to_wave]
         return resets[0].to_sha if resets else None
 
+    async def roll_back(
+        self,
+        record: RunRecord,
+        ledger: list[LedgerEntry],
+        to_wave: int,
+        reason: str,
+        written: dict[str, tuple[str, PatchState]],
+    ) -> str:
+        """Undo the waves after ``to_wave`` and say so in the record and the ledger (of a
+        running phase or of a finished run alike). Returns ``reason``, with the steps that
+        failed."""
+        target = "the base" if not to_wave else f"wave {to_wave}"
+        self.journal.event(
+            EventType.COMPENSATION_STARTED, f"rolling back to {target}: {reason}", wave=to_wave
+        )
+        head = self.checkpoint(to_wave)
+        failures = await self.unwind(to_wave)
+        if head is not None:
+            record.head_sha = head
+        mark_rolled_back(record, ledger, self.journal, to_wave, reason, written)
+        self.journal.event(
+            EventType.COMPENSATION_COMPLETED,
+            "rollback complete" + (f" with {len(failures)} failed steps" if failures else ""),
+            failures=failures,
+        )
+        return reason + (f"; compensation failed: {'; '.join(failures)}" if failures else "")
+
     async def unwind(self, to_wave: int) -> list[str]:
         """Run every compensation of the waves after ``to_wave``, newest first. A step that
         still fails after its retries is reported and the rest still run: stopping half way
@@ -67,7 +93,7 @@ class Saga:
         while self.stack and self.stack[-1].wave > to_wave:
             step = self.stack[-1]
             try:
-                done = await workflow.execute_activity_method(
+                done = await self.steps.run(
                     SagaActivities.compensate,
                     CompensateInput(
                         repo_path=self.repo_path,
@@ -75,9 +101,7 @@ class Saga:
                         step=step,
                         integration_ref=self.integration_ref,
                     ),
-                    start_to_close_timeout=timedelta(minutes=15),
-                    heartbeat_timeout=self.heartbeat,
-                    retry_policy=RetryPolicy(maximum_attempts=3),
+                    COMPENSATION,
                     summary=f"undo: {step.description}",
                 )
                 detail = done.detail
@@ -96,7 +120,7 @@ class Saga:
 
 
 def mark_rolled_back(
-    record: RunStatus,
+    record: RunRecord,
     ledger: list[LedgerEntry],
     journal: Journal,
     to_wave: int,

@@ -13,13 +13,13 @@ from datetime import timedelta
 from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
+from workflows import steps
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.journal import Journal
+from workflows.steps import StepOptions, Steps
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
@@ -42,13 +42,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.tools import Feedback, ToolAttempt, ToolReason, ToolRunInput, ToolRunResult
     from schemas.workspace import CommitPatchInput
 
-#: Git steps are quick and idempotent, and fail only transiently (locks, disk, a dead worker);
-#: errors typed here never heal.
-GIT_RETRY = RetryPolicy(maximum_attempts=10, non_retryable_error_types=["PatchDoesNotApply"])
-#: Attempts a tool run gets for lost workers, on top of the spec's max_attempts (which counts
-#: the tool's own transient errors: the adapter makes the last of those final).
-CRASH_ALLOWANCE = 10
-QUICK = timedelta(minutes=5)
 #: workflow.patched id: validate_patch became a local activity (issue 7).
 VALIDATE_LOCALLY = "validate-patch-locally"
 #: workflow.patched id: commit_patch became a local activity (issue 7).
@@ -88,7 +81,7 @@ class WorkstreamWorkflow:
         self._input = input
         self._ws = input.workstream
         self._journal = Journal(input.run_id, IdFactory())
-        self._heartbeat = timedelta(seconds=input.options.heartbeat_timeout_s)
+        self._steps = Steps(timedelta(seconds=input.options.heartbeat_timeout_s))
         self._gates: list[GateResult] = []
         self._cost_usd = 0.0
         self._tool_attempts: list[ToolAttempt] = []
@@ -296,7 +289,7 @@ class WorkstreamWorkflow:
         policy = self._ws.resilience_policy
         request = self._ws.execution_request.model_copy(update={"tool_id": tool_id})
         try:
-            tool = await workflow.execute_activity_method(
+            tool = await self._steps.run(
                 ToolActivities.run_tool,
                 ToolRunInput(
                     run_id=self._input.run_id,
@@ -312,12 +305,8 @@ class WorkstreamWorkflow:
                     max_budget_usd=self._budget_left(),
                     max_attempts=policy.max_attempts,
                 ),
-                # The adapter enforces timeout_s itself and reports it; this is the backstop.
-                start_to_close_timeout=timedelta(seconds=policy.timeout_s + 120),
-                heartbeat_timeout=self._heartbeat,
-                retry_policy=RetryPolicy(maximum_attempts=policy.max_attempts + CRASH_ALLOWANCE),
                 # On cancel, wait until the tool is really dead: compensation comes next.
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                steps.tool(policy.timeout_s, policy.max_attempts),
                 summary=f"{tool_id} for {self._ws.workstream_id} (attempt {attempt})",
             )
         except ActivityError as err:
@@ -469,7 +458,7 @@ class WorkstreamWorkflow:
                 commit_sha=commit,
                 gates=gates,
             ),
-            timeout=timedelta(seconds=sum(g.timeout_s for g in gates) + 120),
+            options=steps.gates([g.timeout_s for g in gates], steps.WORKSTREAM),
             summary=f"gates for {self._ws.workstream_id}",
         )
         self._gates = result.results
@@ -520,28 +509,13 @@ class WorkstreamWorkflow:
         arg: A,
         *,
         summary: str,
-        timeout: timedelta = QUICK,
+        options: StepOptions = steps.WORKSTREAM,
         local: bool = False,
     ) -> R:
         """A short activity; its non-retryable failures end the workstream. ``local``: in this
         worker, inside the current workflow task (no task of its own, no heartbeat)."""
         try:
-            if local:
-                return await workflow.execute_local_activity_method(
-                    method, arg, start_to_close_timeout=timeout, retry_policy=GIT_RETRY,
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                    summary=summary,
-                )  # fmt: skip
-            return await workflow.execute_activity_method(
-                method,
-                arg,
-                start_to_close_timeout=timeout,
-                # Every activity heartbeats: a dead worker's step moves on within seconds.
-                heartbeat_timeout=self._heartbeat,
-                retry_policy=GIT_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=summary,
-            )
+            return await self._steps.run(method, arg, options, summary=summary, local=local)
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise

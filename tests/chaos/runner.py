@@ -36,7 +36,7 @@ from runtime.devserver import headless_server_args
 from runtime.settings import temporal_binary
 from runtime.specfile import load_spec
 from schemas.refs import child_workflow_id, workflow_id
-from schemas.run import RunInput, RunOptions, RunStatus, WorkstreamState
+from schemas.run import RunInput, RunOptions, RunRecord, WorkstreamState
 from workflows.phase import PhaseWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ class ChaosReport:
     seed: int
     kills: list[Kill] = field(default_factory=list)
     wall_s: float = 0.0
-    record: RunStatus | None = None
+    record: RunRecord | None = None
     error: str | None = None  # the run did not end (deadline) or ended unexpectedly
     head: str | None = None
     tree: str | None = None
@@ -212,7 +212,7 @@ def run_input_for(spec_path: Path, repo: Path, home: Path, heartbeat_timeout_s: 
     )  # fmt: skip
 
 
-async def _moment(client: Client, handle: WorkflowHandle[Any, RunStatus], workstreams: list[str]) -> str:
+async def _moment(client: Client, handle: WorkflowHandle[Any, RunRecord], workstreams: list[str]) -> str:
     """What the run is doing: wave, and the activities in flight in the phase and each
     workstream (from ``describe``, which needs no worker; the ``status`` query does)."""
 
@@ -232,7 +232,7 @@ async def _moment(client: Client, handle: WorkflowHandle[Any, RunStatus], workst
 
     parts = []
     try:
-        status: RunStatus = await asyncio.wait_for(handle.query(PhaseWorkflow.status), 1.5)
+        status: RunRecord = await asyncio.wait_for(handle.query(PhaseWorkflow.status), 1.5)
         done = sum(s.status == WorkstreamState.COMPLETED for s in status.workstreams.values())
         parts.append(f"wave {status.current_wave} done={done}")
     except Exception as exc:  # best effort: no worker may be polling right now
@@ -275,7 +275,7 @@ async def _worker_ready(client: Client, task_queue: str, pid: int, timeout_s: fl
     return False
 
 
-async def _ended(handle: WorkflowHandle[Any, RunStatus]) -> bool:
+async def _ended(handle: WorkflowHandle[Any, RunRecord]) -> bool:
     try:
         desc = await asyncio.wait_for(handle.describe(), 5)
     except Exception:
@@ -283,7 +283,7 @@ async def _ended(handle: WorkflowHandle[Any, RunStatus]) -> bool:
     return desc.status != WorkflowExecutionStatus.RUNNING
 
 
-async def _record(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
+async def _record(handle: WorkflowHandle[Any, RunRecord]) -> RunRecord:
     from temporalio.client import WorkflowFailureError
     from temporalio.exceptions import ApplicationError
 
@@ -292,7 +292,7 @@ async def _record(handle: WorkflowHandle[Any, RunStatus]) -> RunStatus:
     except WorkflowFailureError as failure:
         cause = failure.cause
         if isinstance(cause, ApplicationError) and cause.type == "PhaseFailed":
-            return RunStatus.model_validate(cause.details[0])
+            return RunRecord.model_validate(cause.details[0])
         raise
 
 

@@ -1,0 +1,126 @@
+"""The workstream board: each workstream's state in the run record, what a failure blocks
+downstream, eager priorities, and what the Web UI shows of it all (current details and the
+UetStatus search attribute)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows import details, search
+from workflows.journal import Journal
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.events import EventType
+    from schemas.phase_state import PhaseWorkflowState
+    from schemas.plan import Plan
+    from schemas.review import pending_requests
+    from schemas.run import PhaseState, RunOptions, RunRecord, WorkstreamState, WorkstreamStatus
+    from schemas.spec import PhaseSpec
+
+#: How a workstream ends when it does not complete.
+ENDED = (WorkstreamState.FAILED, WorkstreamState.DROPPED, WorkstreamState.BLOCKED)
+#: Workstreams whose ledger entries may still change in place (and so stay in memory).
+LIVE = (WorkstreamState.PENDING, WorkstreamState.RUNNING, WorkstreamState.AWAITING_REVIEW)
+
+
+class Board:
+    def __init__(
+        self, state: PhaseWorkflowState, phase: PhaseSpec, journal: Journal, options: RunOptions
+    ) -> None:
+        self.state = state
+        self.phase = phase
+        self.journal = journal
+        self.options = options
+        self.dependents: dict[str, list[str]] = {ws.workstream_id: [] for ws in phase.workstreams}
+        for ws in phase.workstreams:
+            for dep in ws.dependencies:
+                self.dependents[dep].append(ws.workstream_id)
+
+    @property
+    def record(self) -> RunRecord:
+        return self.state.record
+
+    def ws(self, ws_id: str) -> WorkstreamStatus:
+        return self.record.workstreams[ws_id]
+
+    def apply_plan(self, plan: Plan) -> None:
+        self.record.waves = plan.waves
+        self.state.remaining = plan.remaining
+        for number, wave in enumerate(plan.waves, start=1):
+            for ws_id in wave:
+                self.ws(ws_id).wave = number
+        self.show()
+
+    def priority(self, ws_id: str, missing: float = 1.0) -> float:
+        """Eager: the longest remaining critical path goes first (lower is sooner)."""
+        return -self.state.remaining.get(ws_id, missing)
+
+    def pending(self) -> bool:
+        return any(s.status == WorkstreamState.PENDING for s in self.record.workstreams.values())
+
+    def ended(self) -> list[str]:
+        return [w for w, s in self.record.workstreams.items() if s.status in ENDED]
+
+    def set(self, ws_id: str, state: WorkstreamState, commit: str | None = None) -> None:
+        entry = self.ws(ws_id)
+        entry.status = state
+        if commit is not None:
+            entry.commit = commit
+        self.show()
+
+    def fail(
+        self, ws_id: str, reason: str, state: WorkstreamState = WorkstreamState.FAILED
+    ) -> None:
+        """End a workstream and block everything downstream of it (never run)."""
+        entry = self.ws(ws_id)
+        entry.status = state
+        entry.reason = reason
+        word = "was dropped" if state == WorkstreamState.DROPPED else "failed"
+        stack = [(dependent, ws_id) for dependent in self.dependents[ws_id]]
+        while stack:
+            dependent, via = stack.pop()
+            blocked = self.ws(dependent)
+            if blocked.status == WorkstreamState.PENDING:
+                blocked.status = WorkstreamState.BLOCKED
+                blocked.reason = (
+                    f"dependency {via} {word}"
+                    if via == ws_id
+                    else f"dependency {via} is blocked by {ws_id}, which {word}"
+                )
+                self.journal.event(
+                    EventType.WORKSTREAM_BLOCKED,
+                    f"{dependent} blocked: {blocked.reason}",
+                    workstream_id=dependent,
+                )
+                stack.extend((after, dependent) for after in self.dependents[dependent])
+        self.show()
+
+    def block_all_pending(self, reason: str) -> None:
+        for ws_id, entry in self.record.workstreams.items():
+            if entry.status == WorkstreamState.PENDING:
+                entry.status = WorkstreamState.BLOCKED
+                entry.reason = reason
+                self.journal.event(
+                    EventType.WORKSTREAM_BLOCKED, f"{ws_id} blocked: {reason}", workstream_id=ws_id
+                )
+
+    def summary_of_failures(self) -> str:
+        parts = []
+        for state in ENDED:
+            names = [w for w, s in self.record.workstreams.items() if s.status == state]
+            if names:
+                parts.append(f"{state}: {', '.join(names)}")
+        return "; ".join(parts)
+
+    def show(self) -> None:
+        """Live status for the Web UI (current details) and for search."""
+        record = self.record
+        waiting = pending_requests(record.reviews)
+        if record.status in (PhaseState.RUNNING, PhaseState.AWAITING_REVIEW):
+            record.status = PhaseState.AWAITING_REVIEW if waiting else PhaseState.RUNNING
+        workflow.set_current_details(details.render(self.phase.phase_id, record, waiting))
+        status = str(record.status)
+        if self.options.search_attributes and status != self.state.indexed_status:
+            # One history event per phase state change, not per workstream change.
+            workflow.upsert_search_attributes([search.STATUS.value_set(status)])
+            self.state.indexed_status = status
