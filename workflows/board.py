@@ -13,8 +13,16 @@ with workflow.unsafe.imports_passed_through():
     from schemas.events import EventType
     from schemas.phase_state import PhaseWorkflowState
     from schemas.plan import Plan
+    from schemas.refs import integration_branch, workstream_branch
     from schemas.review import pending_requests
-    from schemas.run import PhaseState, RunOptions, RunRecord, WorkstreamState, WorkstreamStatus
+    from schemas.run import (
+        PhaseState,
+        RunInput,
+        RunOptions,
+        RunRecord,
+        WorkstreamState,
+        WorkstreamStatus,
+    )
     from schemas.spec import PhaseSpec
 
 #: How a workstream ends when it does not complete.
@@ -124,3 +132,22 @@ class Board:
             # One history event per phase state change, not per workstream change.
             workflow.upsert_search_attributes([search.STATUS.value_set(status)])
             self.state.indexed_status = status
+
+
+def new_record(input: RunInput, phase: PhaseSpec) -> RunRecord:
+    """A run's record as it starts: every workstream pending, in no wave yet."""
+    return RunRecord(
+        run_id=input.run_id,
+        workflow_id=workflow.info().workflow_id,
+        phase_id=phase.phase_id,
+        scheduling=phase.scheduling,
+        repo_path=input.repo_path,
+        integration_branch=integration_branch(input.run_id),
+        budget_usd_total=phase.budget.max_cost_usd_total,
+        workstreams={
+            ws.workstream_id: WorkstreamStatus(
+                wave=0, branch=workstream_branch(input.run_id, ws.workstream_id)
+            )
+            for ws in phase.workstreams
+        },
+    )

@@ -19,14 +19,12 @@ from typing import NoReturn
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.board import LIVE, Board
-from workflows.budget import Budget
+from workflows.board import LIVE, Board, new_record
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.integration import Integration
 from workflows.journal import Journal, JournalParts
 from workflows.review import ReviewDesk
-from workflows.router import ToolRouter
 from workflows.runner import WorkstreamRunner
 from workflows.saga import Saga
 from workflows.slots import Slots
@@ -41,14 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from schemas.ledger import LedgerEntry
     from schemas.phase_state import PhaseWorkflowState
     from schemas.plan import PlanInput
-    from schemas.refs import branch_ref, integration_branch, workstream_branch
-    from schemas.review import (
-        DecisionPayload,
-        ReviewAnswer,
-        ReviewDecision,
-        ReviewRequest,
-        read_decision,
-    )
+    from schemas.refs import branch_ref
+    from schemas.review import DecisionPayload, ReviewAnswer, ReviewRequest
     from schemas.run import (
         PhaseState,
         RunDocument,
@@ -56,7 +48,6 @@ with workflow.unsafe.imports_passed_through():
         RunRecord,
         WorkstreamResult,
         WorkstreamState,
-        WorkstreamStatus,
     )
     from schemas.saga import RollbackRequest
     from schemas.spec import PhaseSpec
@@ -86,7 +77,7 @@ class PhaseWorkflow:
     ) -> None:
         input = self._input
         self._phase = phase
-        self._state = state or PhaseWorkflowState(record=_new_record(input, phase))
+        self._state = state or PhaseWorkflowState(record=new_record(input, phase))
         self._rollback: RollbackRequest | None = None
         self._finishing = False  # past the point where a rollback request is acted on
         self._tasks: list[asyncio.Task[WorkstreamResult]] = []  # every workstream task started
@@ -100,39 +91,31 @@ class PhaseWorkflow:
         )
         self._desk.records = record.reviews
         self._slots = Slots(phase.max_parallel)
-        self._saga = Saga(
-            input.repo_path,
-            input.run_id,
-            branch_ref(record.integration_branch),
-            journal,
-            record.compensations,
-            steps,
+        self._saga = Saga(record, journal, steps)
+        self._integration = Integration(
+            self._state, phase, input, board, journal, self._saga, steps
         )
-        self._integration = Integration(self._state, phase, input, board, journal, self._saga,
-                                        steps)  # fmt: skip
         self._parts = JournalParts(
-            journal, self._state, steps, input.options.journal_batch,
+            journal,
+            self._state,
+            steps,
+            input.options.journal_batch,
             live=lambda ws_id: board.ws(ws_id).status in LIVE,
-        )  # fmt: skip
+        )
         self._runner = WorkstreamRunner(
             self._state,
             phase,
             input,
             patch_files,
             board=board,
-            budget=Budget(self._state.budget, phase, board, journal, self._desk, self._slots,
-                          rolling_back=self._rolling_back, roll_back=self._request_rollback),
             integration=self._integration,
             desk=self._desk,
-            router=ToolRouter(phase.router, journal, self._state.router),
             saga=self._saga,
             journal=journal,
-            rolling_back=self._rolling_back,
+            slots=self._slots,
+            rolling_back=lambda: self._rollback is not None,
             roll_back=self._request_rollback,
-        )  # fmt: skip
-
-    def _rolling_back(self) -> bool:
-        return self._rollback is not None
+        )
 
     def _request_rollback(self, request: RollbackRequest) -> None:
         self._rollback = request
@@ -161,28 +144,22 @@ class PhaseWorkflow:
 
     @workflow.update
     def submit_review(self, payload: DecisionPayload) -> ReviewAnswer:
-        decision = read_decision(payload)
-        assert isinstance(decision, ReviewDecision), "the validator refused anything else"
-        return self._desk.decide(decision)
+        return self._desk.decide(self._desk.check(payload))
 
     @submit_review.validator
     def _check_review(self, payload: DecisionPayload) -> None:
-        decision = read_decision(payload)
-        problem = decision if isinstance(decision, str) else self._desk.problem(decision)
-        if problem:
-            raise ValueError(problem)  # the caller gets it; nothing reaches history
+        self._desk.check(payload)  # a ValueError goes to the caller; nothing reaches history
 
     @workflow.signal
     def review_decision(self, payload: DecisionPayload) -> None:
         """The same decision as a signal (``temporal workflow signal``, the Web UI). A bad one
         is logged in one line and ignored: a signal cannot be refused, and must never crash
         the run."""
-        decision = read_decision(payload)
-        problem = decision if isinstance(decision, str) else self._desk.problem(decision)
-        if problem:
+        try:
+            decision = self._desk.check(payload)
+        except ValueError as problem:
             workflow.logger.warning(f"review_decision signal ignored: {problem}")
             return
-        assert isinstance(decision, ReviewDecision)
         self._desk.decide(decision)
 
     @workflow.update
@@ -409,9 +386,12 @@ class PhaseWorkflow:
     async def _roll_back(self, request: RollbackRequest) -> None:
         state = self._state
         request.reason = await self._saga.roll_back(
-            state.record, list(state.ledger.values()), request.to_wave or 0, request.reason,
+            state.record,
+            list(state.ledger.values()),
+            request.to_wave or 0,
+            request.reason,
             state.written,
-        )  # fmt: skip
+        )
         self._board.show()
 
     # -- continue-as-new -----------------------------------------------------------------------
@@ -478,21 +458,3 @@ class PhaseWorkflow:
                 non_retryable=True,
             )
         return record
-
-
-def _new_record(input: RunInput, phase: PhaseSpec) -> RunRecord:
-    return RunRecord(
-        run_id=input.run_id,
-        workflow_id=workflow.info().workflow_id,
-        phase_id=phase.phase_id,
-        scheduling=phase.scheduling,
-        repo_path=input.repo_path,
-        integration_branch=integration_branch(input.run_id),
-        budget_usd_total=phase.budget.max_cost_usd_total,
-        workstreams={
-            ws.workstream_id: WorkstreamStatus(
-                wave=0, branch=workstream_branch(input.run_id, ws.workstream_id)
-            )
-            for ws in phase.workstreams
-        },
-    )

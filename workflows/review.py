@@ -18,12 +18,14 @@ with workflow.unsafe.imports_passed_through():
     from schemas.events import EventType
     from schemas.review import (
         ALLOWED_DECISIONS,
+        DecisionPayload,
         ReviewAnswer,
         ReviewDecision,
         ReviewNeed,
         ReviewRecord,
         ReviewRequest,
         pending_requests,
+        read_decision,
     )
     from schemas.spec import PhaseSpec
 
@@ -49,6 +51,16 @@ class ReviewDesk:
 
     def pending(self) -> list[ReviewRequest]:
         return pending_requests(self.records)
+
+    def check(self, payload: DecisionPayload) -> ReviewDecision:
+        """The decision a payload carries, or a ValueError saying in one line why it cannot
+        be taken."""
+        decision = read_decision(payload)
+        problem = decision if isinstance(decision, str) else self.problem(decision)
+        if problem:
+            raise ValueError(problem)
+        assert isinstance(decision, ReviewDecision)
+        return decision
 
     def problem(self, decision: ReviewDecision) -> str | None:
         """Why this decision cannot be taken, or None."""

@@ -14,7 +14,6 @@ from workflows.steps import QUICK, Steps
 with workflow.unsafe.imports_passed_through():
     from activities.workspace import WorkspaceActivities
     from schemas.events import EventType
-    from schemas.refs import branch_ref
     from schemas.run import PhaseState, RollbackRunInput, RunRecord
     from schemas.workspace import CloseRunInput
 
@@ -27,18 +26,10 @@ class RollbackWorkflow:
         journal = Journal(record.run_id, IdFactory())
         journal.events = list(input.events)
         steps = Steps(timedelta(seconds=input.heartbeat_timeout_s))
-        saga = Saga(
-            record.repo_path,
-            record.run_id,
-            branch_ref(record.integration_branch),
-            journal,
-            record.compensations,
-            steps,
-        )
-        reason = await saga.roll_back(
-            record, input.ledger, input.to_wave, input.reason or "rollback requested",
-            dict(input.written),
-        )  # fmt: skip
+        saga = Saga(record, journal, steps)
+        reason = input.reason or "rollback requested"
+        written = dict(input.written)
+        reason = await saga.roll_back(record, input.ledger, input.to_wave, reason, written)
         record.status = PhaseState.ROLLED_BACK
         record.reason = reason
         journal.event(EventType.RUN_ROLLED_BACK, f"run rolled_back: {record.reason}")

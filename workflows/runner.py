@@ -48,12 +48,11 @@ class WorkstreamRunner:
         patch_files: dict[str, ArtifactRef],
         *,
         board: Board,
-        budget: Budget,
         integration: Integration,
         desk: ReviewDesk,
-        router: ToolRouter,
         saga: Saga,
         journal: Journal,
+        slots: Slots,
         rolling_back: Callable[[], bool],
         roll_back: Callable[[RollbackRequest], None],
     ) -> None:
@@ -63,12 +62,15 @@ class WorkstreamRunner:
         self.input = input
         self.patch_files = patch_files
         self.board = board
-        self.budget = budget
         self.integration = integration
         self.desk = desk
-        self.router = router
         self.saga = saga
         self.journal = journal
+        self.budget = Budget(
+            state.budget, phase, board, journal, desk, slots,
+            rolling_back=rolling_back, roll_back=roll_back,
+        )  # fmt: skip
+        self.router = ToolRouter(phase.router, journal, state.router)
         self.rolling_back = rolling_back
         self.roll_back = roll_back
         self.eager = phase.scheduling == "eager"

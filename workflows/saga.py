@@ -20,25 +20,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.saga import SagaActivities
     from schemas.events import EventType
     from schemas.ledger import TRANSITIONS, LedgerEntry, PatchState
+    from schemas.refs import branch_ref
     from schemas.run import RunRecord, WorkstreamState
     from schemas.saga import CompensateInput, CompensationStep
 
 
 class Saga:
-    def __init__(
-        self,
-        repo_path: str,
-        run_id: str,
-        integration_ref: str,
-        journal: Journal,
-        stack: list[CompensationStep],
-        steps: Steps,
-    ) -> None:
-        self.repo_path = repo_path
-        self.run_id = run_id
-        self.integration_ref = integration_ref
+    def __init__(self, record: RunRecord, journal: Journal, steps: Steps) -> None:
+        """The stack is the record's own (``compensations``): a finished run can still be
+        rolled back from it."""
+        self.repo_path = record.repo_path
+        self.run_id = record.run_id
+        self.integration_ref = branch_ref(record.integration_branch)
         self.journal = journal
-        self.stack = stack
+        self.stack: list[CompensationStep] = record.compensations
         self.steps = steps
 
     def push(self, kind: str, wave: int, description: str, **fields: Any) -> None:

@@ -1,0 +1,126 @@
+"""A workstream's tool run: the tool the router chose, and the next in its chain when one
+fails (fallback); what the runs cost and which tool made the patch."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+from workflows import steps
+from workflows.failures import Failed, cause_message, last_lines
+from workflows.journal import Journal
+from workflows.steps import Steps
+
+with workflow.unsafe.imports_passed_through():
+    from activities.tools import ToolActivities
+    from schemas.events import EventType
+    from schemas.run import WorkstreamInput
+    from schemas.tools import Feedback, ToolAttempt, ToolReason, ToolRunInput, ToolRunResult
+
+
+class ToolChain:
+    def __init__(self, input: WorkstreamInput, journal: Journal, steps: Steps) -> None:
+        self.input = input
+        self.ws = input.workstream
+        self.journal = journal
+        self.steps = steps
+        self.cost_usd = 0.0
+        self.attempts: list[ToolAttempt] = []
+        #: The tool that made the latest patch, and why it was the one.
+        self.used = (self.ws.execution_request.tool_id, "")
+
+    async def run(self, attempt: int, feedback: Feedback | None) -> ToolRunResult:
+        """The tool, or the next in the router's chain when it fails (fallback)."""
+        chain = self.input.tool_chain or [self.ws.execution_request.tool_id]
+        why = self.input.tool_reason or f"{chain[0]} (set in the spec)"
+        for index, tool_id in enumerate(chain):
+            failure, code, tool = await self._try_tool(tool_id, attempt, feedback)
+            self.attempts.append(
+                ToolAttempt(tool_id=tool_id, ok=failure is None, reason_code=code,
+                            reason=(failure or "").split("\n")[0])
+            )  # fmt: skip
+            if failure is None:
+                assert tool is not None
+                self.used = (tool_id, why)
+                return tool
+            if index + 1 == len(chain):
+                raise Failed(failure)
+            self.journal.event(
+                EventType.TOOL_FALLBACK,
+                f"{self.ws.workstream_id}: {tool_id} failed ({code}); trying {chain[index + 1]}",
+                workstream_id=self.ws.workstream_id,
+                tool_id=tool_id,
+                next_tool=chain[index + 1],
+            )
+            why = f"{chain[index + 1]}: fallback after {tool_id} failed ({code}); {why}"
+        raise AssertionError("the chain is never empty")
+
+
+    async def _try_tool(
+        self, tool_id: str, attempt: int, feedback: Feedback | None
+    ) -> tuple[str | None, ToolReason, ToolRunResult | None]:
+        """(why it failed or None, reason code, result) for one tool."""
+        policy = self.ws.resilience_policy
+        request = self.ws.execution_request.model_copy(update={"tool_id": tool_id})
+        try:
+            tool = await self.steps.run(
+                ToolActivities.run_tool,
+                ToolRunInput(
+                    run_id=self.input.run_id,
+                    workstream_id=self.ws.workstream_id,
+                    repo_path=self.input.repo_path,
+                    base_sha=self.input.base_sha,
+                    attempt=attempt,
+                    request=request,
+                    patch_file=self.input.patch_file,
+                    timeout_s=policy.timeout_s,
+                    feedback=feedback,
+                    allowed_paths=self.ws.constraints.file_scope.allowed_paths,
+                    max_budget_usd=self._budget_left(),
+                    max_attempts=policy.max_attempts,
+                ),
+                # On cancel, wait until the tool is really dead: compensation comes next.
+                steps.tool(policy.timeout_s, policy.max_attempts),
+                summary=f"{tool_id} for {self.ws.workstream_id} (attempt {attempt})",
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise  # the run was cancelled: end as cancelled, not as a failed workstream
+            cause = err.cause
+            code: ToolReason = (
+                "api_error"
+                if isinstance(cause, ApplicationError) and cause.type == "ToolApiError"
+                else "tool_failed"
+            )
+            return cause_message(err), code, None
+        usage = tool.usage
+        if usage is not None and usage.cost_usd:
+            self.cost_usd += usage.cost_usd
+        cost = f", ${usage.cost_usd:.4f}" if usage and usage.cost_usd is not None else ""
+        self.journal.event(
+            EventType.TOOL_FINISHED,
+            f"{self.ws.workstream_id}: {tool_id} finished in {tool.duration_s:.1f}s "
+            f"({tool.outcome.replace('_', ' ')}{cost})",
+            workstream_id=self.ws.workstream_id,
+            tool_id=tool_id,
+            outcome=tool.outcome,
+            reason_code=tool.reason_code,
+            exit_code=tool.exit_code,
+            usage=usage.model_dump(mode="json") if usage else None,
+        )
+        if tool.outcome in ("failed", "timeout"):
+            tail = last_lines(tool.output_tail)
+            why = f"tool {tool.reason}\n{tail}" if tail else f"tool {tool.reason}"
+            return (
+                why,
+                tool.reason_code or ("timeout" if tool.outcome == "timeout" else "tool_failed"),
+                tool,
+            )
+        return None, "", tool
+
+
+    def _budget_left(self) -> float | None:
+        if self.input.max_budget_usd is None:
+            return None
+        return round(max(self.input.max_budget_usd - self.cost_usd, 0.0), 6)
+
