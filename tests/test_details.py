@@ -36,3 +36,14 @@ def test_the_table_stays_bounded() -> None:
     text = render("PH", status(["running"] * 100), [])
     assert len(rows(text)) == TABLE_ROWS
     assert f"… and {100 - TABLE_ROWS} more: `uet status RUN`" in text
+
+
+def test_an_eager_phase_counts_steps() -> None:
+    record = status(["completed", "running"])
+    record.scheduling = "eager"
+    record.current_wave = 5  # steps outnumber the plan's two waves
+    record.workstreams["ws-000"].commit = "a" * 40
+    record.workstreams["ws-000"].step = 5
+    text = render("PH", record, [])
+    assert text.startswith("**PH** — running, step 5") and "wave 5/2" not in text
+    assert "aaaaaaaaaa (step 5)" in text

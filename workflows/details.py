@@ -17,10 +17,12 @@ QUIET = (WorkstreamState.PENDING, WorkstreamState.COMPLETED)
 
 
 def render(phase_id: str, status: RunRecord, pending: list[ReviewRequest]) -> str:
-    lines = [
-        f"**{phase_id}** — {status.status}, wave {status.current_wave}/{len(status.waves)}",
-        "",
-    ]
+    where = (
+        f"step {status.current_wave}"
+        if status.scheduling == "eager"
+        else f"wave {status.current_wave}/{len(status.waves)}"
+    )
+    lines = [f"**{phase_id}** — {status.status}, {where}", ""]
     rows = list(status.workstreams.items())
     hidden = 0
     if len(rows) > TABLE_ROWS:
@@ -33,6 +35,8 @@ def render(phase_id: str, status: RunRecord, pending: list[ReviewRequest]) -> st
         lines += ["| workstream | wave | status | commit |", "|---|---|---|---|"]
     for ws_id, entry in rows:
         commit = entry.commit[:10] if entry.commit else ""
+        if commit and entry.step and status.scheduling == "eager":
+            commit += f" (step {entry.step})"
         lines.append(f"| {ws_id} | {entry.wave} | {entry.status} | {commit} |")
     if hidden:
         lines.append(f"\n… and {hidden} more: `uet status {status.run_id}`")
