@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.git import clean_env, open_repository
-from activities.process import missing_program, run_process
-from activities.state_dir import StateDir
-from activities.workspace import checkout
+from activities.lib.git import checkout, clean_env, open_repository
+from activities.lib.process import missing_program, run_process
+from activities.lib.state_dir import StateDir
 from schemas.gates import GateResult, GateRunInput, GateRunResult
 from schemas.spec import GateSpec
 

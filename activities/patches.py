@@ -11,13 +11,11 @@ import json
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.git import Git
-from activities.heartbeat import heartbeating
-from activities.patch_parse import parse_patch
-from activities.patch_policy import History, validate
-from activities.state_dir import StateDir
+from activities.lib.heartbeat import heartbeating
+from activities.lib.patch_parse import parse_patch
+from activities.lib.patch_policy import History, validate
+from activities.lib.state_dir import StateDir
 from schemas.base import ArtifactRef
 from schemas.patch import (
     PatchArtifact,
@@ -26,22 +24,6 @@ from schemas.patch import (
     ValidatePatchInput,
     ValidatePatchResult,
 )
-
-
-async def apply_patch(git: Git, patch: Path, *, target: str, what: str) -> str:
-    """Apply ``patch`` with ``git apply <target>`` (``--cached`` or ``--index``); git's output.
-
-    A patch that does not apply never will: a non-retryable ``PatchDoesNotApply``.
-    """
-    result = await git.run("apply", target, "--whitespace=nowarn", str(patch), check=False)
-    output = (result.stdout + result.stderr).decode("utf-8", "replace")
-    if result.returncode != 0:
-        raise ApplicationError(
-            f"{what} does not apply: {output.strip()[:500]}",
-            type="PatchDoesNotApply",
-            non_retryable=True,
-        )
-    return output
 
 
 class PatchActivities:

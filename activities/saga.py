@@ -5,11 +5,10 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.git import clean_env, open_repository
-from activities.heartbeat import heartbeating
-from activities.process import run_process
-from activities.state_dir import StateDir
-from activities.workspace import checkout
+from activities.lib.git import checkout, clean_env, open_repository
+from activities.lib.heartbeat import heartbeating
+from activities.lib.process import run_process
+from activities.lib.state_dir import StateDir
 from schemas.refs import branch_ref, workstream_branch
 from schemas.saga import CompensateInput, CompensateResult
 

@@ -8,12 +8,11 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.adapters import ADAPTERS, Adapter, ToolContext, ToolEnd
-from activities.feedback import render_feedback
-from activities.git import Git, clean_env, open_repository
-from activities.repo_guard import Snapshot, check_untouched
-from activities.state_dir import StateDir
-from activities.workspace import checkout
+from activities.lib.adapters import ADAPTERS, Adapter, ToolContext, ToolEnd
+from activities.lib.feedback import render_feedback
+from activities.lib.git import Git, checkout, clean_env, open_repository
+from activities.lib.repo_guard import Snapshot, check_untouched
+from activities.lib.state_dir import StateDir
 from schemas.tools import ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.

@@ -19,11 +19,10 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.git import Git, GitError, objects_dir, open_repository, run_git
-from activities.heartbeat import heartbeating
-from activities.journal_store import compose
-from activities.patches import apply_patch
-from activities.state_dir import StateDir
+from activities.lib.git import GitError, apply_patch, open_repository, resolve_commit
+from activities.lib.heartbeat import heartbeating
+from activities.lib.journal_store import compose
+from activities.lib.state_dir import StateDir
 from schemas.base import ArtifactRef
 from schemas.workspace import (
     CloseRunInput,
@@ -36,22 +35,6 @@ from schemas.workspace import (
     OpenRunInput,
     OpenRunResult,
 )
-
-
-async def checkout(repo: Git, sha: str, path: Path) -> Git:
-    """A standalone repository at ``path`` whose branch ``uet`` and work tree are at ``sha``."""
-    await run_git("init", "--quiet", "--template=", "--initial-branch=uet", str(path), cwd=path)
-    alternates = path / ".git" / "objects" / "info" / "alternates"
-    alternates.parent.mkdir(parents=True, exist_ok=True)
-    alternates.write_text(f"{objects_dir(repo)}\n")
-    local = Git(git_dir=path / ".git", work_tree=path)
-    await local.update_ref("refs/heads/uet", sha)
-    await local.run("reset", "--quiet", "--hard", "refs/heads/uet")
-    return local
-
-
-async def resolve_commit(repo: Git, rev: str) -> str | None:
-    return await repo.rev_parse(f"{rev}^{{commit}}")
 
 
 class WorkspaceActivities:

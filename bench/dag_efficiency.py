@@ -34,8 +34,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from runtime.devserver import dynamic_config_args  # noqa: E402
+from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
-from worker import build_worker  # noqa: E402
 from workflows import search  # noqa: E402
 
 SLOTS = 4

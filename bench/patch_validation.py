@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from activities.patch_parse import parse_patch
-from activities.patch_policy import History, validate
+from activities.lib.patch_parse import parse_patch
+from activities.lib.patch_policy import History, validate
 from schemas.spec import FileScope, PatchPolicy
 
 

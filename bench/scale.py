@@ -28,8 +28,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from helpers import phase, record_of, run_input, start_phase  # noqa: E402
 from overhead import make_repo, patch_for  # noqa: E402
 
-from activities.artifacts import ArtifactStore  # noqa: E402
-from activities.parts import by_reference  # noqa: E402
+from activities.lib.artifacts import ArtifactStore  # noqa: E402
+from activities.lib.parts import by_reference  # noqa: E402
 from runtime.connect import Target, connect  # noqa: E402
 from runtime.devserver import headless_server_args  # noqa: E402
 from runtime.settings import Settings  # noqa: E402

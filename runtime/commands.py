@@ -18,13 +18,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from ulid import ULID
 
-from activities.artifacts import ArtifactStore
-from activities.parts import by_reference
-from activities.planning import plan_phase
+from activities.lib.artifacts import ArtifactStore
+from activities.lib.parts import by_reference
+from activities.lib.planning import plan_phase
 from runtime import devserver
 from runtime.connect import check_namespace, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.output import emit_json, err, ui_link
+from runtime.plugin import build_worker
 from runtime.progress import ProgressPrinter
 from runtime.records import final_record
 from runtime.repository import check_repo, work_tree_state
@@ -162,8 +163,6 @@ async def run(request: RunRequest) -> int:
         else:
             print(run_id)
         return ExitCode.COMPLETED
-
-    from worker import build_worker
 
     in_process = None if request.no_worker else build_worker(client, settings)
     if in_process is not None:

@@ -15,7 +15,7 @@ import structlog
 import temporalio.activity
 import temporalio.workflow
 
-from activities.redact import redact, secret_values
+from activities.lib.redact import redact, secret_values
 
 
 def _temporal_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:

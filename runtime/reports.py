@@ -18,8 +18,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities.artifacts import ArtifactStore
-from activities.journal_store import compose
+from activities.lib.artifacts import ArtifactStore
+from activities.lib.journal_store import compose
 from runtime.connect import connect_existing, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.progress import answer_commands

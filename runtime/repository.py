@@ -8,8 +8,7 @@ from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
 
-from activities.git import open_repository, run_git
-from activities.workspace import resolve_commit
+from activities.lib.git import open_repository, resolve_commit, run_git
 from runtime.errors import UserError
 
 

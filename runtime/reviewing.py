@@ -15,8 +15,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from activities.artifacts import ArtifactStore
-from activities.journal_store import write_journal
+from activities.lib.artifacts import ArtifactStore
+from activities.lib.journal_store import write_journal
 from runtime.connect import connect_existing, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.output import emit_json, err, out

@@ -9,6 +9,7 @@ from runtime import devserver
 from runtime.connect import Target, connect, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.output import err, out
+from runtime.plugin import serve
 from runtime.settings import Settings, is_loopback
 
 
@@ -76,7 +77,5 @@ async def _answers(target: Target) -> bool:
 
 
 def worker() -> int:
-    from worker import serve
-
     asyncio.run(serve(Settings.from_env()))
     return ExitCode.COMPLETED

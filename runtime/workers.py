@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from runtime.plugin import build_worker
 from runtime.settings import Settings
 
 #: A live worker polls again at least once a minute (the server ends each long poll after 60 s);
@@ -133,8 +134,6 @@ async def served(
         while True:
             if await nobody_serves():
                 if own_worker:
-                    from worker import build_worker
-
                     quiet_expected_activity_failures()
                     console.print(
                         f"no worker serves task queue {settings.task_queue!r}; this process "

@@ -16,8 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from runtime.devserver import dynamic_config_args
+from runtime.plugin import build_worker
 from runtime.settings import Settings, temporal_binary
-from worker import build_worker
 from workflows import search
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,10 +25,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from runtime.devserver import dynamic_config_args
+from runtime.plugin import build_worker
 from runtime.settings import Settings, temporal_binary
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState
-from worker import build_worker
 from workflows import search
 from workflows.phase import PhaseWorkflow
 

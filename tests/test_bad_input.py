@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.artifacts import ArtifactStore
+from activities.lib.artifacts import ArtifactStore
 from runtime.settings import Settings
 from schemas.run import PhaseState
 from starter import main
@@ -342,7 +342,7 @@ def test_disk_full_is_a_clear_non_retryable_error(
         def write(self, data: bytes) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("activities.artifacts.os.fdopen", FullDisk)
+    monkeypatch.setattr("activities.lib.artifacts.os.fdopen", FullDisk)
     for put in (lambda: store.put_bytes(b"diff"), lambda: store.put_file(Path(__file__))):
         with pytest.raises(ApplicationError) as raised:
             put()
@@ -353,7 +353,7 @@ def test_disk_full_is_a_clear_non_retryable_error(
     # Nothing half-written is left behind, and other errors are not disguised as DiskFull.
     assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
     monkeypatch.undo()
-    monkeypatch.setattr("activities.artifacts.os.fdopen", lambda *a: (_ for _ in ()).throw(
+    monkeypatch.setattr("activities.lib.artifacts.os.fdopen", lambda *a: (_ for _ in ()).throw(
         OSError(errno.EIO, "I/O error")))  # fmt: skip
     with pytest.raises(OSError):
         store.put_bytes(b"other")

@@ -16,7 +16,7 @@ from helpers import run_input, run_phase, show
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.artifacts import ArtifactStore
+from activities.lib.artifacts import ArtifactStore
 from runtime.commands import _import_patch_files
 from runtime.convert import convert_command
 from runtime.errors import UserError

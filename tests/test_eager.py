@@ -9,9 +9,9 @@ from helpers import git_out, phase, run_input, run_phase, show
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
+from runtime.plugin import WORKFLOWS
 from runtime.settings import Settings
 from schemas.run import PhaseState
-from worker import WORKFLOWS
 
 
 def events(record) -> list[dict]:  # type: ignore[no-untyped-def]

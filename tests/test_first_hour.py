@@ -36,11 +36,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.process import ProcessResult, missing_program
+from activities.lib.process import ProcessResult, missing_program
+from runtime.plugin import SANDBOX, build_worker
 from runtime.settings import Settings
 from schemas.run import PhaseState, RunOptions, WorkstreamState
 from starter import parser
-from worker import SANDBOX, build_worker
 from workflows.phase import PhaseWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,9 +15,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import PayloadCodec
 from temporalio.testing import WorkflowEnvironment
 
+from runtime.plugin import build_worker
 from runtime.settings import Settings
 from schemas.run import PhaseState
-from worker import build_worker
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from activities.patch_parse import parse_patch
-from activities.patch_policy import History, validate
+from activities.lib.patch_parse import parse_patch
+from activities.lib.patch_policy import History, validate
 from schemas.patch import PatchArtifact, ValidationReport
 from schemas.spec import FileScope, PatchPolicy
 

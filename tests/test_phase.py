@@ -180,7 +180,7 @@ async def test_tool_failures_are_reported_not_retried_forever(
 async def test_patch_tool_and_phase_gate(
     client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
 ) -> None:
-    from activities.artifacts import ArtifactStore
+    from activities.lib.artifacts import ArtifactStore
 
     repo: Path = make_repo({"greet.py": "print('hello')\n"})
     diff = (

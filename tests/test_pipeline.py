@@ -14,11 +14,11 @@ from helpers import git_out, phase, run_input, run_phase, show
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
+from runtime.plugin import WORKFLOWS
 from runtime.settings import Settings
 from schemas.export import SCHEMA_DIR
 from schemas.ledger import PatchState, is_legal_history
 from schemas.run import PhaseState, WorkstreamState
-from worker import WORKFLOWS
 from workflows.phase import PhaseWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from activities.planning import plan_phase
+from activities.lib.planning import plan_phase
 from schemas.spec import PhaseSpec
 from starter import main
 

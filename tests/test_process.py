@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.process import run_process
+from activities.lib.process import run_process
 
 
 async def _run(tmp_path: Path, command: str | list[str], timeout_s: float = 10, **kw):  # type: ignore[no-untyped-def]

@@ -14,10 +14,10 @@ from pathlib import Path
 from helpers import git_out, phase, record_of, run_input
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from runtime.plugin import build_worker
 from runtime.settings import Settings
 from schemas.refs import workflow_id
 from schemas.run import PhaseState, WorkstreamState
-from worker import build_worker
 from workflows.phase import PhaseWorkflow
 
 

@@ -15,7 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from worker import WORKFLOWS
+from runtime.plugin import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 

@@ -22,10 +22,10 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Replayer, Worker
 
+from runtime.plugin import WORKFLOWS
 from runtime.settings import Settings
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState, WorkstreamState
-from worker import WORKFLOWS
 from workflows import search
 from workflows.phase import PhaseWorkflow
 

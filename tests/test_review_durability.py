@@ -16,10 +16,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from runtime.devserver import headless_server_args
+from runtime.plugin import build_worker
 from runtime.settings import Settings
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState
-from worker import build_worker
 from workflows.phase import PhaseWorkflow
 
 

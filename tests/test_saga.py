@@ -13,10 +13,10 @@ from helpers import cli, git_out, phase, record_of, run_input, start_phase, wait
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.worker import Replayer, Worker
 
+from runtime.plugin import WORKFLOWS
 from runtime.settings import Settings
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState, RunRecord, WorkstreamState
-from worker import WORKFLOWS
 from workflows.phase import PhaseWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 from test_journal import report, rolled_back_chain
 
-from activities.artifacts import ArtifactStore
-from activities.parts import INLINE_LIMIT, by_reference
+from activities.lib.artifacts import ArtifactStore
+from activities.lib.parts import INLINE_LIMIT, by_reference
 from runtime.settings import Settings
 from schemas.run import PhaseState, RunRecord
 from workflows.phase import PhaseWorkflow

@@ -17,7 +17,8 @@ from workflows.ids import IdFactory
 from workflows.steps import QUICK, Steps
 
 with workflow.unsafe.imports_passed_through():
-    from activities.parts import PartActivities, pack_lines
+    from activities.lib.parts import pack_lines
+    from activities.parts import PartActivities
     from schemas.base import ArtifactRef
     from schemas.events import EventType, RunEvent
     from schemas.journal import JournalRecord, LedgerMove

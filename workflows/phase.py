@@ -31,7 +31,7 @@ from workflows.slots import Slots
 from workflows.steps import QUICK, Steps
 
 with workflow.unsafe.imports_passed_through():
-    from activities.parts import split
+    from activities.lib.parts import split
     from activities.planning import PlanningActivities
     from activities.workspace import WorkspaceActivities
     from schemas.base import ArtifactRef

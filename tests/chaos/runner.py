@@ -30,7 +30,7 @@ from typing import IO, Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.artifacts import ArtifactStore
+from activities.lib.artifacts import ArtifactStore
 from runtime.commands import _import_patch_files
 from runtime.devserver import headless_server_args
 from runtime.settings import temporal_binary

@@ -6,12 +6,12 @@ patch is the same for every tool and lives in activities/tools.py.
 
 from __future__ import annotations
 
-from activities.adapters.aider import AiderAdapter
-from activities.adapters.base import Adapter, ToolContext, ToolEnd
-from activities.adapters.claude import ClaudeAdapter
-from activities.adapters.codex import CodexAdapter
-from activities.adapters.patch import PatchAdapter
-from activities.adapters.shell import ShellAdapter
+from activities.lib.adapters.aider import AiderAdapter
+from activities.lib.adapters.base import Adapter, ToolContext, ToolEnd
+from activities.lib.adapters.claude import ClaudeAdapter
+from activities.lib.adapters.codex import CodexAdapter
+from activities.lib.adapters.patch import PatchAdapter
+from activities.lib.adapters.shell import ShellAdapter
 
 ADAPTERS: dict[str, Adapter] = {
     "shell": ShellAdapter(),

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from activities.adapters.ai import (
+from activities.lib.adapters.ai import (
     api_failure,
     check_context,
     compose_prompt,
     run_cli,
     timed_out,
 )
-from activities.adapters.base import ToolContext, ToolEnd
-from activities.adapters.models import priced
+from activities.lib.adapters.base import ToolContext, ToolEnd
+from activities.lib.adapters.models import priced
 from schemas.tools import ToolUsage
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from activities.adapters.ai import (
+from activities.lib.adapters.ai import (
     api_failure,
     check_context,
     compose_prompt,
@@ -19,8 +19,8 @@ from activities.adapters.ai import (
     timed_out,
     write_private,
 )
-from activities.adapters.base import ToolContext, ToolEnd
-from activities.adapters.models import priced
+from activities.lib.adapters.base import ToolContext, ToolEnd
+from activities.lib.adapters.models import priced
 from schemas.tools import ToolUsage
 
 _COST = re.compile(r"Cost: \$([0-9.]+) message, \$([0-9.]+) session")

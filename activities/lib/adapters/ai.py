@@ -9,10 +9,10 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.adapters.base import ToolContext, ToolEnd
-from activities.adapters.models import model_info
-from activities.feedback import render_feedback
-from activities.process import ProcessResult, run_process
+from activities.lib.adapters.base import ToolContext, ToolEnd
+from activities.lib.adapters.models import model_info
+from activities.lib.feedback import render_feedback
+from activities.lib.process import ProcessResult, run_process
 from schemas.globs import matches_any
 
 #: API failures worth another try (the activity's retry policy makes it); the rest are final.

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from activities.artifacts import ArtifactStore
-from activities.git import Git
+from activities.lib.artifacts import ArtifactStore
+from activities.lib.git import Git
 
 
 class StateDir:

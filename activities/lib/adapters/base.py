@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from activities.artifacts import ArtifactStore
-from activities.git import Git
+from activities.lib.artifacts import ArtifactStore
+from activities.lib.git import Git
 from schemas.tools import ToolReason, ToolRunInput, ToolUsage
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from temporalio.exceptions import ApplicationError
 
-from activities.adapters.base import ToolContext, ToolEnd
-from activities.process import exit_description, run_process
+from activities.lib.adapters.base import ToolContext, ToolEnd
+from activities.lib.process import exit_description, run_process
 
 
 class ShellAdapter:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from activities.artifacts import ArtifactStore
-from activities.parts import MEDIA_TYPE, pack_lines
+from activities.lib.artifacts import ArtifactStore
+from activities.lib.parts import MEDIA_TYPE, pack_lines
 from schemas.base import ArtifactRef
 from schemas.events import RunEvent
 from schemas.journal import JournalRecord, LedgerMove

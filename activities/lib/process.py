@@ -21,7 +21,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.redact import redact, redact_file, secret_values
+from activities.lib.redact import redact, redact_file, secret_values
 from schemas.spec import Command
 
 TAIL_BYTES = 4096

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from temporalio.exceptions import ApplicationError
 
-from activities.adapters.base import ToolContext, ToolEnd
-from activities.patches import apply_patch
+from activities.lib.adapters.base import ToolContext, ToolEnd
+from activities.lib.git import apply_patch
 
 
 class PatchAdapter:

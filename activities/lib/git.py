@@ -159,3 +159,35 @@ async def open_repository(path: str | Path) -> Git:
 
 def objects_dir(repo: Git) -> Path:
     return repo.git_dir / "objects"
+
+
+async def checkout(repo: Git, sha: str, path: Path) -> Git:
+    """A standalone repository at ``path`` whose branch ``uet`` and work tree are at ``sha``."""
+    await run_git("init", "--quiet", "--template=", "--initial-branch=uet", str(path), cwd=path)
+    alternates = path / ".git" / "objects" / "info" / "alternates"
+    alternates.parent.mkdir(parents=True, exist_ok=True)
+    alternates.write_text(f"{objects_dir(repo)}\n")
+    local = Git(git_dir=path / ".git", work_tree=path)
+    await local.update_ref("refs/heads/uet", sha)
+    await local.run("reset", "--quiet", "--hard", "refs/heads/uet")
+    return local
+
+
+async def resolve_commit(repo: Git, rev: str) -> str | None:
+    return await repo.rev_parse(f"{rev}^{{commit}}")
+
+
+async def apply_patch(git: Git, patch: Path, *, target: str, what: str) -> str:
+    """Apply ``patch`` with ``git apply <target>`` (``--cached`` or ``--index``); git's output.
+
+    A patch that does not apply never will: a non-retryable ``PatchDoesNotApply``.
+    """
+    result = await git.run("apply", target, "--whitespace=nowarn", str(patch), check=False)
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    if result.returncode != 0:
+        raise ApplicationError(
+            f"{what} does not apply: {output.strip()[:500]}",
+            type="PatchDoesNotApply",
+            non_retryable=True,
+        )
+    return output

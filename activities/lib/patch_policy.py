@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from activities.patch_parse import ParsedPatch
+from activities.lib.patch_parse import ParsedPatch
 from schemas.globs import matches_any
 from schemas.patch import FileChange, PatchArtifact, PatchProblem, ValidationReport
 from schemas.spec import FileScope, PatchPolicy

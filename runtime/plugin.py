@@ -1,0 +1,71 @@
+"""A uet worker's wiring, as a temporalio plugin: its workflows, its activities (bound to the
+state dir), the sandbox it runs workflows in. ``build_worker`` and ``serve`` are what
+``uet worker``, ``uet run``'s in-process worker, the tests and the benches all use."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.lib.state_dir import StateDir
+from activities.registry import all_activities
+from runtime.connect import connect, target_from_env
+from runtime.settings import Settings
+from workflows.phase import PhaseWorkflow
+from workflows.rollback import RollbackWorkflow
+from workflows.workstream import WorkstreamWorkflow
+
+WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow, RollbackWorkflow]
+#: The log pipeline (structlog, rich tracebacks and the pygments they highlight with) runs
+#: inside the sandbox when a workflow logs: re-imported there, rich touches os.path and a
+#: failed activation could not even be logged, and every lazily imported pygments module
+#: warned "imported after initial workflow load".
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "rich", "structlog", "pygments"
+    )
+)
+
+
+class UetPlugin(SimplePlugin):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            "uet",
+            workflows=WORKFLOWS,
+            activities=all_activities(StateDir(settings.home)),
+            # A runner given to the worker itself (a test's, say) wins.
+            workflow_runner=lambda given: given or SANDBOX,
+        )
+
+
+def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
+    return Worker(
+        client, task_queue=settings.task_queue, plugins=[UetPlugin(settings)], **options
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """A worker until SIGINT or SIGTERM."""
+    target = target_from_env()
+    client = await connect(target, timeout_s=30)
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log = logging.getLogger("uet.worker")
+        log.setLevel(logging.INFO)  # this one line even where uet logs warnings only
+        log.info(
+            f"worker started: task queue {settings.task_queue!r} on {target.address} "
+            f"(namespace {target.namespace}), state dir {settings.home}, pid {os.getpid()}"
+        )
+        await stop.wait()
