@@ -20,16 +20,10 @@ from activities.lib.artifacts import ArtifactStore
 from runtime.commands import _import_patch_files
 from runtime.convert import convert_command
 from runtime.errors import UserError
+from runtime.legacy import DEFAULT_PHASE_ID, LegacyFormatError, Unmapped, convert
+from runtime.legacy.model import is_identifier, normalize_id
 from runtime.settings import Settings
 from runtime.specfile import load_spec
-from schemas.legacy import (
-    DEFAULT_PHASE_ID,
-    LegacyFormatError,
-    Unmapped,
-    convert,
-    is_identifier,
-    normalize_id,
-)
 from schemas.run import PhaseState, WorkstreamState
 from schemas.spec_check import check_spec
 
