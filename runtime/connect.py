@@ -6,12 +6,16 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.service import RPCError, RPCStatusCode
 
 from runtime.errors import ExitCode, UserError
 from runtime.settings import DEFAULT_ADDRESS, is_loopback
+from schemas.refs import workflow_id
+from schemas.run import RunRecord
+from workflows.phase import PhaseWorkflow
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,6 @@ async def connect(target: Target, timeout_s: float = 5.0) -> Client:
 
 async def check_namespace(client: Client) -> None:
     from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-    from temporalio.service import RPCError, RPCStatusCode
 
     try:
         await client.workflow_service.describe_namespace(
@@ -86,3 +89,31 @@ async def connect_existing(target: Target) -> Client:
         ) from None
     await check_namespace(client)
     return client
+
+
+async def client() -> Client:
+    """A client of the server the environment names (which must be up already)."""
+    return await connect_existing(target_from_env())
+
+
+def phase_handle(client: Client, run_id: str) -> WorkflowHandle[Any, RunRecord]:
+    """A run's phase workflow: the latest execution of ``uet-<run_id>``."""
+    return client.get_workflow_handle_for(PhaseWorkflow.run, workflow_id(run_id))
+
+
+async def ended(handle: WorkflowHandle[Any, RunRecord]) -> str | None:
+    """How the phase workflow ended, or None while it runs."""
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        raise UserError(
+            f"run {handle.id.removeprefix('uet-')}: {exc.message}; `uet runs` lists the runs"
+        ) from None
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        return None
+    return description.status.name.lower() if description.status else "closed"
+
+
+async def until_closed(handle: WorkflowHandle[Any, RunRecord]) -> None:
+    while await ended(handle) is None:
+        await asyncio.sleep(0.5)

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from temporalio.exceptions import ApplicationError
 
+from activities.lib.artifacts import ArtifactStore
 from runtime.errors import UserError
+from schemas.base import ArtifactRef
 from schemas.spec import PhaseSpec
 from schemas.spec_check import PathPart, Problem, check_spec
 
@@ -174,3 +177,21 @@ def _compose_quietly(text: str) -> yaml.Node | None:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return None
+
+
+def import_patch_files(loaded: LoadedSpec, store: ArtifactStore) -> dict[str, ArtifactRef]:
+    """Ready patches travel as artifact references, so workers never read the spec's folder."""
+    refs = {}
+    for ws in loaded.spec.workstreams:
+        if ws.execution_request.tool_id == "patch" and ws.execution_request.patch_file:
+            source = loaded.directory / ws.execution_request.patch_file
+            try:
+                refs[ws.workstream_id] = store.put_file(source, "text/x-diff")
+            except ApplicationError as exc:  # DiskFull
+                raise UserError(f"{ws.workstream_id}: patch_file {source}: {exc.message}") from None
+            except OSError as exc:
+                raise UserError(
+                    f"{ws.workstream_id}: cannot store patch_file {source} in {store.root} "
+                    f"({exc.strerror or exc}); check UET_HOME and the file's permissions"
+                ) from None
+    return refs

@@ -25,9 +25,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.lib.artifacts import ArtifactStore
+from runtime.cli import main
 from runtime.settings import Settings
 from schemas.run import PhaseState
-from starter import main
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_TOOL = "phase_id: P\nworkstreams:\n  - {workstream_id: a, execution_request: {command: x}}\n"

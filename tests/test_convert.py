@@ -17,13 +17,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.lib.artifacts import ArtifactStore
-from runtime.commands import _import_patch_files
-from runtime.convert import convert_command
+from runtime.cli.phase_files import convert as convert_command
 from runtime.errors import UserError
 from runtime.legacy import DEFAULT_PHASE_ID, LegacyFormatError, Unmapped, convert
 from runtime.legacy.model import is_identifier, normalize_id
 from runtime.settings import Settings
-from runtime.specfile import load_spec
+from runtime.specfile import import_patch_files, load_spec
 from schemas.run import PhaseState, WorkstreamState
 from schemas.spec_check import check_spec
 
@@ -536,7 +535,7 @@ async def test_converted_samples_run_on_the_demo_repo(
     for ws in loaded.spec.workstreams:
         ws.review = "never"  # a broken sample fails the run at once instead of awaiting a review
     input = run_input(loaded.spec, repo)
-    input.patch_files = _import_patch_files(loaded, ArtifactStore(settings.home / "artifacts"))
+    input.patch_files = import_patch_files(loaded, ArtifactStore(settings.home / "artifacts"))
 
     record = await run_phase(client, settings, input)
 

@@ -37,10 +37,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.lib.process import ProcessResult, missing_program
+from runtime.cli import parser
 from runtime.plugin import SANDBOX, build_worker
 from runtime.settings import Settings
 from schemas.run import PhaseState, RunOptions, WorkstreamState
-from starter import parser
 from workflows.phase import PhaseWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from activities.lib.planning import plan_phase
+from runtime.cli import main
 from schemas.spec import PhaseSpec
-from starter import main
 
 
 def spec(edges: dict[str, list[str]], max_parallel: int = 4, **durations: float) -> PhaseSpec:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from starter import main
+from runtime.cli import main
 
 VALID = """\
 phase_id: PH-OK

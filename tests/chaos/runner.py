@@ -31,10 +31,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.lib.artifacts import ArtifactStore
-from runtime.commands import _import_patch_files
 from runtime.devserver import headless_server_args
 from runtime.settings import temporal_binary
-from runtime.specfile import load_spec
+from runtime.specfile import import_patch_files, load_spec
 from schemas.refs import child_workflow_id, workflow_id
 from schemas.run import RunInput, RunOptions, RunRecord, WorkstreamState
 from workflows.phase import PhaseWorkflow
@@ -204,7 +203,7 @@ def run_input_for(spec_path: Path, repo: Path, home: Path, heartbeat_timeout_s: 
     from ulid import ULID
 
     loaded = load_spec(spec_path)
-    patch_files = _import_patch_files(loaded, ArtifactStore(home / "artifacts"))
+    patch_files = import_patch_files(loaded, ArtifactStore(home / "artifacts"))
     return RunInput(
         run_id=str(ULID()), phase=loaded.spec, repo_path=str(Path(repo).resolve()),
         patch_files=patch_files,

@@ -1,38 +1,37 @@
-"""`uet validate`, `uet plan` and `uet run`: from a phase file to a run, followed to its end."""
+"""`uet run`: validate locally, connect (or start the embedded server), start the phase and
+follow it to its end — each workstream's state, fix attempts and reviews as they happen."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import functools
 import sys
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from ulid import ULID
 
 from activities.lib.artifacts import ArtifactStore
 from activities.lib.parts import by_reference
-from activities.lib.planning import plan_phase
 from runtime import devserver
+from runtime.cli.base import SPEC_HELP, command, duration
 from runtime.connect import check_namespace, target_from_env
-from runtime.errors import ExitCode, UserError
+from runtime.errors import ExitCode
 from runtime.output import emit_json, err, ui_link
 from runtime.plugin import build_worker
 from runtime.progress import ProgressPrinter
 from runtime.records import final_record
 from runtime.repository import check_repo, work_tree_state
 from runtime.settings import Settings
-from runtime.specfile import LoadedSpec, load_spec
+from runtime.specfile import import_patch_files, load_spec
 from runtime.workers import quiet_expected_activity_failures
-from schemas.base import ArtifactRef
 from schemas.events import RunEvent
 from schemas.refs import child_workflow_id, workflow_id
 from schemas.run import PhaseState, RunInput, RunOptions, RunRecord, WorkstreamState
@@ -41,52 +40,62 @@ from workflows import search
 from workflows.phase import PhaseWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
-# -- validate / plan ---------------------------------------------------------------------------
 
-
-def validate(spec_path: str) -> int:
-    loaded = load_spec(spec_path)
-    the_plan = plan_phase(loaded.spec)
-    spec = loaded.spec
-    print(
-        f"{spec_path}: ok — phase {spec.phase_id}, {len(spec.workstreams)} workstreams in "
-        f"{len(the_plan.waves)} waves, max_parallel {spec.max_parallel}"
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = command(
+        sub,
+        "run",
+        run,
+        "run a phase on Temporal and follow it to its end",
+        [
+            "uet run phase.yaml --repo ./myrepo",
+            "uet run phase.yaml --repo ./myrepo --detach",
+            "uet run phase.yaml --repo ./myrepo --no-review --json > record.json",
+        ],
     )
-    return ExitCode.COMPLETED
-
-
-def plan(spec_path: str, as_json: bool) -> int:
-    spec = load_spec(spec_path).spec
-    the_plan = plan_phase(spec)
-    if as_json:
-        emit_json(the_plan.model_dump(mode="json"))
-        return ExitCode.COMPLETED
-    weighted = any(ws.estimated_duration_s for ws in spec.workstreams)
-    unit = "s" if weighted else " workstreams"
-    print(f"{spec.phase_id}: {len(spec.workstreams)} workstreams, {len(the_plan.waves)} waves, "
-          f"max_parallel {spec.max_parallel}")  # fmt: skip
-    for number, wave in enumerate(the_plan.waves, start=1):
-        print(f"  wave {number}: {', '.join(wave)}")
-    print(f"critical path: {' -> '.join(the_plan.critical_path)} "
-          f"({the_plan.critical_path_s:g}{unit})")  # fmt: skip
-    print(f"speedup bound: {the_plan.speedup_bound:g}x over running them one by one "
-          f"(total {the_plan.total_work_s:g}{unit})")  # fmt: skip
-    return ExitCode.COMPLETED
-
-
-# -- run ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    spec_path: str
-    repo: str
-    as_json: bool = False
-    detach: bool = False
-    no_worker: bool = False
-    heartbeat_timeout_s: float = 30.0
-    review_timeout_s: float | None = None  # overrides the phase's review_timeout_s
-    no_review: bool | None = None  # None: decided by whether anyone can answer (a terminal)
+    s.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    s.add_argument(
+        "--repo",
+        required=True,
+        metavar="DIR",
+        help="the git repository to work on (never touched but under uet/ refs)",
+    )
+    s.add_argument(
+        "--json", dest="as_json", action="store_true", help="print the run record as JSON on stdout"
+    )
+    s.add_argument(
+        "--detach",
+        action="store_true",
+        help="start the run (and a background worker if none runs) and return",
+    )
+    s.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="run no worker in this process: rely on workers running elsewhere",
+    )
+    s.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how fast a dead worker's activities move elsewhere (default 30)",
+    )
+    reviews = s.add_mutually_exclusive_group()
+    reviews.add_argument(
+        "--review-timeout",
+        type=duration,
+        metavar="DURATION",
+        help="how long a review may wait for a person (90s, 30m, 2h, 1d), then the phase's "
+        "on_review_timeout decides; overrides review_timeout_s",
+    )
+    reviews.add_argument(
+        "--no-review",
+        action="store_true",
+        default=None,
+        help="nobody answers reviews: a failing workstream fails instead of asking, approval "
+        "and budget reviews are rejected (the default when stdin is not a terminal and the "
+        "phase sets no review_timeout_s)",
+    )
 
 
 class Interrupted(Exception):
@@ -106,22 +115,33 @@ class Interrupted(Exception):
             )
         else:
             then = f"the other workers go on with it; `uet cancel {self.run_id}` stops it"
-        return [f"interrupted; run {self.run_id} stays open in Temporal — {then}",
-                f"`uet status {self.run_id}` shows where it is"]  # fmt: skip
+        return [
+            f"interrupted; run {self.run_id} stays open in Temporal — {then}",
+            f"`uet status {self.run_id}` shows where it is",
+        ]
 
 
-async def run(request: RunRequest) -> int:
+async def run(
+    spec: str,
+    repo: str,
+    as_json: bool,
+    detach: bool,
+    no_worker: bool,
+    heartbeat_timeout: float,
+    review_timeout: float | None,
+    no_review: bool | None,
+) -> int:
     settings = Settings.from_env()
-    loaded = load_spec(request.spec_path)
-    repo_path = await check_repo(request.repo, loaded.spec.base_ref)
+    loaded = load_spec(spec)
+    repo_path = await check_repo(repo, loaded.spec.base_ref)
     await _note_uncommitted(repo_path, loaded.spec.base_ref)
     devserver.ensure_writable(settings.home)
     store = ArtifactStore(settings.home / "artifacts")
-    patch_files = _import_patch_files(loaded, store)
-    spec = loaded.spec
-    if request.review_timeout_s is not None:
-        spec = spec.model_copy(update={"review_timeout_s": request.review_timeout_s})
-    no_review = _no_review(request, spec)
+    patch_files = import_patch_files(loaded, store)
+    phase = loaded.spec
+    if review_timeout is not None:
+        phase = phase.model_copy(update={"review_timeout_s": review_timeout})
+    nobody = _no_review(no_review, detach, phase)
     target = target_from_env()
     client, started_server = await devserver.connect_or_start(settings, target)
     if started_server:
@@ -132,13 +152,13 @@ async def run(request: RunRequest) -> int:
     run_id = str(ULID())
     run_input = RunInput(
         run_id=run_id,
-        phase=spec,
+        phase=phase,
         repo_path=str(repo_path),
         patch_files=patch_files,
         options=RunOptions(
-            heartbeat_timeout_s=request.heartbeat_timeout_s,
+            heartbeat_timeout_s=heartbeat_timeout,
             search_attributes=attributes_ok,
-            no_review=no_review,
+            no_review=nobody,
         ),
     )
     run_input = by_reference(run_input, store)  # a large phase travels as artifact parts
@@ -148,48 +168,48 @@ async def run(request: RunRequest) -> int:
         run_input,
         id=workflow_id(run_id),
         task_queue=settings.task_queue,
-        search_attributes=_run_search_attributes(run_id, spec.phase_id) if attributes_ok else None,
-        static_summary=f"{spec.phase_id}: {spec.title}" if spec.title else spec.phase_id,
+        search_attributes=_run_search_attributes(run_id, phase.phase_id) if attributes_ok else None,
+        static_summary=f"{phase.phase_id}: {phase.title}" if phase.title else phase.phase_id,
     )
-    if request.detach:
-        if not request.no_worker and devserver.start_background_worker(settings):
+    if detach:
+        if not no_worker and devserver.start_background_worker(settings):
             # Else nobody would execute the run.
             err.print(devserver.left_running(settings, "worker"))
         handle = await start()
         err.print(f"started run [bold]{run_id}[/] — {ui_link(settings, target, handle.id)}")
-        _say_how_reviews_go(spec, no_review, request, detached=True)
-        if request.as_json:
-            emit_json(_initial_record(run_id, handle.id, spec.phase_id))
+        _say_how_reviews_go(phase, nobody, explicit=no_review is not None, detached=True)
+        if as_json:
+            emit_json(_initial_record(run_id, handle.id, phase.phase_id))
         else:
             print(run_id)
         return ExitCode.COMPLETED
 
-    in_process = None if request.no_worker else build_worker(client, settings)
+    in_process = None if no_worker else build_worker(client, settings)
     if in_process is not None:
         quiet_expected_activity_failures()
     async with in_process or contextlib.nullcontext():
         handle = await start()
         link = ui_link(settings, target, handle.id)
-        err.print(f"run [bold]{run_id}[/] of phase {spec.phase_id} — {link}")
-        _say_how_reviews_go(spec, no_review, request, detached=False)
-        if spec.scheduling == "eager":
+        err.print(f"run [bold]{run_id}[/] of phase {phase.phase_id} — {link}")
+        _say_how_reviews_go(phase, nobody, explicit=no_review is not None, detached=False)
+        if phase.scheduling == "eager":
             err.print(
                 "eager scheduling: each workstream starts once its dependencies are "
                 "integrated; each integration is a numbered step"
             )
         try:
-            return await _follow(client, handle, link, request.as_json)
+            return await _follow(client, handle, link, as_json)
         except asyncio.CancelledError:
             raise Interrupted(run_id, own_worker=in_process is not None) from None
 
 
-def _no_review(request: RunRequest, spec: PhaseSpec) -> bool:
+def _no_review(given: bool | None, detach: bool, spec: PhaseSpec) -> bool:
     """Whether nobody answers this run's reviews. Unless told, a foreground run whose standard
     input is not a terminal (CI, cron, a pipe) does not wait for a person who will never come,
     unless the phase bounds the wait itself (review_timeout_s)."""
-    if request.no_review is not None:
-        return request.no_review
-    if request.detach or spec.review_timeout_s is not None or not _may_ask(spec):
+    if given is not None:
+        return given
+    if detach or spec.review_timeout_s is not None or not _may_ask(spec):
         return False
     return not sys.stdin.isatty()
 
@@ -202,17 +222,17 @@ def _may_ask(spec: PhaseSpec) -> bool:
 
 
 def _say_how_reviews_go(
-    spec: PhaseSpec, no_review: bool, request: RunRequest, *, detached: bool
+    spec: PhaseSpec, no_review: bool, *, explicit: bool, detached: bool
 ) -> None:
     """Said once at start, so that a run waiting for a person never looks like a hang."""
     if not _may_ask(spec):
         return
     if no_review:
-        why = "--no-review" if request.no_review else "standard input is not a terminal"
+        why = "--no-review" if explicit else "standard input is not a terminal"
         err.print(
             f"reviews: off ({why}): a workstream that cannot go on fails instead of asking a "
             "person; approval and budget reviews are rejected"
-            + ("" if request.no_review else " (--review-timeout 30m waits for a reviewer)")
+            + ("" if explicit else " (--review-timeout 30m waits for a reviewer)")
         )
         return
     timeout = spec.review_timeout_s
@@ -245,24 +265,6 @@ async def _note_uncommitted(repo: Path, base_ref: str | None) -> None:
             f"[yellow]note:[/] {repo} has uncommitted changes ({state.describe()}); the run "
             f"starts from the commit at {start} and leaves them out (uet never touches them)"
         )
-
-
-def _import_patch_files(loaded: LoadedSpec, store: ArtifactStore) -> dict[str, ArtifactRef]:
-    """Ready patches travel as artifact references, so workers never read the spec's folder."""
-    refs = {}
-    for ws in loaded.spec.workstreams:
-        if ws.execution_request.tool_id == "patch" and ws.execution_request.patch_file:
-            source = loaded.directory / ws.execution_request.patch_file
-            try:
-                refs[ws.workstream_id] = store.put_file(source, "text/x-diff")
-            except ApplicationError as exc:  # DiskFull
-                raise UserError(f"{ws.workstream_id}: patch_file {source}: {exc.message}") from None
-            except OSError as exc:
-                raise UserError(
-                    f"{ws.workstream_id}: cannot store patch_file {source} in {store.root} "
-                    f"({exc.strerror or exc}); check UET_HOME and the file's permissions"
-                ) from None
-    return refs
 
 
 async def _ensure_search_attributes(client: Client, embedded: bool) -> bool:
@@ -312,9 +314,11 @@ def _initial_record(run_id: str, wf_id: str, phase_id: str) -> dict[str, Any]:
     from schemas.refs import integration_branch
 
     record = RunRecord(
-        run_id=run_id, workflow_id=wf_id, phase_id=phase_id,
+        run_id=run_id,
+        workflow_id=wf_id,
+        phase_id=phase_id,
         integration_branch=integration_branch(run_id),
-    )  # fmt: skip
+    )
     return record.model_dump(mode="json")
 
 
@@ -360,11 +364,14 @@ async def run_events(
     answers = await asyncio.gather(
         ask(handle.query(PhaseWorkflow.noteworthy_events)),
         *(
-            ask(client.get_workflow_handle_for(WorkstreamWorkflow.run, c).query(
-                WorkstreamWorkflow.events))
+            ask(
+                client.get_workflow_handle_for(WorkstreamWorkflow.run, c).query(
+                    WorkstreamWorkflow.events
+                )
+            )
             for c in running
         ),
-    )  # fmt: skip
+    )
     return [event for answer in answers for event in answer]
 
 
@@ -374,13 +381,15 @@ def _print_summary(record: RunRecord, link: str, elapsed_s: float) -> None:
         counts[entry.status] = counts.get(entry.status, 0) + 1
     tally = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     colour = "green" if record.status == PhaseState.COMPLETED else "bold red"
-    err.print(f"run [bold]{record.run_id}[/] [{colour}]{record.status}[/] in {elapsed_s:.1f}s "
-              f"({tally})")  # fmt: skip
+    err.print(
+        f"run [bold]{record.run_id}[/] [{colour}]{record.status}[/] in {elapsed_s:.1f}s ({tally})"
+    )
     if record.reason:
         err.print(f"  reason: {record.reason}")
     if record.cost_usd_total:
-        costly = ", ".join(f"{w} ${s.cost_usd:.4f}" for w, s in record.workstreams.items()
-                           if s.cost_usd)  # fmt: skip
+        costly = ", ".join(
+            f"{w} ${s.cost_usd:.4f}" for w, s in record.workstreams.items() if s.cost_usd
+        )
         err.print(f"  cost: ${record.cost_usd_total:.4f} ({costly})")
     head = record.head_sha[:12] if record.head_sha else "-"
     err.print(f"  integration branch: {record.integration_branch} @ {head}")

@@ -1,12 +1,8 @@
-"""``uet convert``: legacy UET workstream files (JSON) → one phase file (YAML), then the real
-validator on what was written.
-
-The mapping itself is pure and lives in ``runtime/legacy/`` (it documents the legacy format),
-with the YAML it is written as; this module reads the files, writes the YAML and reports.
-"""
+"""`uet validate`, `uet plan` and `uet convert`: phase files before anything runs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -15,14 +11,96 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from activities.lib.planning import plan_phase
+from runtime.cli.base import SPEC_HELP, command
 from runtime.errors import ExitCode, UserError
-from runtime.legacy import DEFAULT_PHASE_ID, LegacyFormatError, convert
+from runtime.legacy import DEFAULT_PHASE_ID, LegacyFormatError
+from runtime.legacy import convert as convert_legacy
 from runtime.legacy.render import render_yaml
+from runtime.output import emit_json
 from runtime.specfile import load_spec
 
 
-def convert_command(
-    paths: list[str],
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = command(
+        sub,
+        "validate",
+        validate,
+        "check a phase file; every problem, one per line",
+        ["uet validate phase.yaml"],
+    )
+    s.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+
+    s = command(
+        sub,
+        "plan",
+        plan,
+        "waves, critical path and speedup bound of a phase",
+        ["uet plan phase.yaml", "uet plan phase.yaml --json | jq .waves"],
+    )
+    s.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    s.add_argument(
+        "--json", dest="as_json", action="store_true", help="print the plan as JSON on stdout"
+    )
+
+    s = command(
+        sub,
+        "convert",
+        convert,
+        "legacy UET workstream JSON files → one phase file (YAML)",
+        [
+            "uet convert legacy/ -o phase.yaml",
+            "uet convert a.json b.json -o phase.yaml --phase-id PH-7 --force",
+        ],
+    )
+    s.add_argument(
+        "legacy",
+        nargs="+",
+        metavar="LEGACY_DIR_OR_FILE",
+        help="legacy JSON files, or directories (their *.json, sorted)",
+    )
+    s.add_argument("-o", "--output", required=True, help="the phase file to write (.yaml)")
+    s.add_argument("--phase-id", help="default: the files' phase_id or name, else PH-LEGACY")
+    s.add_argument("--title", help="default: the files' title, name or description")
+    s.add_argument("--force", action="store_true", help="replace an existing output file")
+
+
+def validate(spec: str) -> int:
+    phase = load_spec(spec).spec
+    the_plan = plan_phase(phase)
+    print(
+        f"{spec}: ok — phase {phase.phase_id}, {len(phase.workstreams)} workstreams in "
+        f"{len(the_plan.waves)} waves, max_parallel {phase.max_parallel}"
+    )
+    return ExitCode.COMPLETED
+
+
+def plan(spec: str, as_json: bool) -> int:
+    phase = load_spec(spec).spec
+    the_plan = plan_phase(phase)
+    if as_json:
+        emit_json(the_plan.model_dump(mode="json"))
+        return ExitCode.COMPLETED
+    weighted = any(ws.estimated_duration_s for ws in phase.workstreams)
+    unit = "s" if weighted else " workstreams"
+    print(
+        f"{phase.phase_id}: {len(phase.workstreams)} workstreams, {len(the_plan.waves)} waves, "
+        f"max_parallel {phase.max_parallel}"
+    )
+    for number, wave in enumerate(the_plan.waves, start=1):
+        print(f"  wave {number}: {', '.join(wave)}")
+    print(
+        f"critical path: {' -> '.join(the_plan.critical_path)} ({the_plan.critical_path_s:g}{unit})"
+    )
+    print(
+        f"speedup bound: {the_plan.speedup_bound:g}x over running them one by one "
+        f"(total {the_plan.total_work_s:g}{unit})"
+    )
+    return ExitCode.COMPLETED
+
+
+def convert(
+    legacy: list[str],
     output: str,
     phase_id: str | None = None,
     title: str | None = None,
@@ -34,7 +112,7 @@ def convert_command(
     be fixed); input problems (missing or malformed files, an existing output without ``force``)
     raise UserError.
     """
-    sources = _inputs(paths)
+    sources = _inputs(legacy)
     out = Path(output)
     _check_output(out, sources, force)
     bundles = [(str(path), _read_json(path)) for path in sources]
@@ -48,7 +126,7 @@ def convert_command(
         return Path(os.path.relpath(target, os.path.abspath(out.parent))).as_posix()
 
     try:
-        conversion = convert(bundles, phase_id, title, rebase_path=rebase)
+        conversion = convert_legacy(bundles, phase_id, title, rebase_path=rebase)
     except LegacyFormatError as exc:
         raise UserError(str(exc)) from None
     if not conversion.phase["workstreams"]:

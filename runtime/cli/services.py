@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 
 from runtime import devserver
+from runtime.cli.base import command
 from runtime.connect import Target, connect, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.output import err, out
 from runtime.plugin import serve
 from runtime.settings import Settings, is_loopback
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = command(
+        sub,
+        "server",
+        server,
+        "the embedded Temporal server: foreground, start, stop or status",
+        ["uet server", "uet server start", "uet server status", "uet server stop"],
+    )
+    s.add_argument(
+        "action",
+        nargs="?",
+        choices=["start", "stop", "status"],
+        help="start: in the background; stop: end it and the background worker; "
+        "status: what runs (default: run it in the foreground)",
+    )
+    command(
+        sub,
+        "worker",
+        worker,
+        "run a worker in the foreground (same as python worker.py)",
+        ["uet worker", "TEMPORAL_ADDRESS=temporal:7233 uet worker"],
+    )
 
 
 def server(action: str | None) -> int:
@@ -43,8 +69,9 @@ async def _start(settings: Settings) -> int:
         )
     if devserver.is_running(settings, "server"):
         pid = devserver.read_pid(settings, "server")
-        out.print(f"the embedded Temporal server is already running (pid {pid}) on "
-                  f"{target.address}")  # fmt: skip
+        out.print(
+            f"the embedded Temporal server is already running (pid {pid}) on {target.address}"
+        )
         return ExitCode.COMPLETED
     _, started = await devserver.connect_or_start(settings, target)
     if not started:
