@@ -42,9 +42,13 @@ class PatchActivities:
             integrated=self._integrated(input.run_history),
         )
         report = validate(
-            parsed, len(data), input.scope, input.policy, history,
+            parsed,
+            len(data),
+            input.scope,
+            input.policy,
+            history,
             extra_protected=self._state_dir_patterns(input.repo_path),
-        )  # fmt: skip
+        )
         artifact = PatchArtifact(
             patch_id=input.patch_id,
             sha256=input.patch.sha256,

@@ -29,9 +29,10 @@ class SagaActivities:
                 return CompensateResult(step_id=step.step_id, done=True, detail="already there")
             await repo.update_ref(step.ref, step.to_sha)
             return CompensateResult(
-                step_id=step.step_id, done=True,
+                step_id=step.step_id,
+                done=True,
                 detail=f"{step.ref} {str(current)[:12]} -> {step.to_sha[:12]}",
-            )  # fmt: skip
+            )
         if step.kind == "delete_ref":
             assert step.ref
             if await repo.rev_parse(step.ref) is None:
@@ -67,9 +68,12 @@ class SagaActivities:
             }
         )
         result = await run_process(
-            step.command, cwd=tree, env=env, timeout_s=input.timeout_s,
+            step.command,
+            cwd=tree,
+            env=env,
+            timeout_s=input.timeout_s,
             log_path=scratch / "compensation.log",
-        )  # fmt: skip
+        )
         if result.exit_code != 0:
             what = "timed out" if result.timed_out else f"exited with {result.exit_code}"
             raise ApplicationError(

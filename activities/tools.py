@@ -17,9 +17,15 @@ from schemas.tools import ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.
 DIFF_FLAGS = (
-    "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-textconv",
-    "--src-prefix=a/", "--dst-prefix=b/", "--no-renames",
-)  # fmt: skip
+    "--binary",
+    "--full-index",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+    "--no-renames",
+)
 
 
 class ToolActivities:
@@ -49,8 +55,9 @@ class ToolActivities:
         else:
             async with self.state.private_index(repo, input.run_id) as index:
                 await index.run("read-tree", input.base_sha)
-                ctx = ToolContext(input, index, env, scratch / "tool.log", self.state.artifacts,
-                                  scratch)  # fmt: skip
+                ctx = ToolContext(
+                    input, index, env, scratch / "tool.log", self.state.artifacts, scratch
+                )
                 end = await adapter.run(ctx)
                 change = await diff_index(index, input.base_sha) if end.ok else (None, [])
         log = self.state.artifacts.put_file(scratch / "tool.log", "text/plain")

@@ -104,9 +104,15 @@ class WorkspaceActivities:
         outcomes = []
         for request in input.merges:
             result = await repo.run(
-                "merge-tree", "--write-tree", "--name-only", "--no-messages", "-z",
-                head, request.commit_sha, check=False,
-            )  # fmt: skip
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                "-z",
+                head,
+                request.commit_sha,
+                check=False,
+            )
             fields = result.stdout.decode("utf-8", "replace").split("\0")
             if result.returncode == 1:
                 # merge-tree is already a 3-way merge (merge-ort, with renames): what it

@@ -105,10 +105,15 @@ def simulate(dag: dict[str, tuple[float, list[str]]], mode: str) -> float:
     now = 0.0
     while len(done) < len(dag):
         ready = sorted(
-            (w for w in dag if w not in done and w not in {r for _, r in running}
-             and all(d in done and done[d] <= now for d in dag[w][1])),
+            (
+                w
+                for w in dag
+                if w not in done
+                and w not in {r for _, r in running}
+                and all(d in done and done[d] <= now for d in dag[w][1])
+            ),
             key=lambda w: (-rest[w], w),
-        )  # fmt: skip
+        )
         for ws in ready[: SLOTS - len(running)]:
             running.append((now + dag[ws][0], ws))
         running.sort()
@@ -119,21 +124,27 @@ def simulate(dag: dict[str, tuple[float, list[str]]], mode: str) -> float:
 
 def spec(dag: dict[str, tuple[float, list[str]]], mode: str) -> Any:
     return phase(
-        scheduling=mode, max_parallel=SLOTS,
+        scheduling=mode,
+        max_parallel=SLOTS,
         defaults={"resilience_policy": {"max_fix_attempts": 0}},
         workstreams=[
-            {"workstream_id": ws, "dependencies": deps, "estimated_duration_s": duration,
-             "execution_request": {"command": f"sleep {duration:.3f}; echo {ws} > {ws}.txt"}}
+            {
+                "workstream_id": ws,
+                "dependencies": deps,
+                "estimated_duration_s": duration,
+                "execution_request": {"command": f"sleep {duration:.3f}; echo {ws} > {ws}.txt"},
+            }
             for ws, (duration, deps) in dag.items()
         ],
-    )  # fmt: skip
+    )
 
 
 def make_repo(path: Path) -> Path:
     path.mkdir(parents=True)
     for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "base"]):
-        subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=path,
-                       check=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=path, check=True
+        )
     return path
 
 
@@ -141,15 +152,20 @@ async def main(scale: float) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter, search_attributes=list(search.ALL),
-        dev_server_log_level="error", dev_server_extra_args=dynamic_config_args(),
-    )  # fmt: skip
+        data_converter=pydantic_data_converter,
+        search_attributes=list(search.ALL),
+        dev_server_log_level="error",
+        dev_server_extra_args=dynamic_config_args(),
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", task_queue="bench", ui_port=0)
         async with build_worker(env.client, settings):
-            for name, dag in (("10 independent", independent(scale)), ("46 mixed", mixed(scale)),
-                              ("skewed", skewed(scale))):  # fmt: skip
+            for name, dag in (
+                ("10 independent", independent(scale)),
+                ("46 mixed", mixed(scale)),
+                ("skewed", skewed(scale)),
+            ):
                 lower, total = bound(dag)
                 for mode in ("waves", "eager"):
                     ideal = simulate(dag, mode)
@@ -159,19 +175,23 @@ async def main(scale: float) -> None:
                     makespan = time.monotonic() - started
                     assert record.status == "completed", record.reason
                     rows.append((name, mode, len(dag), makespan, lower, total, ideal))
-                    print(f"{name:15} {mode:5}  {len(dag):2} ws  makespan {makespan:6.2f}s  "
-                          f"bound {lower:6.2f}s  ratio {makespan / lower:5.2f}x  "
-                          f"(rule's ideal {ideal / lower:4.2f}x; uet adds "
-                          f"{100 * (makespan / ideal - 1):4.1f}%)  "
-                          f"speedup {total / makespan:4.2f}x (of {total / lower:4.2f}x possible)",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"{name:15} {mode:5}  {len(dag):2} ws  makespan {makespan:6.2f}s  "
+                        f"bound {lower:6.2f}s  ratio {makespan / lower:5.2f}x  "
+                        f"(rule's ideal {ideal / lower:4.2f}x; uet adds "
+                        f"{100 * (makespan / ideal - 1):4.1f}%)  "
+                        f"speedup {total / makespan:4.2f}x (of {total / lower:4.2f}x possible)",
+                        flush=True,
+                    )
     await env.shutdown()
     eager = [r for r in rows if r[1] == "eager"]
     worst = max(r[3] / r[4] for r in eager)
     added = max(r[3] / r[6] for r in eager)
-    print(f"summary: eager within {worst:.2f}x of the bound on all three DAGs (target 1.10x); "
-          f"waves up to {max(r[3] / r[4] for r in rows if r[1] == 'waves'):.2f}x; "
-          f"eager's orchestration adds at most {100 * (added - 1):.1f}% to its rule's ideal")
+    print(
+        f"summary: eager within {worst:.2f}x of the bound on all three DAGs (target 1.10x); "
+        f"waves up to {max(r[3] / r[4] for r in rows if r[1] == 'waves'):.2f}x; "
+        f"eager's orchestration adds at most {100 * (added - 1):.1f}% to its rule's ideal"
+    )
 
 
 if __name__ == "__main__":

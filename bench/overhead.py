@@ -34,8 +34,12 @@ from workflows import search  # noqa: E402
 
 
 def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=repo,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-c", "user.name=b", "-c", "user.email=b@b", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
 
 
 def make_repo(path: Path) -> Path:
@@ -59,8 +63,10 @@ def shell_loop(root: Path, n: int) -> float:
     patches.mkdir()
     for i in range(n):
         (patches / f"{i}.diff").write_bytes(patch_for(i))
-    script = (f'for i in $(seq 0 {n - 1}); do git apply --index {patches}/$i.diff && '
-              'git -c user.name=b -c user.email=b@b commit -q -m "ws $i"; done')  # fmt: skip
+    script = (
+        f"for i in $(seq 0 {n - 1}); do git apply --index {patches}/$i.diff && "
+        'git -c user.name=b -c user.email=b@b commit -q -m "ws $i"; done'
+    )
     started = time.monotonic()
     subprocess.run(["sh", "-c", script], cwd=repo, check=True)
     return time.monotonic() - started
@@ -85,24 +91,34 @@ async def round_trips(client, workflow_id: str, n: int) -> tuple[float, float, f
 async def main(n: int) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter, search_attributes=list(search.ALL),
-        dev_server_log_level="error", dev_server_extra_args=dynamic_config_args(),
-    )  # fmt: skip
+        data_converter=pydantic_data_converter,
+        search_attributes=list(search.ALL),
+        dev_server_log_level="error",
+        dev_server_extra_args=dynamic_config_args(),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         loop_s = shell_loop(root, n)
-        print(f"shell loop: {n} x (git apply + git commit) in {loop_s:.2f}s = "
-              f"{1000 * loop_s / n:.1f} ms per workstream", flush=True)  # fmt: skip
+        print(
+            f"shell loop: {n} x (git apply + git commit) in {loop_s:.2f}s = "
+            f"{1000 * loop_s / n:.1f} ms per workstream",
+            flush=True,
+        )
         settings = Settings(home=root / "home", task_queue="bench", ui_port=0)
         store = ArtifactStore(settings.home / "artifacts")
         refs = {f"ws-{i:04d}": store.put_bytes(patch_for(i), "text/x-diff") for i in range(n)}
         async with build_worker(env.client, settings):
             for parallel in (1, 8):
-                spec = phase(max_parallel=parallel, workstreams=[
-                    {"workstream_id": ws, "execution_request": {"tool_id": "patch",
-                                                                "patch_file": f"{ws}.diff"}}
-                    for ws in refs
-                ])  # fmt: skip
+                spec = phase(
+                    max_parallel=parallel,
+                    workstreams=[
+                        {
+                            "workstream_id": ws,
+                            "execution_request": {"tool_id": "patch", "patch_file": f"{ws}.diff"},
+                        }
+                        for ws in refs
+                    ],
+                )
                 input = run_input(spec, make_repo(root / f"repo-{parallel}"))
                 input.patch_files = refs
                 started = time.monotonic()
@@ -111,11 +127,13 @@ async def main(n: int) -> None:
                 assert record.status == "completed", record.reason
                 wft, act, local = await round_trips(env.client, record.workflow_id, n)
                 per_ws = 1000 * uet_s / n
-                print(f"uet max_parallel {parallel}: {uet_s:.2f}s = {per_ws:.1f} ms per workstream"
-                      f" ({per_ws / (1000 * loop_s / n):.1f}x the loop; overhead "
-                      f"{per_ws - 1000 * loop_s / n:.1f} ms); {wft:.1f} workflow tasks and "
-                      f"{act:.1f} activities (+{local:.1f} local) per workstream",
-                      flush=True)  # fmt: skip
+                print(
+                    f"uet max_parallel {parallel}: {uet_s:.2f}s = {per_ws:.1f} ms per workstream"
+                    f" ({per_ws / (1000 * loop_s / n):.1f}x the loop; overhead "
+                    f"{per_ws - 1000 * loop_s / n:.1f} ms); {wft:.1f} workflow tasks and "
+                    f"{act:.1f} activities (+{local:.1f} local) per workstream",
+                    flush=True,
+                )
     await env.shutdown()
 
 

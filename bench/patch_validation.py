@@ -22,10 +22,21 @@ from schemas.spec import FileScope, PatchPolicy
 
 def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
     return subprocess.run(
-        ["git", "-c", "user.name=b", "-c", "user.email=b@b", "-c", "core.hooksPath=/dev/null",
-         *args],
-        cwd=repo, check=True, capture_output=True, input=input,
-    ).stdout  # fmt: skip
+        [
+            "git",
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "-c",
+            "core.hooksPath=/dev/null",
+            *args,
+        ],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        input=input,
+    ).stdout
 
 
 def make_patch(root: Path, files: int, lines: int) -> tuple[Path, bytes]:
@@ -35,8 +46,9 @@ def make_patch(root: Path, files: int, lines: int) -> tuple[Path, bytes]:
     for f in range(files):
         path = repo / "src" / f"pkg{f % 20}" / f"module_{f}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"value_{f}_{n} = compute({n}, 'original text')\n"
-                                for n in range(lines)))  # fmt: skip
+        path.write_text(
+            "".join(f"value_{f}_{n} = compute({n}, 'original text')\n" for n in range(lines))
+        )
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "base")
     for path in (repo / "src").rglob("*.py"):
@@ -69,8 +81,12 @@ def main() -> None:
         repo, patch = make_patch(Path(tmp), args.files, args.lines)
         patch_file = Path(tmp) / "change.diff"
         patch_file.write_bytes(patch)
-        policy = PatchPolicy(max_files_changed=10**6, max_lines_changed=10**9,
-                             max_hunks=10**7, max_patch_bytes=10**10)  # fmt: skip
+        policy = PatchPolicy(
+            max_files_changed=10**6,
+            max_lines_changed=10**9,
+            max_hunks=10**7,
+            max_patch_bytes=10**10,
+        )
         scope = FileScope(allowed_paths=["src/**"], forbidden_paths=["src/secret/**"])
 
         def uet() -> None:
@@ -84,8 +100,10 @@ def main() -> None:
         theirs = best_of(args.repeat, git_check)
     mb = len(patch) / 1e6
     stats = parse_patch(patch).stats
-    print(f"patch: {mb:.1f} MB, {stats.files_changed} files, {stats.hunks} hunks, "
-          f"+{stats.insertions}/-{stats.deletions}")  # fmt: skip
+    print(
+        f"patch: {mb:.1f} MB, {stats.files_changed} files, {stats.hunks} hunks, "
+        f"+{stats.insertions}/-{stats.deletions}"
+    )
     print(f"uet parse+validate: {ours:.3f}s = {mb / ours:.1f} MB/s")
     print(f"git apply --check:  {theirs:.3f}s = {mb / theirs:.1f} MB/s")
     print(

@@ -35,8 +35,11 @@ from runtime.devserver import headless_server_args  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 
 #: What the server says when a history or a payload passes its warning limit.
-WARNING = re.compile(r"history size exceeds warn limit|history count exceeds warn limit|"
-                     r"[Bb]lob (data )?size exceeds", re.I)  # fmt: skip
+WARNING = re.compile(
+    r"history size exceeds warn limit|history count exceeds warn limit|"
+    r"[Bb]lob (data )?size exceeds",
+    re.I,
+)
 #: The server's warning limits (Temporal defaults): 10,240 events and 10 MiB per history.
 WARN_EVENTS, WARN_BYTES = 10_240, 10 * 1024 * 1024
 
@@ -78,17 +81,26 @@ async def main(n: int, waves: int, parallel: int) -> int:
         server_log = root / "server.log"
         server = subprocess.Popen(
             headless_server_args(port, log_level="warn"),
-            stdout=server_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=server_log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         settings = Settings(home=root / "home", task_queue="scale", ui_port=0)
         store = ArtifactStore(settings.home / "artifacts")
         refs = {ws_id(i, width): store.put_bytes(patch_for(i), "text/x-diff") for i in range(n)}
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
-        env.update(TEMPORAL_ADDRESS=f"127.0.0.1:{port}", UET_HOME=str(settings.home),
-                   UET_TASK_QUEUE=settings.task_queue)  # fmt: skip
-        worker = subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
-                                  stdout=(root / "worker.log").open("wb"),
-                                  stderr=subprocess.STDOUT)  # fmt: skip
+        env.update(
+            TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+            UET_HOME=str(settings.home),
+            UET_TASK_QUEUE=settings.task_queue,
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=(root / "worker.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         try:
             client = None
             for _ in range(120):
@@ -98,12 +110,17 @@ async def main(n: int, waves: int, parallel: int) -> int:
                 except Exception:
                     await asyncio.sleep(0.5)
             assert client is not None, "the dev server did not start"
-            spec = phase(max_parallel=parallel, workstreams=[
-                {"workstream_id": ws_id(i, width),
-                 "dependencies": [ws_id(i - width, width)] if i >= width else [],
-                 "execution_request": {"tool_id": "patch", "patch_file": f"{i}.diff"}}
-                for i in range(n)
-            ])  # fmt: skip
+            spec = phase(
+                max_parallel=parallel,
+                workstreams=[
+                    {
+                        "workstream_id": ws_id(i, width),
+                        "dependencies": [ws_id(i - width, width)] if i >= width else [],
+                        "execution_request": {"tool_id": "patch", "patch_file": f"{i}.diff"},
+                    }
+                    for i in range(n)
+                ],
+            )
             input = run_input(spec, make_repo(root / "repo"))
             input.patch_files = refs
             input = by_reference(input, store)  # as `uet run` sends it
@@ -117,22 +134,33 @@ async def main(n: int, waves: int, parallel: int) -> int:
             worker.wait(timeout=30)
             server.terminate()
             server.wait(timeout=30)
-        warnings = [line for line in server_log.read_text(errors="replace").splitlines()
-                    if WARNING.search(line)]  # fmt: skip
+        warnings = [
+            line
+            for line in server_log.read_text(errors="replace").splitlines()
+            if WARNING.search(line)
+        ]
         events = sum(e for e, _ in sizes)
-        print(f"{n} workstreams in {len(record.waves)} waves, max_parallel {parallel}: "
-              f"{record.status} in {wall:.1f}s ({1000 * wall / n:.1f} ms per workstream)")
-        print(f"histories: {len(sizes)}; {events / n:.1f} events per workstream; largest "
-              f"{max(e for e, _ in sizes)} events (warn at {WARN_EVENTS}), "
-              f"{max(b for _, b in sizes) / 2**20:.2f} MiB (warn at {WARN_BYTES / 2**20:.0f})")
+        print(
+            f"{n} workstreams in {len(record.waves)} waves, max_parallel {parallel}: "
+            f"{record.status} in {wall:.1f}s ({1000 * wall / n:.1f} ms per workstream)"
+        )
+        print(
+            f"histories: {len(sizes)}; {events / n:.1f} events per workstream; largest "
+            f"{max(e for e, _ in sizes)} events (warn at {WARN_EVENTS}), "
+            f"{max(b for _, b in sizes) / 2**20:.2f} MiB (warn at {WARN_BYTES / 2**20:.0f})"
+        )
         print(f"worker peak RSS: {rss:.0f} MiB; server warnings: {len(warnings)}")
         for line in warnings[:5]:
             fields = dict(re.findall(r"([\w-]+)=(\S+)", line))
-            print(f"  {line.split('msg=')[-1].split(' service=')[0]} "
-                  f"{ {k: v for k, v in fields.items() if 'size' in k or 'count' in k} }")
+            print(
+                f"  {line.split('msg=')[-1].split(' service=')[0]} "
+                f"{ {k: v for k, v in fields.items() if 'size' in k or 'count' in k} }"
+            )
         ok = record.status == "completed" and not warnings and rss < 1024
-        print(f"summary: {'PASS' if ok else 'FAIL'}: {n} workstreams in {wall:.0f}s, "
-              f"{rss:.0f} MiB peak, {len(warnings)} warnings (targets: completes, 0, <1024 MiB)")
+        print(
+            f"summary: {'PASS' if ok else 'FAIL'}: {n} workstreams in {wall:.0f}s, "
+            f"{rss:.0f} MiB peak, {len(warnings)} warnings (targets: completes, 0, <1024 MiB)"
+        )
         return 0 if ok else 1
 
 

@@ -41,8 +41,11 @@ DYNAMIC_CONFIG = {
 
 def dynamic_config_args() -> list[str]:
     """``temporal server start-dev`` flags for :data:`DYNAMIC_CONFIG`."""
-    return [arg for key, value in DYNAMIC_CONFIG.items()
-            for arg in ("--dynamic-config-value", f"{key}={value}")]  # fmt: skip
+    return [
+        arg
+        for key, value in DYNAMIC_CONFIG.items()
+        for arg in ("--dynamic-config-value", f"{key}={value}")
+    ]
 
 
 def uet_server_flags() -> list[str]:
@@ -56,8 +59,19 @@ def uet_server_flags() -> list[str]:
 def headless_server_args(port: int, db: Path | None = None, log_level: str = "error") -> list[str]:
     """A dev server on 127.0.0.1:``port`` without the Web UI (tests, the chaos runner, benches);
     in memory unless ``db`` is given."""
-    args = [str(temporal_binary()), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-            "--port", str(port), "--log-level", log_level, *uet_server_flags()]  # fmt: skip
+    args = [
+        str(temporal_binary()),
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        log_level,
+        *uet_server_flags(),
+    ]
     return [*args, "--db-filename", str(db)] if db is not None else args
 
 
@@ -70,11 +84,21 @@ def server_args(settings: Settings, address: str, namespace: str) -> list[str]:
         )
     host, port = _split(address)
     args = [
-        str(binary), "server", "start-dev",
-        "--ip", host, "--port", str(port), "--ui-port", str(settings.ui_port),
-        "--db-filename", str(settings.server_db), "--log-level", "warn",
+        str(binary),
+        "server",
+        "start-dev",
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(settings.ui_port),
+        "--db-filename",
+        str(settings.server_db),
+        "--log-level",
+        "warn",
         *uet_server_flags(),
-    ]  # fmt: skip
+    ]
     if namespace != "default":
         args += ["--namespace", namespace]
     return args
@@ -182,9 +206,13 @@ def start_background(name: str, args: Sequence[str], settings: Settings) -> Path
     log_path = settings.logs / f"{name}.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            list(args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=settings.home,
-        )  # fmt: skip
+            list(args),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.home,
+        )
     settings.pidfile(name).write_text(f"{proc.pid}\n")
     return log_path
 

@@ -47,9 +47,7 @@ class UetPlugin(SimplePlugin):
 
 
 def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
-    return Worker(
-        client, task_queue=settings.task_queue, plugins=[UetPlugin(settings)], **options
-    )
+    return Worker(client, task_queue=settings.task_queue, plugins=[UetPlugin(settings)], **options)
 
 
 async def serve(settings: Settings) -> None:

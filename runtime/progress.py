@@ -118,9 +118,11 @@ class ProgressPrinter:
         elif entry.status == WorkstreamState.COMPLETED:
             detail = "  (no change)"
         if entry.reason and entry.status in (
-            WorkstreamState.FAILED, WorkstreamState.BLOCKED, WorkstreamState.DROPPED,
+            WorkstreamState.FAILED,
+            WorkstreamState.BLOCKED,
+            WorkstreamState.DROPPED,
             WorkstreamState.ROLLED_BACK,
-        ):  # fmt: skip
+        ):
             # "rolled back: …" on a rolled_back line says it twice.
             said = entry.status.replace("_", " ") + ": "
             detail = f" — {headline(entry.reason.removeprefix(said))}"

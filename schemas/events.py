@@ -55,20 +55,22 @@ class EventType(StrEnum):
 
 
 #: Events a person following a run wants to see as they happen (``uet run`` prints them).
-NOTEWORTHY = frozenset({
-    EventType.GATE_FAILED,
-    EventType.FIX_ATTEMPT,
-    EventType.TOOL_FALLBACK,
-    EventType.PATCH_QUARANTINED,
-    EventType.MERGE_CONFLICT,
-    EventType.MERGE_RETRIED,
-    EventType.CIRCUIT_OPENED,
-    EventType.BUDGET_WARNING,
-    EventType.BUDGET_EXCEEDED,
-    EventType.BUDGET_RAISED,
-    EventType.COMPENSATION_STARTED,
-    EventType.COMPENSATION_COMPLETED,
-})  # fmt: skip
+NOTEWORTHY = frozenset(
+    {
+        EventType.GATE_FAILED,
+        EventType.FIX_ATTEMPT,
+        EventType.TOOL_FALLBACK,
+        EventType.PATCH_QUARANTINED,
+        EventType.MERGE_CONFLICT,
+        EventType.MERGE_RETRIED,
+        EventType.CIRCUIT_OPENED,
+        EventType.BUDGET_WARNING,
+        EventType.BUDGET_EXCEEDED,
+        EventType.BUDGET_RAISED,
+        EventType.COMPENSATION_STARTED,
+        EventType.COMPENSATION_COMPLETED,
+    }
+)
 
 
 class RunEvent(Model):

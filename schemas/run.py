@@ -46,15 +46,17 @@ class RunOptions(Model):
         default=True, description="upsert uet's search attributes (they must be registered)"
     )
     continue_as_new_events: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="continue-as-new between waves once the history has this many events "
         "(besides whenever the server suggests it)",
-    )  # fmt: skip
+    )
     journal_batch: int = Field(
-        default=500, ge=1,
+        default=500,
+        ge=1,
         description="write the journal out once this many records (ledger entries, events) "
         "are held, at the end of a step",
-    )  # fmt: skip
+    )
     no_review: bool = Field(
         default=False,
         description="nobody answers reviews in this run (uet run --no-review, or a foreground "
@@ -88,7 +90,7 @@ class RunInput(Model):
 
 
 class RunDocument(Model):
-    """A phase too large for a payload, as the starter writes it (activities/parts.py)."""
+    """A phase too large for a payload, as the starter writes it (activities/lib/parts.py)."""
 
     phase: PhaseSpec
     patch_files: dict[str, ArtifactRef] = Field(default_factory=dict)

@@ -17,7 +17,7 @@ ReviewMode = Literal["never", "on_failure", "always"]
 Scheduling = Literal["waves", "eager"]
 OnFailure = Literal["continue", "rollback"]
 
-#: Tools with an adapter in activities/adapters. The router and AI adapters add more.
+#: Tools with an adapter in activities/lib/adapters. The router and AI adapters add more.
 KNOWN_TOOLS: tuple[str, ...] = ("shell", "patch", "aider", "claude", "codex", "auto")
 AI_TOOLS: tuple[str, ...] = ("aider", "claude", "codex")
 #: `tool_id: auto` without a matching router rule.

@@ -186,10 +186,12 @@ def semantic_problems(spec: PhaseSpec) -> list[Problem]:
         for name in ws.execution_request.env:
             if SECRET_NAME.search(name):
                 problems.append(
-                    Problem((*where, "execution_request", "env", name),
-                            f"{name} looks like a secret: set it in the worker's environment, "
-                            "not in the spec (the spec travels in the run's input)")
-                )  # fmt: skip
+                    Problem(
+                        (*where, "execution_request", "env", name),
+                        f"{name} looks like a secret: set it in the worker's environment, "
+                        "not in the spec (the spec travels in the run's input)",
+                    )
+                )
         problems += _gate_problems(
             ws.acceptance_criteria.gates, (*where, "acceptance_criteria", "gates")
         )
@@ -214,8 +216,12 @@ def _router_problems(spec: PhaseSpec) -> list[Problem]:
     for where, tools in chains:
         for j, tool in enumerate(tools):
             if tool not in AI_TOOLS:
-                problems.append(Problem((*where, j), f"the router routes to AI tools only "
-                                        f"({', '.join(AI_TOOLS)}), not {tool!r}"))  # fmt: skip
+                problems.append(
+                    Problem(
+                        (*where, j),
+                        f"the router routes to AI tools only ({', '.join(AI_TOOLS)}), not {tool!r}",
+                    )
+                )
     return problems
 
 
@@ -226,15 +232,28 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 #: What people write for a tool uet knows by another name.
 TOOL_ALIASES = {
-    "bash": "shell", "sh": "shell", "zsh": "shell", "command": "shell", "cmd": "shell",
-    "script": "shell", "exec": "shell", "run": "shell",
-    "diff": "patch", "git-apply": "patch", "apply": "patch",
-    "claude-code": "claude", "claude_code": "claude", "claudecode": "claude",
+    "bash": "shell",
+    "sh": "shell",
+    "zsh": "shell",
+    "command": "shell",
+    "cmd": "shell",
+    "script": "shell",
+    "exec": "shell",
+    "run": "shell",
+    "diff": "patch",
+    "git-apply": "patch",
+    "apply": "patch",
+    "claude-code": "claude",
+    "claude_code": "claude",
+    "claudecode": "claude",
     "anthropic": "claude",
-    "codex-cli": "codex", "codex_cli": "codex", "openai": "codex",
+    "codex-cli": "codex",
+    "codex_cli": "codex",
+    "openai": "codex",
     "aider-chat": "aider",
-    "router": "auto", "any": "auto",
-}  # fmt: skip
+    "router": "auto",
+    "any": "auto",
+}
 
 
 def _tool_problems(request: Any, where: tuple[PathPart, ...]) -> list[Problem]:

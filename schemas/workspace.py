@@ -90,6 +90,6 @@ class CloseRunResult(Model):
 
 
 class PartText(Model):
-    """A slice of a document (at most ~48 KB): see activities/parts.py."""
+    """A slice of a document (at most ~48 KB): see activities/lib/parts.py."""
 
     text: str

@@ -53,23 +53,36 @@ async def main(args: argparse.Namespace) -> int:
         spec = Path(args.spec).resolve()
         if args.tool_delay:
             spec = with_tool_delay(spec, work / "spec" / spec.name, args.tool_delay)
-        print(f"spec {spec}  tool delay {args.tool_delay:g}s  seed {args.seed}  work dir {work}",
-              flush=True)  # fmt: skip
+        print(
+            f"spec {spec}  tool delay {args.tool_delay:g}s  seed {args.seed}  work dir {work}",
+            flush=True,
+        )
         clean = await chaos_run(
-            spec, make_demo_repo(work / "repo-clean"), worker_kills=0, server_kills=0,
-            seed=args.seed, home=work / "home-clean", heartbeat_timeout_s=args.heartbeat_timeout,
-        )  # fmt: skip
+            spec,
+            make_demo_repo(work / "repo-clean"),
+            worker_kills=0,
+            server_kills=0,
+            seed=args.seed,
+            home=work / "home-clean",
+            heartbeat_timeout_s=args.heartbeat_timeout,
+        )
         print("uninterrupted:\n" + clean.summary(), flush=True)
 
         def shout(kill: Kill) -> None:
             print(f"  ... kill {kill.kind} at {kill.at_s:.1f}s: {kill.moment}", flush=True)
 
         chaos = await chaos_run(
-            spec, make_demo_repo(work / "repo-chaos"), worker_kills=args.worker_kills,
-            server_kills=args.server_kills, seed=args.seed, home=work / "home-chaos",
-            heartbeat_timeout_s=args.heartbeat_timeout, deadline_s=args.deadline,
+            spec,
+            make_demo_repo(work / "repo-chaos"),
+            worker_kills=args.worker_kills,
+            server_kills=args.server_kills,
+            seed=args.seed,
+            home=work / "home-chaos",
+            heartbeat_timeout_s=args.heartbeat_timeout,
+            deadline_s=args.deadline,
+            stall_s=args.stall,
             on_kill=shout,
-        )  # fmt: skip
+        )
         print("chaos:\n" + chaos.summary(), flush=True)
         problems = check(clean, chaos)
         print(
@@ -98,7 +111,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--heartbeat-timeout", type=float, default=2.0)
     parser.add_argument("--deadline", type=float, default=1800, help="seconds after the last kill")
     parser.add_argument(
-        "--tool-delay", type=float, default=0,
+        "--stall", type=float, default=60, help="fail when nothing moves for this many seconds"
+    )
+    parser.add_argument(
+        "--tool-delay",
+        type=float,
+        default=0,
         help="make every shell tool sleep this long first: a longer run, more kills mid-tool",
     )
     parser.add_argument("--keep", help="work in this directory and keep it")

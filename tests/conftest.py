@@ -48,8 +48,9 @@ def client(env: WorkflowEnvironment) -> Client:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """A state dir and task queue of the test's own, so tests never share workers."""
-    return Settings(home=tmp_path / "uet-home", task_queue=f"uet-test-{uuid.uuid4().hex[:8]}",
-                    ui_port=0)  # fmt: skip
+    return Settings(
+        home=tmp_path / "uet-home", task_queue=f"uet-test-{uuid.uuid4().hex[:8]}", ui_port=0
+    )
 
 
 @pytest.fixture
@@ -60,10 +61,21 @@ async def worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
 
 def git(repo: Path, *args: str) -> str:
     result = subprocess.run(
-        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com",
-         "-c", "commit.gpgSign=false", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "git",
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "commit.gpgSign=false",
+            *args,
+        ],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return result.stdout.strip()
 
 

@@ -24,9 +24,11 @@ def phase(**fields: Any) -> PhaseSpec:
 
 def run_input(spec: PhaseSpec, repo: Path, **options: Any) -> RunInput:
     return RunInput(
-        run_id=str(ULID()), phase=spec, repo_path=str(repo),
+        run_id=str(ULID()),
+        phase=spec,
+        repo_path=str(repo),
         options=RunOptions(**{"heartbeat_timeout_s": 5, **options}),
-    )  # fmt: skip
+    )
 
 
 async def run_phase(client: Client, settings: Settings, input: RunInput) -> RunRecord:
@@ -96,8 +98,12 @@ async def start_phase(
 
 def cli_env(client: Client, settings: Settings) -> dict[str, str]:
     """The environment of a CLI process that uses the test's server, state dir and queue."""
-    return {**os.environ, "UET_HOME": str(settings.home), "UET_TASK_QUEUE": settings.task_queue,
-            "TEMPORAL_ADDRESS": client.service_client.config.target_host}  # fmt: skip
+    return {
+        **os.environ,
+        "UET_HOME": str(settings.home),
+        "UET_TASK_QUEUE": settings.task_queue,
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+    }
 
 
 def cli(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
@@ -114,8 +120,14 @@ def cli(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
     async def uet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         # Standard input is never a terminal here: what a run does unattended.
         return await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "starter", *args], cwd=root, env=env,
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            subprocess.run,
+            [sys.executable, "-m", "starter", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     return uet

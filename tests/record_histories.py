@@ -43,59 +43,119 @@ def make_repo(root: Path, files: dict[str, str]) -> Path:
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text)
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "initial"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
-                       check=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True
+        )
     return repo
 
 
 SCENARIOS: dict[str, dict[str, Any]] = {
-    "plain": {"workstreams": [
-        {"workstream_id": "ws-a", "execution_request": {"command": "echo a > a.txt"},
-         "acceptance_criteria": {"gates": [{"gate_id": "has-a", "command": "test -f a.txt"}]}},
-        {"workstream_id": "ws-b", "execution_request": {"command": "echo b > b.txt"}},
-        {"workstream_id": "ws-c", "dependencies": ["ws-a", "ws-b"],
-         "execution_request": {"command": "cat a.txt b.txt > c.txt"}},
-    ]},
-    "fix_loop": {"workstreams": [
-        {"workstream_id": "ws-fix", "execution_request": {
-            "command": 'if [ -n "$UET_FEEDBACK_FILE" ]; then echo ok > s.txt; else echo no > s.txt; fi'},
-         "acceptance_criteria": {"gates": [{"gate_id": "ok", "command": "grep -qx ok s.txt"}]}},
-    ]},
-    "review": {"workstreams": [
-        {"workstream_id": "ws-r", "execution_request": {"command": "echo x > x.txt"},
-         "resilience_policy": {"max_fix_attempts": 0},
-         "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]}},
-    ]},
-    "rollback": {"gates": [{"gate_id": "no-w2", "command": "test ! -f w2.txt"}], "workstreams": [
-        {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > w1.txt"},
-         "compensation": {"command": "true"}},
-        {"workstream_id": "ws-2", "dependencies": ["ws-1"],
-         "execution_request": {"command": "echo 2 > w2.txt"}, "compensation": {"command": "true"}},
-    ]},
-    "continued": {"workstreams": [
-        {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > w1.txt"}},
-        {"workstream_id": "ws-2", "dependencies": ["ws-1"],
-         "execution_request": {"command": "echo 2 > w2.txt"}},
-        {"workstream_id": "ws-3", "dependencies": ["ws-2"],
-         "execution_request": {"command": "echo 3 > w3.txt"}},
-    ]},
-    "conflict": {"workstreams": [
-        {"workstream_id": "ws-c", "execution_request": {"command": "sed -i '5s/.*/C5/' f.txt"}},
-        {"workstream_id": "ws-d", "execution_request": {"command": "sed -i '5s/.*/D5/' f.txt"}},
-    ]},
+    "plain": {
+        "workstreams": [
+            {
+                "workstream_id": "ws-a",
+                "execution_request": {"command": "echo a > a.txt"},
+                "acceptance_criteria": {
+                    "gates": [{"gate_id": "has-a", "command": "test -f a.txt"}]
+                },
+            },
+            {"workstream_id": "ws-b", "execution_request": {"command": "echo b > b.txt"}},
+            {
+                "workstream_id": "ws-c",
+                "dependencies": ["ws-a", "ws-b"],
+                "execution_request": {"command": "cat a.txt b.txt > c.txt"},
+            },
+        ]
+    },
+    "fix_loop": {
+        "workstreams": [
+            {
+                "workstream_id": "ws-fix",
+                "execution_request": {
+                    "command": 'if [ -n "$UET_FEEDBACK_FILE" ]; then echo ok > s.txt; else echo no > s.txt; fi'
+                },
+                "acceptance_criteria": {
+                    "gates": [{"gate_id": "ok", "command": "grep -qx ok s.txt"}]
+                },
+            },
+        ]
+    },
+    "review": {
+        "workstreams": [
+            {
+                "workstream_id": "ws-r",
+                "execution_request": {"command": "echo x > x.txt"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]},
+            },
+        ]
+    },
+    "rollback": {
+        "gates": [{"gate_id": "no-w2", "command": "test ! -f w2.txt"}],
+        "workstreams": [
+            {
+                "workstream_id": "ws-1",
+                "execution_request": {"command": "echo 1 > w1.txt"},
+                "compensation": {"command": "true"},
+            },
+            {
+                "workstream_id": "ws-2",
+                "dependencies": ["ws-1"],
+                "execution_request": {"command": "echo 2 > w2.txt"},
+                "compensation": {"command": "true"},
+            },
+        ],
+    },
+    "continued": {
+        "workstreams": [
+            {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > w1.txt"}},
+            {
+                "workstream_id": "ws-2",
+                "dependencies": ["ws-1"],
+                "execution_request": {"command": "echo 2 > w2.txt"},
+            },
+            {
+                "workstream_id": "ws-3",
+                "dependencies": ["ws-2"],
+                "execution_request": {"command": "echo 3 > w3.txt"},
+            },
+        ]
+    },
+    "conflict": {
+        "workstreams": [
+            {"workstream_id": "ws-c", "execution_request": {"command": "sed -i '5s/.*/C5/' f.txt"}},
+            {"workstream_id": "ws-d", "execution_request": {"command": "sed -i '5s/.*/D5/' f.txt"}},
+        ]
+    },
     # v3 on (issue 11): a gate whose program is missing fails the workstream at once.
-    "gate_missing": {"workstreams": [
-        {"workstream_id": "ws-g", "execution_request": {"command": "echo g > g.txt"},
-         "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "uet-no-such-gate -q"}]}},
-    ]},
+    "gate_missing": {
+        "workstreams": [
+            {
+                "workstream_id": "ws-g",
+                "execution_request": {"command": "echo g > g.txt"},
+                "acceptance_criteria": {
+                    "gates": [{"gate_id": "unit", "command": "uet-no-such-gate -q"}]
+                },
+            },
+        ]
+    },
     # v3 on (issue 11): nobody reviews: an approval is rejected at once, a failure fails.
-    "no_review": {"workstreams": [
-        {"workstream_id": "ws-ok", "review": "always", "execution_request": {"command": "echo a > a.txt"}},
-        {"workstream_id": "ws-bad", "execution_request": {"command": "echo b > b.txt"},
-         "resilience_policy": {"max_fix_attempts": 0},
-         "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]}},
-    ]},
-}  # fmt: skip
+    "no_review": {
+        "workstreams": [
+            {
+                "workstream_id": "ws-ok",
+                "review": "always",
+                "execution_request": {"command": "echo a > a.txt"},
+            },
+            {
+                "workstream_id": "ws-bad",
+                "execution_request": {"command": "echo b > b.txt"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]},
+            },
+        ]
+    },
+}
 
 
 #: Run options per scenario: "continued" continues as new after every wave and writes its

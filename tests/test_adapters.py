@@ -28,8 +28,12 @@ def invocations(log: Path) -> list[tuple[str, list[str]]]:
 
 
 def ai(ws_id: str, tool: str, prompt: str, **extra: object) -> dict:
-    return {"workstream_id": ws_id, "execution_request": {"tool_id": tool, "prompt": prompt},
-            "resilience_policy": {"max_fix_attempts": 0, "max_attempts": 2}, **extra}  # fmt: skip
+    return {
+        "workstream_id": ws_id,
+        "execution_request": {"tool_id": tool, "prompt": prompt},
+        "resilience_policy": {"max_fix_attempts": 0, "max_attempts": 2},
+        **extra,
+    }
 
 
 def ledger(record) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -41,15 +45,31 @@ async def test_each_tool_changes_code_and_reports_its_cost(
     client: Client, settings: Settings, worker: Worker, make_repo, fake_tools: Path
 ) -> None:
     repo: Path = make_repo({"src/app.py": "VALUE = 1\n"})
-    spec = phase(workstreams=[
-        ai("ws-aider", "aider", "Make VALUE two.\nWRITE src/app.py: VALUE = 2",
-           constraints={"file_scope": {"allowed_paths": ["src/**"]}},
-           acceptance_criteria={"gates": [{"gate_id": "two", "command": "grep -q 'VALUE = 2' src/app.py"}]}),
-        ai("ws-claude", "claude", "Add a helper.\nWRITE src/helper.py: def helper(): return 42",
-           execution_request={"tool_id": "claude", "model": "claude-sonnet-4-5", "max_turns": 5,
-                              "prompt": "Add a helper.\nWRITE src/helper.py: def helper(): return 42"}),
-        ai("ws-codex", "codex", "Write docs.\nWRITE docs/usage.md: # Usage"),
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            ai(
+                "ws-aider",
+                "aider",
+                "Make VALUE two.\nWRITE src/app.py: VALUE = 2",
+                constraints={"file_scope": {"allowed_paths": ["src/**"]}},
+                acceptance_criteria={
+                    "gates": [{"gate_id": "two", "command": "grep -q 'VALUE = 2' src/app.py"}]
+                },
+            ),
+            ai(
+                "ws-claude",
+                "claude",
+                "Add a helper.\nWRITE src/helper.py: def helper(): return 42",
+                execution_request={
+                    "tool_id": "claude",
+                    "model": "claude-sonnet-4-5",
+                    "max_turns": 5,
+                    "prompt": "Add a helper.\nWRITE src/helper.py: def helper(): return 42",
+                },
+            ),
+            ai("ws-codex", "codex", "Write docs.\nWRITE docs/usage.md: # Usage"),
+        ]
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.COMPLETED, record.reason
     head = record.head_sha or ""
@@ -95,22 +115,32 @@ async def test_each_tool_changes_code_and_reports_its_cost(
     ],
 )
 async def test_failures_are_classified_from_structured_output(
-    client: Client, settings: Settings, worker: Worker, make_repo,
-    monkeypatch: pytest.MonkeyPatch, tool: str, scenario: str, reason: str,
-) -> None:  # fmt: skip
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    make_repo,
+    monkeypatch: pytest.MonkeyPatch,
+    tool: str,
+    scenario: str,
+    reason: str,
+) -> None:
     monkeypatch.setenv("UET_FAKE_SCENARIO", scenario)
     repo: Path = make_repo({"a.txt": "a\n"})
-    spec = phase(defaults={"review": "never"},
-                 workstreams=[ai("ws-1", tool, "WRITE b.txt: b")])  # fmt: skip
+    spec = phase(defaults={"review": "never"}, workstreams=[ai("ws-1", tool, "WRITE b.txt: b")])
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.workstreams["ws-1"].status == WorkstreamState.FAILED
     assert reason in (record.workstreams["ws-1"].reason or "")
 
 
 async def test_transient_api_error_is_retried(
-    client: Client, settings: Settings, worker: Worker, make_repo,
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_tools: Path,
-) -> None:  # fmt: skip
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    make_repo,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fake_tools: Path,
+) -> None:
     script = tmp_path / "scenarios"
     script.write_text("api_error_transient\nsuccess\n")
     monkeypatch.setenv("UET_FAKE_SCENARIO_FILE", str(script))
@@ -122,13 +152,25 @@ async def test_transient_api_error_is_retried(
 
 
 async def test_a_hanging_tool_times_out(
-    client: Client, settings: Settings, worker: Worker, make_repo,
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    make_repo,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setenv("UET_FAKE_SCENARIO", "hang")
     repo: Path = make_repo({"a.txt": "a\n"})
-    spec = phase(defaults={"review": "never"}, workstreams=[
-        ai("ws-1", "claude", "WRITE b.txt: b", resilience_policy={"timeout_s": 1, "max_fix_attempts": 0})])  # fmt: skip
+    spec = phase(
+        defaults={"review": "never"},
+        workstreams=[
+            ai(
+                "ws-1",
+                "claude",
+                "WRITE b.txt: b",
+                resilience_policy={"timeout_s": 1, "max_fix_attempts": 0},
+            )
+        ],
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     assert "tool timed out after 1s" in (record.workstreams["ws-1"].reason or "")
 
@@ -138,10 +180,21 @@ async def test_fix_attempt_prompt_carries_the_feedback(
 ) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
     prompt = "Fix it.\nWRITE out.txt: attempt\nECHO-FEEDBACK told.txt"
-    spec = phase(workstreams=[
-        ai("ws-1", "claude", prompt, resilience_policy={"max_fix_attempts": 1},
-           acceptance_criteria={"gates": [{"gate_id": "told", "command": "grep -q 'failed acceptance gate' told.txt"}]}),
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            ai(
+                "ws-1",
+                "claude",
+                prompt,
+                resilience_policy={"max_fix_attempts": 1},
+                acceptance_criteria={
+                    "gates": [
+                        {"gate_id": "told", "command": "grep -q 'failed acceptance gate' told.txt"}
+                    ]
+                },
+            ),
+        ]
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.COMPLETED, record.reason
     told = show(repo, record.head_sha or "", "told.txt")
@@ -151,18 +204,32 @@ async def test_fix_attempt_prompt_carries_the_feedback(
 
 
 async def test_context_check_fails_before_calling_the_tool(
-    client: Client, settings: Settings, worker: Worker, make_repo,
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_tools: Path,
-) -> None:  # fmt: skip
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    make_repo,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fake_tools: Path,
+) -> None:
     models = tmp_path / "models.yaml"
     models.write_text("tiny-model: {context_tokens: 100}\n")
     monkeypatch.setenv("UET_MODELS_FILE", str(models))
     repo: Path = make_repo({"src/big.py": "x = 1\n" * 1000})
-    spec = phase(defaults={"review": "never"}, workstreams=[
-        {**ai("ws-1", "aider", "WRITE src/big.py: x = 2"),
-         "execution_request": {"tool_id": "aider", "model": "tiny-model", "prompt": "WRITE src/big.py: x"},
-         "constraints": {"file_scope": {"allowed_paths": ["src/**"]}}},
-    ])  # fmt: skip
+    spec = phase(
+        defaults={"review": "never"},
+        workstreams=[
+            {
+                **ai("ws-1", "aider", "WRITE src/big.py: x = 2"),
+                "execution_request": {
+                    "tool_id": "aider",
+                    "model": "tiny-model",
+                    "prompt": "WRITE src/big.py: x",
+                },
+                "constraints": {"file_scope": {"allowed_paths": ["src/**"]}},
+            },
+        ],
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     reason = record.workstreams["ws-1"].reason or ""
     assert "more than tiny-model's 100" in reason and "narrow constraints.file_scope" in reason
@@ -170,9 +237,14 @@ async def test_context_check_fails_before_calling_the_tool(
 
 
 async def test_router_falls_back_and_the_circuit_breaker_opens(
-    client: Client, settings: Settings, worker: Worker, make_repo,
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_tools: Path,
-) -> None:  # fmt: skip
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    make_repo,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fake_tools: Path,
+) -> None:
     # Invocations in order: claude fails (wave 1), codex takes over; in wave 2 claude's
     # circuit is open, so codex is asked directly.
     script = tmp_path / "scenarios"
@@ -181,17 +253,25 @@ async def test_router_falls_back_and_the_circuit_breaker_opens(
     repo: Path = make_repo({"docs/index.md": "# Docs\n"})
     auto = {"tool_id": "auto", "prompt": ""}
     spec = phase(
-        router={"rules": [{"paths": ["docs/**"], "tools": ["claude", "codex"]}],
-                "circuit_breaker": {"failure_threshold": 1, "cooldown_s": 3600}},
+        router={
+            "rules": [{"paths": ["docs/**"], "tools": ["claude", "codex"]}],
+            "circuit_breaker": {"failure_threshold": 1, "cooldown_s": 3600},
+        },
         defaults={"resilience_policy": {"max_attempts": 1, "max_fix_attempts": 0}},
         workstreams=[
-            {"workstream_id": "ws-1", "execution_request": {**auto, "prompt": "WRITE docs/a.md: a"},
-             "constraints": {"file_scope": {"allowed_paths": ["docs/**"]}}},
-            {"workstream_id": "ws-2", "dependencies": ["ws-1"],
-             "execution_request": {**auto, "prompt": "WRITE docs/b.md: b"},
-             "constraints": {"file_scope": {"allowed_paths": ["docs/b.md"]}}},
+            {
+                "workstream_id": "ws-1",
+                "execution_request": {**auto, "prompt": "WRITE docs/a.md: a"},
+                "constraints": {"file_scope": {"allowed_paths": ["docs/**"]}},
+            },
+            {
+                "workstream_id": "ws-2",
+                "dependencies": ["ws-1"],
+                "execution_request": {**auto, "prompt": "WRITE docs/b.md: b"},
+                "constraints": {"file_scope": {"allowed_paths": ["docs/b.md"]}},
+            },
         ],
-    )  # fmt: skip
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.COMPLETED, record.reason
     assert [tool for tool, _ in invocations(fake_tools)] == ["claude", "codex", "codex"]

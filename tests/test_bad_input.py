@@ -60,8 +60,9 @@ def init_repo(path: Path, *, commit: bool = True, bare: bool = False) -> Path:
         "-c",
         "commit.gpgSign=false",
     ]
-    subprocess.run([*git, "init", "-q", "-b", "main", *(["--bare"] if bare else []), str(path)],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [*git, "init", "-q", "-b", "main", *(["--bare"] if bare else []), str(path)], check=True
+    )
     if commit and not bare:
         (path / "a.txt").write_text("a\n")
         subprocess.run([*git, "add", "-A"], cwd=path, check=True)
@@ -78,75 +79,138 @@ def one_line(stderr: str) -> str:
 
 
 def uet_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "UET_HOME": str(home), "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-           "UET_UI_PORT": str(free_port()), "UET_TASK_QUEUE": f"uet-bad-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "UET_HOME": str(home),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "UET_UI_PORT": str(free_port()),
+        "UET_TASK_QUEUE": f"uet-bad-{uuid.uuid4().hex[:8]}",
+    }
     env.pop("TEMPORAL_NAMESPACE", None)
     env.update(extra)
     return env
 
 
 def uet(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "starter", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "starter", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # -- 1. the phase file: `uet validate` and `uet run` -----------------------------------------
 
 SPEC_MISTAKES = [
-    pytest.param("phase.yaml", "phase_id: P\nworkstreams:\n  - {workstream_id: a\n",
-                 "phase.yaml:4:1: invalid YAML: expected ',' or '}'", id="malformed-yaml"),
-    pytest.param("phase.json", '{"phase_id": "P",\n "workstreams": [}',
-                 "phase.json:2:18: invalid JSON: Expecting value", id="malformed-json"),
-    pytest.param("phase.yaml", "phase_id: P\nmax_parallel: many\n" + NO_TOOL.split("\n", 1)[1],
-                 "phase.yaml:2: $.max_parallel: 'many' is not of type 'integer'", id="wrong-type"),
-    pytest.param("phase.yaml", NO_TOOL.replace("{command: x}", "{comand: x}"),
-                 "phase.yaml:3: $.workstreams[0].execution_request: unknown field 'comand' "
-                 "(did you mean 'command'?)", id="unknown-field"),
-    pytest.param("phase.yaml", "phase_id: P\nworkstreams: []\n",
-                 "phase.yaml:2: $.workstreams: [] should be non-empty", id="empty-phase"),
-    pytest.param("phase.yaml", NO_TOOL + "  - {workstream_id: a, execution_request: {command: y}}\n",
-                 "phase.yaml:4: $.workstreams[1].workstream_id: duplicate workstream id 'a'",
-                 id="duplicate-id"),
-    pytest.param("phase.yaml", "phase_id: P\nworkstreams:\n"
-                 "  - {workstream_id: a, dependencies: [b], execution_request: {command: x}}\n"
-                 "  - {workstream_id: b, dependencies: [a], execution_request: {command: x}}\n",
-                 "phase.yaml:3: $.workstreams[0].dependencies: dependency cycle: a -> b -> a",
-                 id="cycle"),
-    pytest.param("phase.yaml", NO_TOOL.replace("{workstream_id: a,", "{workstream_id: a, "
-                                               "dependencies: [ws-x],"),
-                 "phase.yaml:3: $.workstreams[0].dependencies[0]: unknown dependency 'ws-x'",
-                 id="unknown-dependency"),
-    pytest.param("phase.yaml", NO_TOOL.replace("}}", "}, constraints: {file_scope: "
-                                               "{allowed_paths: ['src/[ab']}}}"),
-                 "phase.yaml:3: $.workstreams[0].constraints.file_scope.allowed_paths[0]: "
-                 "'src/[ab' has an unclosed '['", id="bad-glob"),
-    pytest.param("phase.yaml", NO_TOOL.replace("}}", "}, constraints: {file_scope: "
-                                               "{allowed_paths: ['../elsewhere/**']}}}"),
-                 "phase.yaml:3: $.workstreams[0].constraints.file_scope.allowed_paths[0]: "
-                 "'../elsewhere/**' contains '..'; scopes cannot leave the repository",
-                 id="scope-escapes-repo"),
-    pytest.param("phase.yaml", NO_TOOL.replace("{command: x}", "{tool_id: patch, "
-                                               "patch_file: nope.diff}"),
-                 "phase.yaml:3: $.workstreams[0].execution_request.patch_file: patch file "
-                 "'nope.diff' not found", id="missing-patch-file"),
-    pytest.param("phase.yaml", "phase_id: P\nphase_id: Q\nworkstreams: []\n",
-                 "phase.yaml:2:1: invalid YAML: duplicate key 'phase_id' (first on line 1)",
-                 id="duplicate-key"),
-    pytest.param("phase.yaml", NO_TOOL.replace("command: x", "command: \"caf\xe9\"").encode("latin-1"),
-                 "phase.yaml:3:57: not UTF-8 text (byte 0xe9); save the phase file as UTF-8",
-                 id="not-utf8"),
-    pytest.param("phase.yaml", None, "phase.yaml: is a directory; pass the path of a phase file",
-                 id="directory"),
+    pytest.param(
+        "phase.yaml",
+        "phase_id: P\nworkstreams:\n  - {workstream_id: a\n",
+        "phase.yaml:4:1: invalid YAML: expected ',' or '}'",
+        id="malformed-yaml",
+    ),
+    pytest.param(
+        "phase.json",
+        '{"phase_id": "P",\n "workstreams": [}',
+        "phase.json:2:18: invalid JSON: Expecting value",
+        id="malformed-json",
+    ),
+    pytest.param(
+        "phase.yaml",
+        "phase_id: P\nmax_parallel: many\n" + NO_TOOL.split("\n", 1)[1],
+        "phase.yaml:2: $.max_parallel: 'many' is not of type 'integer'",
+        id="wrong-type",
+    ),
+    pytest.param(
+        "phase.yaml",
+        NO_TOOL.replace("{command: x}", "{comand: x}"),
+        "phase.yaml:3: $.workstreams[0].execution_request: unknown field 'comand' "
+        "(did you mean 'command'?)",
+        id="unknown-field",
+    ),
+    pytest.param(
+        "phase.yaml",
+        "phase_id: P\nworkstreams: []\n",
+        "phase.yaml:2: $.workstreams: [] should be non-empty",
+        id="empty-phase",
+    ),
+    pytest.param(
+        "phase.yaml",
+        NO_TOOL + "  - {workstream_id: a, execution_request: {command: y}}\n",
+        "phase.yaml:4: $.workstreams[1].workstream_id: duplicate workstream id 'a'",
+        id="duplicate-id",
+    ),
+    pytest.param(
+        "phase.yaml",
+        "phase_id: P\nworkstreams:\n"
+        "  - {workstream_id: a, dependencies: [b], execution_request: {command: x}}\n"
+        "  - {workstream_id: b, dependencies: [a], execution_request: {command: x}}\n",
+        "phase.yaml:3: $.workstreams[0].dependencies: dependency cycle: a -> b -> a",
+        id="cycle",
+    ),
+    pytest.param(
+        "phase.yaml",
+        NO_TOOL.replace("{workstream_id: a,", "{workstream_id: a, dependencies: [ws-x],"),
+        "phase.yaml:3: $.workstreams[0].dependencies[0]: unknown dependency 'ws-x'",
+        id="unknown-dependency",
+    ),
+    pytest.param(
+        "phase.yaml",
+        NO_TOOL.replace("}}", "}, constraints: {file_scope: {allowed_paths: ['src/[ab']}}}"),
+        "phase.yaml:3: $.workstreams[0].constraints.file_scope.allowed_paths[0]: "
+        "'src/[ab' has an unclosed '['",
+        id="bad-glob",
+    ),
+    pytest.param(
+        "phase.yaml",
+        NO_TOOL.replace(
+            "}}", "}, constraints: {file_scope: {allowed_paths: ['../elsewhere/**']}}}"
+        ),
+        "phase.yaml:3: $.workstreams[0].constraints.file_scope.allowed_paths[0]: "
+        "'../elsewhere/**' contains '..'; scopes cannot leave the repository",
+        id="scope-escapes-repo",
+    ),
+    pytest.param(
+        "phase.yaml",
+        NO_TOOL.replace("{command: x}", "{tool_id: patch, patch_file: nope.diff}"),
+        "phase.yaml:3: $.workstreams[0].execution_request.patch_file: patch file "
+        "'nope.diff' not found",
+        id="missing-patch-file",
+    ),
+    pytest.param(
+        "phase.yaml",
+        "phase_id: P\nphase_id: Q\nworkstreams: []\n",
+        "phase.yaml:2:1: invalid YAML: duplicate key 'phase_id' (first on line 1)",
+        id="duplicate-key",
+    ),
+    pytest.param(
+        "phase.yaml",
+        NO_TOOL.replace("command: x", 'command: "caf\xe9"').encode("latin-1"),
+        "phase.yaml:3:57: not UTF-8 text (byte 0xe9); save the phase file as UTF-8",
+        id="not-utf8",
+    ),
+    pytest.param(
+        "phase.yaml",
+        None,
+        "phase.yaml: is a directory; pass the path of a phase file",
+        id="directory",
+    ),
     pytest.param("absent.yaml", "", "absent.yaml: no such file", id="missing-file"),
     pytest.param("phase.yaml", "", "phase.yaml: the phase file is empty", id="empty-file"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("name", "content", "message"), SPEC_MISTAKES)
 def test_phase_file_mistakes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    name: str, content: str | bytes | None, message: str,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    content: str | bytes | None,
+    message: str,
+) -> None:
     monkeypatch.chdir(tmp_path)  # messages name the file as the user typed it
     monkeypatch.setenv("UET_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")  # never reached
@@ -251,41 +315,77 @@ def _env_case(case: str, tmp_path: Path, listening: int, temporal: str) -> EnvCa
     a_file.write_text("x")
     match case:
         case "unreachable-remote":
-            return EnvCase(run, 3, "Temporal at uet-nowhere.invalid:7233 is unreachable (cannot "
-                           "resolve the host name); check TEMPORAL_ADDRESS",
-                           {"TEMPORAL_ADDRESS": "uet-nowhere.invalid:7233"})  # fmt: skip
+            return EnvCase(
+                run,
+                3,
+                "Temporal at uet-nowhere.invalid:7233 is unreachable (cannot "
+                "resolve the host name); check TEMPORAL_ADDRESS",
+                {"TEMPORAL_ADDRESS": "uet-nowhere.invalid:7233"},
+            )
         case "unknown-namespace":
-            return EnvCase(run, 3, "Temporal namespace 'uet-no-such-ns' does not exist on this "
-                           "server; set TEMPORAL_NAMESPACE",
-                           {"TEMPORAL_ADDRESS": temporal, "TEMPORAL_NAMESPACE": "uet-no-such-ns"})  # fmt: skip
+            return EnvCase(
+                run,
+                3,
+                "Temporal namespace 'uet-no-such-ns' does not exist on this "
+                "server; set TEMPORAL_NAMESPACE",
+                {"TEMPORAL_ADDRESS": temporal, "TEMPORAL_NAMESPACE": "uet-no-such-ns"},
+            )
         case "unknown-namespace-status":
-            return EnvCase(("status", "01J00000000000000000000000"), 3,
-                           "Temporal namespace 'uet-no-such-ns' does not exist",
-                           {"TEMPORAL_ADDRESS": temporal, "TEMPORAL_NAMESPACE": "uet-no-such-ns"})  # fmt: skip
+            return EnvCase(
+                ("status", "01J00000000000000000000000"),
+                3,
+                "Temporal namespace 'uet-no-such-ns' does not exist",
+                {"TEMPORAL_ADDRESS": temporal, "TEMPORAL_NAMESPACE": "uet-no-such-ns"},
+            )
         case "server-port-in-use":
-            return EnvCase(run, 3, f"port {listening} on 127.0.0.1 is in use by something that is "
-                           "not a Temporal server", {"TEMPORAL_ADDRESS": f"127.0.0.1:{listening}"})  # fmt: skip
+            return EnvCase(
+                run,
+                3,
+                f"port {listening} on 127.0.0.1 is in use by something that is "
+                "not a Temporal server",
+                {"TEMPORAL_ADDRESS": f"127.0.0.1:{listening}"},
+            )
         case "ui-port-in-use":
-            return EnvCase(run, 3, f"Web UI port {listening} is in use; set UET_UI_PORT",
-                           {"UET_UI_PORT": str(listening)})  # fmt: skip
+            return EnvCase(
+                run,
+                3,
+                f"Web UI port {listening} is in use; set UET_UI_PORT",
+                {"UET_UI_PORT": str(listening)},
+            )
         case "server-command-port-in-use":
-            return EnvCase(("server",), 3, f"port {listening} on 127.0.0.1 is in use",
-                           {"TEMPORAL_ADDRESS": f"127.0.0.1:{listening}"})  # fmt: skip
+            return EnvCase(
+                ("server",),
+                3,
+                f"port {listening} on 127.0.0.1 is in use",
+                {"TEMPORAL_ADDRESS": f"127.0.0.1:{listening}"},
+            )
         case "state-dir-not-writable":
-            return EnvCase(run, 2, f"state dir {a_file}/home is not writable (Not a directory); "
-                           "set UET_HOME", {"UET_HOME": f"{a_file}/home"})  # fmt: skip
+            return EnvCase(
+                run,
+                2,
+                f"state dir {a_file}/home is not writable (Not a directory); set UET_HOME",
+                {"UET_HOME": f"{a_file}/home"},
+            )
         case "bad-ui-port-setting":
-            return EnvCase(run, 2, "UET_UI_PORT='eighty' is not a port number",
-                           {"UET_UI_PORT": "eighty"})  # fmt: skip
+            return EnvCase(
+                run, 2, "UET_UI_PORT='eighty' is not a port number", {"UET_UI_PORT": "eighty"}
+            )
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize(
     "case",
-    ["unreachable-remote", "unknown-namespace", "unknown-namespace-status", "server-port-in-use",
-     "ui-port-in-use", "server-command-port-in-use", "state-dir-not-writable",
-     "bad-ui-port-setting"],
-)  # fmt: skip
+    [
+        "unreachable-remote",
+        "unknown-namespace",
+        "unknown-namespace-status",
+        "server-port-in-use",
+        "ui-port-in-use",
+        "server-command-port-in-use",
+        "state-dir-not-writable",
+        "bad-ui-port-setting",
+    ],
+)
 async def test_environment_mistakes(
     env: WorkflowEnvironment, tmp_path: Path, listening: int, case: str
 ) -> None:
@@ -353,8 +453,10 @@ def test_disk_full_is_a_clear_non_retryable_error(
     # Nothing half-written is left behind, and other errors are not disguised as DiskFull.
     assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
     monkeypatch.undo()
-    monkeypatch.setattr("activities.lib.artifacts.os.fdopen", lambda *a: (_ for _ in ()).throw(
-        OSError(errno.EIO, "I/O error")))  # fmt: skip
+    monkeypatch.setattr(
+        "activities.lib.artifacts.os.fdopen",
+        lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")),
+    )
     with pytest.raises(OSError):
         store.put_bytes(b"other")
 
@@ -378,16 +480,25 @@ def test_disk_full_while_importing_a_patch_file(
 
 
 async def test_disk_full_during_a_run_fails_the_workstream_with_one_line(
-    client: Client, settings: Settings, worker: Worker, make_repo: Any,
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    make_repo: Any,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
     before = snapshot(repo)
     _fill_the_disk(monkeypatch, marker=b"FILL-THE-DISK")
-    spec = phase(defaults={"review": "never"}, workstreams=[
-        {"workstream_id": "loud", "execution_request": {"command": "echo FILL-THE-DISK; touch x"}},
-        {"workstream_id": "quiet", "execution_request": {"command": "touch y"}},
-    ])  # fmt: skip
+    spec = phase(
+        defaults={"review": "never"},
+        workstreams=[
+            {
+                "workstream_id": "loud",
+                "execution_request": {"command": "echo FILL-THE-DISK; touch x"},
+            },
+            {"workstream_id": "quiet", "execution_request": {"command": "touch y"}},
+        ],
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.FAILED
     reason = record.workstreams["loud"].reason or ""
@@ -419,18 +530,23 @@ workstreams:
 """
 
 TOOL_MISTAKES = [
-    ("missing-binary", "failed",
-     "missing-binary: command not found: ['uet-no-such-binary', 'x']"),
-    ("missing-in-shell", "failed",
-     "missing-in-shell: command not found: 'uet-no-such-binary x' (/bin/sh: 1: uet-no-such-binary"),
+    ("missing-binary", "failed", "missing-binary: command not found: ['uet-no-such-binary', 'x']"),
+    (
+        "missing-in-shell",
+        "failed",
+        "missing-in-shell: command not found: 'uet-no-such-binary x' (/bin/sh: 1: uet-no-such-binary",
+    ),
     ("slow", "failed", "tool timed out after 1s"),
     ("crash", "failed", "tool command was killed by signal 11 (SIGSEGV)"),
     ("bad-utf8-exit", "failed", "tool command exited with 3"),
     ("bad-utf8-ok", "completed", None),
     ("huge-output", "completed", None),
-    ("stale-patch", "failed",
-     "stale-patch: patch_file 'stale.diff' at {base} does not apply: error: patch failed: a.txt:1"),
-]  # fmt: skip
+    (
+        "stale-patch",
+        "failed",
+        "stale-patch: patch_file 'stale.diff' at {base} does not apply: error: patch failed: a.txt:1",
+    ),
+]
 
 
 def user_refs(repo: Path) -> list[str]:
@@ -464,9 +580,15 @@ async def tool_run(
         tmp / "home", TEMPORAL_ADDRESS=env.client.service_client.config.target_host
     )
     result = await asyncio.to_thread(
-        uet, "run", str(tmp / "phase.yaml"), "--repo", str(repo), "--json", env=environment,
+        uet,
+        "run",
+        str(tmp / "phase.yaml"),
+        "--repo",
+        str(repo),
+        "--json",
+        env=environment,
         timeout=120,
-    )  # fmt: skip
+    )
     unchanged = snapshot(repo) == before and user_refs(repo) == refs_before
     record = json.loads(result.stdout) if result.stdout else {}
     yield ToolRun(result, record, repo, tmp / "home", git_out(repo, "rev-parse", "HEAD"), unchanged)
@@ -496,8 +618,10 @@ def test_tool_and_patch_mistakes(
     headline = entry["reason"].splitlines()[0]
     assert headline.startswith(reason.format(base=tool_run.base[:12])), entry["reason"]
     # The progress table shows the reason on the workstream's own line.
-    assert any(line.strip().startswith(ws) and "failed" in line
-               for line in tool_run.result.stderr.splitlines())  # fmt: skip
+    assert any(
+        line.strip().startswith(ws) and "failed" in line
+        for line in tool_run.result.stderr.splitlines()
+    )
 
 
 # -- a bare repository is supported: uet never needs a work tree ------------------------------

@@ -23,8 +23,11 @@ def _fakes_on_path(fake_tools: Path) -> None:
 
 
 def ai(ws_id: str, text: str, deps: list[str] | None = None, tool: str = "codex") -> dict:
-    return {"workstream_id": ws_id, "dependencies": deps or [],
-            "execution_request": {"tool_id": tool, "prompt": f"WRITE {ws_id}.txt: {text}"}}  # fmt: skip
+    return {
+        "workstream_id": ws_id,
+        "dependencies": deps or [],
+        "execution_request": {"tool_id": tool, "prompt": f"WRITE {ws_id}.txt: {text}"},
+    }
 
 
 def events(record) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -51,9 +54,13 @@ async def test_limit_waits_for_a_person_who_raises_it(
     assert "of its $0.00 budget" in request.summary
     await handle.execute_update(
         PhaseWorkflow.submit_review,
-        ReviewDecision(review_id=request.review_id, decision="approve", reviewer="alice",
-                       budget_increase_usd=10),
-    )  # fmt: skip
+        ReviewDecision(
+            review_id=request.review_id,
+            decision="approve",
+            reviewer="alice",
+            budget_increase_usd=10,
+        ),
+    )
     record = await record_of(handle)
     assert record.status == PhaseState.COMPLETED, record.reason
     assert record.budget_usd_total == pytest.approx(10.000001)
@@ -74,9 +81,8 @@ async def test_rejecting_a_budget_review_stops_every_tool_run(
     repo: Path = make_repo({"a.txt": "a\n"})
     spec = phase(
         budget={"max_cost_usd_total": 0.000001},
-        workstreams=[ai("ws-1", "one"), ai("ws-2", "two", ["ws-1"]),
-                     ai("ws-3", "three", ["ws-1"])],
-    )  # fmt: skip
+        workstreams=[ai("ws-1", "one"), ai("ws-2", "two", ["ws-1"]), ai("ws-3", "three", ["ws-1"])],
+    )
     handle = await start_phase(client, settings, run_input(spec, repo))
     await wait_for_status(handle, lambda s: len([r for r in s.reviews if r.decision is None]) == 2)
     first, _ = await handle.query(PhaseWorkflow.pending_reviews)

@@ -42,14 +42,19 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 def uet(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "starter", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def demo_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "demo-repo"
-    subprocess.run([sys.executable, str(DEMO / "make_repo.py"), str(repo)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(DEMO / "make_repo.py"), str(repo)], check=True, capture_output=True
+    )
     return repo
 
 

@@ -46,22 +46,28 @@ def notes(unmapped: list[Unmapped]) -> dict[str, str]:
 
 
 def test_every_field_of_a_workstream_maps() -> None:
-    ws, unmapped = one({
-        "id": "ws-models",
-        "title": "Add the models",
-        "tool": "shell",
-        "command": "python tools/add_models.py",
-        "model": "m-1",
-        "env": {"LEVEL": "2"},
-        "files_scope": {"include": ["src/models/**", "./tests/test_models.py"],
-                        "exclude": ["src/models/legacy.py"]},
-        "tasks": ["Write the models", "Test them"],
-        "acceptance_tests": ["ruff check src", {"name": "unit", "cmd": "pytest -q", "type": "pytest",
-                                                "timeout": "5m"}],
-        "depends_on": [],
-        "circuit_breaker": {"max_failures": 2, "timeout_seconds": 90, "max_fixes": 0},
-        "estimated_minutes": 2.5,
-    })  # fmt: skip
+    ws, unmapped = one(
+        {
+            "id": "ws-models",
+            "title": "Add the models",
+            "tool": "shell",
+            "command": "python tools/add_models.py",
+            "model": "m-1",
+            "env": {"LEVEL": "2"},
+            "files_scope": {
+                "include": ["src/models/**", "./tests/test_models.py"],
+                "exclude": ["src/models/legacy.py"],
+            },
+            "tasks": ["Write the models", "Test them"],
+            "acceptance_tests": [
+                "ruff check src",
+                {"name": "unit", "cmd": "pytest -q", "type": "pytest", "timeout": "5m"},
+            ],
+            "depends_on": [],
+            "circuit_breaker": {"max_failures": 2, "timeout_seconds": 90, "max_fixes": 0},
+            "estimated_minutes": 2.5,
+        }
+    )
     assert unmapped == []
     assert ws == {
         "workstream_id": "ws-models",
@@ -73,29 +79,46 @@ def test_every_field_of_a_workstream_maps() -> None:
             "env": {"LEVEL": "2"},
             "prompt": "1. Write the models\n2. Test them",
         },
-        "constraints": {"file_scope": {"allowed_paths": ["src/models/**", "tests/test_models.py"],
-                                       "forbidden_paths": ["src/models/legacy.py"]}},
-        "acceptance_criteria": {"gates": [
-            {"gate_id": "test-1", "kind": "unit", "command": "ruff check src"},
-            {"gate_id": "unit", "kind": "unit", "command": "pytest -q", "timeout_s": 300},
-        ]},
+        "constraints": {
+            "file_scope": {
+                "allowed_paths": ["src/models/**", "tests/test_models.py"],
+                "forbidden_paths": ["src/models/legacy.py"],
+            }
+        },
+        "acceptance_criteria": {
+            "gates": [
+                {"gate_id": "test-1", "kind": "unit", "command": "ruff check src"},
+                {"gate_id": "unit", "kind": "unit", "command": "pytest -q", "timeout_s": 300},
+            ]
+        },
         "resilience_policy": {"max_attempts": 2, "max_fix_attempts": 0, "timeout_s": 90},
         "estimated_duration_s": 150,
-    }  # fmt: skip
+    }
 
 
 def test_only_what_the_legacy_file_says_is_written() -> None:
     ws, unmapped = one({"id": "ws-a", "command": "true"})
-    assert ws == {"workstream_id": "ws-a", "execution_request": {"tool_id": "shell",
-                                                                 "command": "true"}}  # fmt: skip
+    assert ws == {
+        "workstream_id": "ws-a",
+        "execution_request": {"tool_id": "shell", "command": "true"},
+    }
     assert unmapped == []
 
 
 @pytest.mark.parametrize(
     ("legacy", "tool"),
-    [("aider", "aider"), ("claude", "claude"), ("claude-code", "claude"), ("Claude_Code", "claude"),
-     ("codex", "codex"), ("shell", "shell"), ("sh", "shell"), ("cmd", "shell"), ("patch", "patch")],
-)  # fmt: skip
+    [
+        ("aider", "aider"),
+        ("claude", "claude"),
+        ("claude-code", "claude"),
+        ("Claude_Code", "claude"),
+        ("codex", "codex"),
+        ("shell", "shell"),
+        ("sh", "shell"),
+        ("cmd", "shell"),
+        ("patch", "patch"),
+    ],
+)
 def test_legacy_tool_names(legacy: str, tool: str) -> None:
     ws, unmapped = one({"id": "ws-a", "tool": legacy, "tasks": "do it"})
     assert ws["execution_request"]["tool_id"] == tool
@@ -104,8 +127,10 @@ def test_legacy_tool_names(legacy: str, tool: str) -> None:
 
 def test_bash_commands_keep_running_under_bash() -> None:
     ws, _ = one({"id": "ws-a", "tool": "bash", "command": "[[ -n x ]] && touch y"})
-    assert ws["execution_request"] == {"tool_id": "shell",
-                                       "command": ["bash", "-c", "[[ -n x ]] && touch y"]}  # fmt: skip
+    assert ws["execution_request"] == {
+        "tool_id": "shell",
+        "command": ["bash", "-c", "[[ -n x ]] && touch y"],
+    }
     ws, _ = one({"id": "ws-a", "tool": "bash", "cmd": ["make", "all"]})
     assert ws["execution_request"] == {"tool_id": "shell", "command": ["make", "all"]}
 
@@ -113,7 +138,9 @@ def test_bash_commands_keep_running_under_bash() -> None:
 def test_tool_inferred_when_missing() -> None:
     assert one({"id": "a", "cmd": "make"})[0]["execution_request"]["tool_id"] == "shell"
     assert one({"id": "a", "patch_file": "x.diff"})[0]["execution_request"] == {
-        "tool_id": "patch", "patch_file": "x.diff"}  # fmt: skip
+        "tool_id": "patch",
+        "patch_file": "x.diff",
+    }
     assert "execution_request" not in one({"id": "a"})[0]
 
 
@@ -134,8 +161,11 @@ def test_unknown_tools_are_kept_and_reported() -> None:
     assert ws["execution_request"]["tool_id"] == "gpt-pilot"
     [note] = unmapped
     assert (note.json_path, note.value, note.kind) == ("$.tool", "gpt-pilot", "kept")
-    known = re.fullmatch(r"uet has no tool 'gpt-pilot' \(it knows ([a-z, ]+)\); kept as "
-                         r"tool_id, so validation reports it", note.why)  # fmt: skip
+    known = re.fullmatch(
+        r"uet has no tool 'gpt-pilot' \(it knows ([a-z, ]+)\); kept as "
+        r"tool_id, so validation reports it",
+        note.why,
+    )
     assert known and {"aider", "claude", "codex", "patch", "shell"} <= set(known[1].split(", "))
     result = check_spec(convert([("a.json", {"id": "ws-a", "tool": "gpt-pilot"})]).phase)
     assert result.problems[0].message.startswith("unknown tool 'gpt-pilot'")
@@ -176,16 +206,27 @@ def test_tasks_become_one_prompt() -> None:
 
 
 def test_acceptance_test_objects() -> None:
-    ws, unmapped = one({"id": "a", "command": "true", "acceptance_tests": [
-        {"name": "Unit tests", "command": "pytest", "type": "pytest"},
-        {"id": "unit-tests", "cmd": ["ruff", "check"], "kind": "Lint", "timeout_seconds": 30},
-        {"name": "e2e", "command": "./e2e.sh", "type": "e2e", "timeout": "1h"},
-        {"command": "bandit -r .", "type": "sast"},
-        {"name": "perf", "command": "./bench", "type": "benchmark", "retries": 3},
-        {"name": "no command"},
-        "   ",
-        42,
-    ]})  # fmt: skip
+    ws, unmapped = one(
+        {
+            "id": "a",
+            "command": "true",
+            "acceptance_tests": [
+                {"name": "Unit tests", "command": "pytest", "type": "pytest"},
+                {
+                    "id": "unit-tests",
+                    "cmd": ["ruff", "check"],
+                    "kind": "Lint",
+                    "timeout_seconds": 30,
+                },
+                {"name": "e2e", "command": "./e2e.sh", "type": "e2e", "timeout": "1h"},
+                {"command": "bandit -r .", "type": "sast"},
+                {"name": "perf", "command": "./bench", "type": "benchmark", "retries": 3},
+                {"name": "no command"},
+                "   ",
+                42,
+            ],
+        }
+    )
     assert ws["acceptance_criteria"]["gates"] == [
         {"gate_id": "unit-tests", "kind": "unit", "command": "pytest"},
         {"gate_id": "unit-tests-2", "kind": "lint", "command": ["ruff", "check"], "timeout_s": 30},
@@ -195,22 +236,32 @@ def test_acceptance_test_objects() -> None:
     ]
     assert notes(unmapped) == {
         "$.acceptance_tests[4].type": "no such gate kind in uet (custom, integration, lint, "
-                                      "security, unit); the gate is 'custom'",
+        "security, unit); the gate is 'custom'",
         "$.acceptance_tests[4].retries": "no gate field in uet (a gate has a name, kind, command "
-                                         "and timeout)",
+        "and timeout)",
         "$.acceptance_tests[5].command": "a test needs a command; this test was left out",
         "$.acceptance_tests[6]": "an empty test command",
         "$.acceptance_tests[7]": "not a test command or a test object",
-    }  # fmt: skip
+    }
 
 
 def test_dependencies_follow_renamed_ids_across_files() -> None:
-    result = convert([
-        ("one.json", {"id": "WS 1: Models!", "command": "true"}),
-        ("two.json", [{"id": "ws-2", "command": "true", "depends_on": "WS 1: Models!"},
-                      {"id": "ws-3", "command": "true",
-                       "depends_on": ["ws-2", "WS 1: Models!", "ws 2", "nowhere"]}]),
-    ])  # fmt: skip
+    result = convert(
+        [
+            ("one.json", {"id": "WS 1: Models!", "command": "true"}),
+            (
+                "two.json",
+                [
+                    {"id": "ws-2", "command": "true", "depends_on": "WS 1: Models!"},
+                    {
+                        "id": "ws-3",
+                        "command": "true",
+                        "depends_on": ["ws-2", "WS 1: Models!", "ws 2", "nowhere"],
+                    },
+                ],
+            ),
+        ]
+    )
     streams = result.phase["workstreams"]
     assert [ws["workstream_id"] for ws in streams] == ["ws-1-models", "ws-2", "ws-3"]
     assert streams[1]["dependencies"] == ["ws-1-models"]
@@ -230,29 +281,51 @@ def test_dependencies_follow_renamed_ids_across_files() -> None:
 
 @pytest.mark.parametrize(
     ("legacy", "normal"),
-    [("WS-001 Models", "ws-001-models"), ("  Add   Models ", "add-models"),
-     ("RELEASE NOTES (v0.2)", "release-notes-v0.2"), ("_hidden..x.", "hidden.x"),
-     ("db.lock", "db-lock"), ("über/größe", "bergre"), ("a @{b}", "a-b"), ("!!!", "")],
-)  # fmt: skip
+    [
+        ("WS-001 Models", "ws-001-models"),
+        ("  Add   Models ", "add-models"),
+        ("RELEASE NOTES (v0.2)", "release-notes-v0.2"),
+        ("_hidden..x.", "hidden.x"),
+        ("db.lock", "db-lock"),
+        ("über/größe", "bergre"),
+        ("a @{b}", "a-b"),
+        ("!!!", ""),
+    ],
+)
 def test_normalize_id(legacy: str, normal: str) -> None:
     assert normalize_id(legacy) == normal
     assert normal == "" or is_identifier(normal)
 
 
 def test_ids_valid_as_written_are_kept_and_collisions_get_a_suffix() -> None:
-    result = convert([("a.json", [
-        {"id": "WS_Upper.1", "command": "true"},
-        {"id": "add models", "command": "true"},
-        {"id": "Add Models", "command": "true"},
-        {"id": "add-models-2", "command": "true"},
-        {"title": "No id here", "command": "true"},
-        {"command": "true"},
-        {"id": 7, "command": "true"},
-        {"id": "ws-x", "command": "true", "depends_on": ["Add Models", 7]},
-    ])])  # fmt: skip
+    result = convert(
+        [
+            (
+                "a.json",
+                [
+                    {"id": "WS_Upper.1", "command": "true"},
+                    {"id": "add models", "command": "true"},
+                    {"id": "Add Models", "command": "true"},
+                    {"id": "add-models-2", "command": "true"},
+                    {"title": "No id here", "command": "true"},
+                    {"command": "true"},
+                    {"id": 7, "command": "true"},
+                    {"id": "ws-x", "command": "true", "depends_on": ["Add Models", 7]},
+                ],
+            )
+        ]
+    )
     ids = [ws["workstream_id"] for ws in result.phase["workstreams"]]
-    assert ids == ["WS_Upper.1", "add-models", "add-models-3", "add-models-2", "no-id-here",
-                   "ws-6", "7", "ws-x"]  # fmt: skip
+    assert ids == [
+        "WS_Upper.1",
+        "add-models",
+        "add-models-3",
+        "add-models-2",
+        "no-id-here",
+        "ws-6",
+        "7",
+        "ws-x",
+    ]
     assert result.phase["workstreams"][-1]["dependencies"] == ["add-models-3", "7"]
     assert {u.json_path: u.why for u in result.unmapped} == {
         "$[1].id": "not a valid uet id; renamed to 'add-models' (dependencies on it too)",
@@ -264,18 +337,28 @@ def test_ids_valid_as_written_are_kept_and_collisions_get_a_suffix() -> None:
 
 
 def test_circuit_breaker() -> None:
-    ws, unmapped = one({"id": "a", "command": "x", "circuit_breaker": {
-        "max_attempts": 4, "max_failures": 9, "timeout": "30m", "fix_attempts": 1,
-        "reset_after": 60,
-    }})  # fmt: skip
+    ws, unmapped = one(
+        {
+            "id": "a",
+            "command": "x",
+            "circuit_breaker": {
+                "max_attempts": 4,
+                "max_failures": 9,
+                "timeout": "30m",
+                "fix_attempts": 1,
+                "reset_after": 60,
+            },
+        }
+    )
     assert ws["resilience_policy"] == {"max_attempts": 4, "max_fix_attempts": 1, "timeout_s": 1800}
     assert notes(unmapped) == {
         "$.circuit_breaker.max_failures": "max_attempts already set by another field",
         "$.circuit_breaker.reset_after": "no resilience setting in uet (max_attempts, timeout_s, "
-                                         "max_fix_attempts)",
-    }  # fmt: skip
-    ws, unmapped = one({"id": "a", "circuit_breaker": {
-        "max_failures": 0, "timeout": "soon", "max_fixes": -1}})  # fmt: skip
+        "max_fix_attempts)",
+    }
+    ws, unmapped = one(
+        {"id": "a", "circuit_breaker": {"max_failures": 0, "timeout": "soon", "max_fixes": -1}}
+    )
     assert "resilience_policy" not in ws
     assert notes(unmapped) == {
         "$.circuit_breaker.max_failures": "not a whole number ≥ 1",
@@ -285,8 +368,17 @@ def test_circuit_breaker() -> None:
 
 
 def test_everything_else_is_reported_with_a_reason() -> None:
-    ws, unmapped = one({"id": "a", "command": "x", "priority": "P1", "owner": "al",
-                        "slack_channel": "#x", "estimated_minutes": -3, "description": "d"})  # fmt: skip
+    ws, unmapped = one(
+        {
+            "id": "a",
+            "command": "x",
+            "priority": "P1",
+            "owner": "al",
+            "slack_channel": "#x",
+            "estimated_minutes": -3,
+            "description": "d",
+        }
+    )
     assert set(ws) == {"workstream_id", "execution_request"}
     assert [(u.json_path, u.value, u.kind) for u in unmapped] == [
         ("$.estimated_minutes", -3, "unmapped"),
@@ -307,12 +399,21 @@ def test_everything_else_is_reported_with_a_reason() -> None:
 
 
 def test_bundle_phase_fields_and_paths() -> None:
-    result = convert([
-        ("b.json", {"name": "Sprint 3", "description": "long text", "owner": "team",
+    result = convert(
+        [
+            (
+                "b.json",
+                {
+                    "name": "Sprint 3",
+                    "description": "long text",
+                    "owner": "team",
                     "acceptance_tests": ["pytest -q"],
-                    "workstreams": [{"id": "ws-a", "command": "x", "labels": []}, "oops"]}),
-        ("c.json", {"phase_id": "PH-OTHER", "workstreams": [{"id": "ws-b", "command": "y"}]}),
-    ])  # fmt: skip
+                    "workstreams": [{"id": "ws-a", "command": "x", "labels": []}, "oops"],
+                },
+            ),
+            ("c.json", {"phase_id": "PH-OTHER", "workstreams": [{"id": "ws-b", "command": "y"}]}),
+        ]
+    )
     phase = result.phase
     assert (phase["phase_id"], phase["title"]) == ("sprint-3", "Sprint 3")
     assert phase["gates"] == [{"gate_id": "test-1", "kind": "unit", "command": "pytest -q"}]
@@ -365,10 +466,22 @@ def test_command_writes_yaml_with_a_header_and_validates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     legacy = tmp_path / "legacy"
-    write_json(legacy / "b.json", [{"id": "ws b", "tool": "patch", "patch_file": "p/fix.diff",
-                                    "depends_on": ["ws-a"], "owner": "bo"}])  # fmt: skip
-    write_json(legacy / "a.json", {"id": "ws-a", "tool": "bash", "command": "echo 'a\nb' > x",
-                                   "tasks": ["one", "two"]})  # fmt: skip
+    write_json(
+        legacy / "b.json",
+        [
+            {
+                "id": "ws b",
+                "tool": "patch",
+                "patch_file": "p/fix.diff",
+                "depends_on": ["ws-a"],
+                "owner": "bo",
+            }
+        ],
+    )
+    write_json(
+        legacy / "a.json",
+        {"id": "ws-a", "tool": "bash", "command": "echo 'a\nb' > x", "tasks": ["one", "two"]},
+    )
     (legacy / "notes.txt").write_text("not json")
     (legacy / "p").mkdir()
     (legacy / "p" / "fix.diff").write_text("diff --git a/x b/x\n")
@@ -390,7 +503,9 @@ def test_command_writes_yaml_with_a_header_and_validates(
     assert "      prompt: |-\n        1. one\n        2. two\n" in text
     spec = yaml.safe_load(text)
     assert spec["workstreams"][1]["execution_request"] == {
-        "tool_id": "patch", "patch_file": "../legacy/p/fix.diff"}  # fmt: skip
+        "tool_id": "patch",
+        "patch_file": "../legacy/p/fix.diff",
+    }
     assert spec["workstreams"][1]["dependencies"] == ["ws-a"]
     loaded = load_spec(out)  # the patch file is found relative to the output
     assert [ws.workstream_id for ws in loaded.spec.workstreams] == ["ws-a", "ws-b"]
@@ -412,16 +527,23 @@ def test_command_writes_yaml_with_a_header_and_validates(
 def test_command_reports_an_invalid_result_and_keeps_the_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    src = write_json(tmp_path / "l.json", [{"id": "a", "tool": "gpt-pilot", "tasks": "x"},
-                                           {"id": "b", "command": "true", "depends_on": "zz"}])  # fmt: skip
+    src = write_json(
+        tmp_path / "l.json",
+        [
+            {"id": "a", "tool": "gpt-pilot", "tasks": "x"},
+            {"id": "b", "command": "true", "depends_on": "zz"},
+        ],
+    )
     out = tmp_path / "phase.yml"
     assert convert_command([str(src)], str(out), None, None) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"{src}: $[0].tool: \"gpt-pilot\" — uet has no tool 'gpt-pilot'")
     assert f"uet: {out}:" in err[1] and "unknown tool 'gpt-pilot'" in err[1]
     assert any("unknown dependency 'zz'" in line for line in err)
-    assert err[-1] == (f"uet: {out} was written but is not a valid phase spec; fix the legacy "
-                       "files and convert again (--force), or edit the YAML")  # fmt: skip
+    assert err[-1] == (
+        f"uet: {out} was written but is not a valid phase spec; fix the legacy "
+        "files and convert again (--force), or edit the YAML"
+    )
     assert out.exists()
 
 
@@ -518,19 +640,23 @@ def test_ai_sample_converts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         "tool_id": "aider",
         "model": "gpt-4o",
         "prompt": "1. Give every public function in inventory/ a one-line docstring\n"
-                  "2. Do not change any behaviour; keep the tests passing",
-    }  # fmt: skip
+        "2. Do not change any behaviour; keep the tests passing",
+    }
     assert ws["resilience_policy"] == {"max_attempts": 2, "max_fix_attempts": 2, "timeout_s": 900}
 
 
 async def test_converted_samples_run_on_the_demo_repo(
-    client: Client, settings: Settings, worker: Worker, tmp_path: Path,
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     out, _ = convert_samples(tmp_path, capsys)
     repo = tmp_path / "demo-repo"
-    subprocess.run([sys.executable, str(DEMO / "make_repo.py"), str(repo)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(DEMO / "make_repo.py"), str(repo)], check=True, capture_output=True
+    )
     loaded = load_spec(out)
     for ws in loaded.spec.workstreams:
         ws.review = "never"  # a broken sample fails the run at once instead of awaiting a review
@@ -542,12 +668,20 @@ async def test_converted_samples_run_on_the_demo_repo(
     assert record.status == PhaseState.COMPLETED, record.reason
     assert {w: s.status for w, s in record.workstreams.items()} == {
         w: WorkstreamState.COMPLETED
-        for w in ["ws-001-models", "stock_totals", "catalog-api", "stock-value", "restock",
-                  "release-notes-v0.2"]
-    }  # fmt: skip
-    assert record.waves == [["stock_totals", "ws-001-models"],
-                            ["catalog-api", "restock", "stock-value"],
-                            ["release-notes-v0.2"]]  # fmt: skip
+        for w in [
+            "ws-001-models",
+            "stock_totals",
+            "catalog-api",
+            "stock-value",
+            "restock",
+            "release-notes-v0.2",
+        ]
+    }
+    assert record.waves == [
+        ["stock_totals", "ws-001-models"],
+        ["catalog-api", "restock", "stock-value"],
+        ["release-notes-v0.2"],
+    ]
     assert record.phase_gates and {g.status for g in record.phase_gates} == {"passed"}
     head = record.head_sha or ""
     core = show(repo, head, "inventory/core.py")

@@ -8,10 +8,16 @@ from workflows.details import TABLE_ROWS, render
 
 def status(states: list[str]) -> RunRecord:
     return RunRecord(
-        run_id="RUN", workflow_id="uet-RUN", phase_id="PH", integration_branch="uet/RUN/integration",
-        current_wave=2, waves=[["a"], ["b"]],
-        workstreams={f"ws-{i:03d}": WorkstreamStatus(status=s, wave=1) for i, s in enumerate(states)},
-    )  # fmt: skip
+        run_id="RUN",
+        workflow_id="uet-RUN",
+        phase_id="PH",
+        integration_branch="uet/RUN/integration",
+        current_wave=2,
+        waves=[["a"], ["b"]],
+        workstreams={
+            f"ws-{i:03d}": WorkstreamStatus(status=s, wave=1) for i, s in enumerate(states)
+        },
+    )
 
 
 def rows(text: str) -> list[str]:

@@ -26,11 +26,17 @@ def first(evs: list[dict], kind: str, ws: str) -> int:
 SKEWED = [
     {"workstream_id": "slow", "execution_request": {"command": "sleep 2; echo slow > slow.txt"}},
     {"workstream_id": "fast", "execution_request": {"command": "echo fast > fast.txt"}},
-    {"workstream_id": "after-fast", "dependencies": ["fast"],
-     "execution_request": {"command": "cat fast.txt > after-fast.txt"}},
-    {"workstream_id": "last", "dependencies": ["slow", "after-fast"],
-     "execution_request": {"command": "cat slow.txt after-fast.txt > last.txt"}},
-]  # fmt: skip
+    {
+        "workstream_id": "after-fast",
+        "dependencies": ["fast"],
+        "execution_request": {"command": "cat fast.txt > after-fast.txt"},
+    },
+    {
+        "workstream_id": "last",
+        "dependencies": ["slow", "after-fast"],
+        "execution_request": {"command": "cat slow.txt after-fast.txt > last.txt"},
+    },
+]
 
 
 async def test_dependents_start_before_the_wave_ends_and_the_tree_equals_waves(
@@ -69,16 +75,33 @@ async def test_scarce_slots_go_to_the_longest_remaining_path(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"base.txt": "b\n"})
-    spec = phase(scheduling="eager", max_parallel=1, workstreams=[
-        {"workstream_id": "a-short", "execution_request": {"command": "touch a"},
-         "estimated_duration_s": 1},
-        {"workstream_id": "b-long", "execution_request": {"command": "touch b"},
-         "estimated_duration_s": 1},
-        {"workstream_id": "b-next", "dependencies": ["b-long"],
-         "execution_request": {"command": "touch c"}, "estimated_duration_s": 5},
-        {"workstream_id": "c-mid", "execution_request": {"command": "touch d"},
-         "estimated_duration_s": 3},
-    ])  # fmt: skip
+    spec = phase(
+        scheduling="eager",
+        max_parallel=1,
+        workstreams=[
+            {
+                "workstream_id": "a-short",
+                "execution_request": {"command": "touch a"},
+                "estimated_duration_s": 1,
+            },
+            {
+                "workstream_id": "b-long",
+                "execution_request": {"command": "touch b"},
+                "estimated_duration_s": 1,
+            },
+            {
+                "workstream_id": "b-next",
+                "dependencies": ["b-long"],
+                "execution_request": {"command": "touch c"},
+                "estimated_duration_s": 5,
+            },
+            {
+                "workstream_id": "c-mid",
+                "execution_request": {"command": "touch d"},
+                "estimated_duration_s": 3,
+            },
+        ],
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.COMPLETED, record.reason
     order = [e["workstream_id"] for e in events(record) if e["type"] == "WORKSTREAM_STARTED"]

@@ -117,17 +117,26 @@ async def test_no_review_rejects_approvals_at_once_and_fails_failures(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "gated", "review": "always",
-         "execution_request": {"command": "echo g > g.txt"}},
-        {"workstream_id": "broken", "execution_request": {"command": "echo b > b.txt"},
-         "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "gated",
+                "review": "always",
+                "execution_request": {"command": "echo g > g.txt"},
+            },
+            {
+                "workstream_id": "broken",
+                "execution_request": {"command": "echo b > b.txt"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING,
+            },
+        ]
+    )
     input = run_input(spec, repo)
     input.options = RunOptions(heartbeat_timeout_s=5, no_review=True)
     record = await record_of(await start_phase(client, settings, input))
     assert record.workstreams["broken"].status == WorkstreamState.FAILED
-    assert record.workstreams["broken"].reason.startswith("gate unit exited with 1")
+    assert (record.workstreams["broken"].reason or "").startswith("gate unit exited with 1")
     assert record.workstreams["gated"].status == WorkstreamState.DROPPED
     (review,) = record.reviews
     assert review.request.workstream_id == "gated" and review.decision is not None
@@ -142,10 +151,19 @@ async def test_on_a_terminal_the_run_says_it_waits_and_goes_on_when_answered(
     spec = write_spec(repo.parent, FAILING_SPEC)
     primary, secondary = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "starter", "run", str(spec), "--repo", str(repo),
-        cwd=ROOT, env=cli_env(client, settings), stdin=secondary,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "starter",
+        "run",
+        str(spec),
+        "--repo",
+        str(repo),
+        cwd=ROOT,
+        env=cli_env(client, settings),
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     os.close(secondary)
     try:
         assert proc.stderr is not None
@@ -205,12 +223,15 @@ async def test_a_missing_gate_program_fails_at_once(
     spec = phase(
         gates=[{"gate_id": "all", "command": "pytestt -q"}],
         workstreams=[
-            {"workstream_id": "a", "execution_request": {"command": f"echo >> {runs}; echo a > a.txt"},
-             "resilience_policy": {"max_fix_attempts": 2},
-             "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "pytestt -q"}]}},
+            {
+                "workstream_id": "a",
+                "execution_request": {"command": f"echo >> {runs}; echo a > a.txt"},
+                "resilience_policy": {"max_fix_attempts": 2},
+                "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "pytestt -q"}]},
+            },
             {"workstream_id": "b", "execution_request": {"command": "echo b > b.txt"}},
         ],
-    )  # fmt: skip
+    )
     record = await record_of(await start_phase(client, settings, run_input(spec, repo)))
     a = record.workstreams["a"]
     assert a.status == WorkstreamState.FAILED
@@ -218,8 +239,10 @@ async def test_a_missing_gate_program_fails_at_once(
     assert "oscillation" not in a.reason
     assert runs.read_text().count("\n") == 1  # the tool ran once: no fix attempt
     assert record.reviews == []  # and nobody was asked
-    states = [json.loads(line) for line in (Path(record.report_dir or "") / "ledger.jsonl")
-              .read_text().splitlines()]  # fmt: skip
+    states = [
+        json.loads(line)
+        for line in (Path(record.report_dir or "") / "ledger.jsonl").read_text().splitlines()
+    ]
     (entry,) = [e for e in states if e["workstream_id"] == "a"]
     held = [h for h in entry["state_history"] if h["state"] == "quarantined"]
     assert [h["reason"] for h in held] == ["gate unit: gate_command_not_found: pytestt"]
@@ -232,11 +255,17 @@ async def test_a_missing_script_in_the_checkout_still_gets_fix_attempts(
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
     runs = tmp_path / "tool-runs.log"
-    spec = phase(defaults={"review": "never"}, workstreams=[
-        {"workstream_id": "a", "execution_request": {"command": f"echo >> {runs}; echo a > a.txt"},
-         "resilience_policy": {"max_fix_attempts": 1},
-         "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "./check.sh"}]}},
-    ])  # fmt: skip
+    spec = phase(
+        defaults={"review": "never"},
+        workstreams=[
+            {
+                "workstream_id": "a",
+                "execution_request": {"command": f"echo >> {runs}; echo a > a.txt"},
+                "resilience_policy": {"max_fix_attempts": 1},
+                "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "./check.sh"}]},
+            },
+        ],
+    )
     record = await record_of(await start_phase(client, settings, run_input(spec, repo)))
     assert runs.read_text().count("\n") == 2  # the tool may be the one to create it
     assert "gate_command_not_found" not in (record.workstreams["a"].reason or "")
@@ -344,13 +373,16 @@ async def test_fix_attempts_and_gate_failures_show_as_they_happen(
     client: Client, settings: Settings, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = write_spec(repo.parent, """phase_id: PH-FIX
+    spec = write_spec(
+        repo.parent,
+        """phase_id: PH-FIX
 workstreams:
   - workstream_id: a
     execution_request:
       command: 'if [ -n "$UET_FEEDBACK_FILE" ]; then echo ok > s.txt; else echo no > s.txt; fi'
     acceptance_criteria: {gates: [{gate_id: ok, command: "grep -qx ok s.txt"}]}
-""")  # fmt: skip
+""",
+    )
     result = await cli(client, settings)("run", str(spec), "--repo", str(repo))
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
@@ -369,10 +401,16 @@ async def test_reviews_without_a_worker_say_so_and_exit_1(
     client: Client, settings: Settings, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "a", "execution_request": {"command": "echo x > x"},
-         "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "a",
+                "execution_request": {"command": "echo x > x"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING,
+            },
+        ]
+    )
     input = run_input(spec, repo)
     async with build_worker(client, settings):
         handle = await start_phase(client, settings, input)
@@ -407,13 +445,24 @@ def _free_port() -> int:
 def test_server_start_status_stop_and_what_a_run_leaves_running(tmp_path: Path, make_repo) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
     spec = write_spec(repo.parent, CHAIN)
-    env = {**os.environ, "UET_HOME": str(tmp_path / "home"), "UET_UI_PORT": str(_free_port()),
-           "TEMPORAL_ADDRESS": f"127.0.0.1:{_free_port()}", "UET_TASK_QUEUE": "uet-left"}  # fmt: skip
+    env = {
+        **os.environ,
+        "UET_HOME": str(tmp_path / "home"),
+        "UET_UI_PORT": str(_free_port()),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{_free_port()}",
+        "UET_TASK_QUEUE": "uet-left",
+    }
 
     def uet(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "starter", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "starter", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
 
     try:
         started = uet("server", "start")
@@ -428,8 +477,9 @@ def test_server_start_status_stop_and_what_a_run_leaves_running(tmp_path: Path, 
         assert "answers" in status.stdout
         detached = uet("run", str(spec), "--repo", str(repo), "--detach")
         assert detached.returncode == 0, detached.stderr
-        assert re.search(r"started a background worker \(pid \d+, log \S+worker.log\)",
-                         detached.stderr), detached.stderr  # fmt: skip
+        assert re.search(
+            r"started a background worker \(pid \d+, log \S+worker.log\)", detached.stderr
+        ), detached.stderr
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             listed = json.loads(uet("runs", "--json").stdout)
@@ -448,20 +498,44 @@ def test_server_start_status_stop_and_what_a_run_leaves_running(tmp_path: Path, 
 async def test_a_run_that_starts_the_server_says_so(tmp_path: Path, make_repo) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
     spec = write_spec(repo.parent, CHAIN)
-    env = {**os.environ, "UET_HOME": str(tmp_path / "home"), "UET_UI_PORT": str(_free_port()),
-           "TEMPORAL_ADDRESS": f"127.0.0.1:{_free_port()}", "UET_TASK_QUEUE": "uet-says"}  # fmt: skip
+    env = {
+        **os.environ,
+        "UET_HOME": str(tmp_path / "home"),
+        "UET_UI_PORT": str(_free_port()),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{_free_port()}",
+        "UET_TASK_QUEUE": "uet-says",
+    }
     command = [sys.executable, "-m", "starter", "run", str(spec), "--repo", str(repo)]
     try:
-        first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                               timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+        first = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert first.returncode == 0, first.stderr
         assert "started the embedded Temporal server in the background (pid" in first.stderr
-        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                                timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+        second = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert second.returncode == 0 and "started the embedded" not in second.stderr  # once
     finally:
-        subprocess.run([sys.executable, "-m", "starter", "server", "stop"], cwd=ROOT, env=env,
-                       capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "starter", "server", "stop"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 # -- 7. the work tree: left alone, and said so ---------------------------------------------------
@@ -510,8 +584,13 @@ def test_every_argument_has_help_and_every_command_examples() -> None:
 
 def test_version_and_suggestions(tmp_path: Path) -> None:
     def uet(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "starter", *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "starter", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     version = uet("--version")
     assert version.returncode == 0 and re.fullmatch(r"uet \d+\.\d+\.\d+\n", version.stdout)
@@ -531,10 +610,15 @@ def test_version_and_suggestions(tmp_path: Path) -> None:
 
 
 def test_status_of_a_remote_server_does_not_suggest_the_embedded_one(tmp_path: Path) -> None:
-    env = {**os.environ, "TEMPORAL_ADDRESS": "uet-nowhere.invalid:7233",
-           "UET_HOME": str(tmp_path)}  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "starter", "status", "01J00000000000000000000000"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    env = {**os.environ, "TEMPORAL_ADDRESS": "uet-nowhere.invalid:7233", "UET_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "starter", "status", "01J00000000000000000000000"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 3
     assert "check TEMPORAL_ADDRESS and that the server there is up" in result.stderr
     assert "uet server" not in result.stderr
@@ -542,15 +626,28 @@ def test_status_of_a_remote_server_does_not_suggest_the_embedded_one(tmp_path: P
 
 async def test_ctrl_c_names_the_run(client: Client, settings: Settings, make_repo) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = write_spec(repo.parent, "phase_id: PH-SLOW\nworkstreams:\n"
-                      "  - {workstream_id: a, execution_request: {command: 'sleep 60'}}\n")  # fmt: skip
+    spec = write_spec(
+        repo.parent,
+        "phase_id: PH-SLOW\nworkstreams:\n"
+        "  - {workstream_id: a, execution_request: {command: 'sleep 60'}}\n",
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "starter", "run", str(spec), "--repo", str(repo),
+        sys.executable,
+        "-m",
+        "starter",
+        "run",
+        str(spec),
+        "--repo",
+        str(repo),
         # The cancel below waits for the dead worker's tool to be given up on: not 30 s.
-        "--heartbeat-timeout", "5",
-        cwd=ROOT, env=cli_env(client, settings), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        "--heartbeat-timeout",
+        "5",
+        cwd=ROOT,
+        env=cli_env(client, settings),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stderr is not None
     seen = ""
     while "  a  running" not in seen:
@@ -571,10 +668,16 @@ async def test_a_cancelled_runs_status_shows_no_stale_review(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "a", "execution_request": {"command": "echo x > x"},
-         "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "a",
+                "execution_request": {"command": "echo x > x"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING,
+            },
+        ]
+    )
     input = run_input(spec, repo)
     handle = await start_phase(client, settings, input)
     await wait_for_status(handle, awaiting)
@@ -592,10 +695,16 @@ async def test_a_bad_decision_is_one_line_for_signal_and_update(
     client: Client, settings: Settings, worker: Worker, make_repo, caplog: pytest.LogCaptureFixture
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "a", "execution_request": {"command": "echo x > x"},
-         "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "a",
+                "execution_request": {"command": "echo x > x"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING,
+            },
+        ]
+    )
     handle = await start_phase(client, settings, run_input(spec, repo))
     await wait_for_status(handle, awaiting)
     (request,) = await handle.query(PhaseWorkflow.pending_reviews)
@@ -632,21 +741,32 @@ async def test_no_late_import_warnings_from_the_log_pipeline(
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        async with Worker(client, task_queue=settings.task_queue, workflows=[LogsAnError],
-                          workflow_runner=SANDBOX):  # fmt: skip
-            assert await client.execute_workflow(
-                LogsAnError.run, id=f"late-import-{settings.task_queue}",
-                task_queue=settings.task_queue,
-            ) == "ok"  # fmt: skip
+        async with Worker(
+            client, task_queue=settings.task_queue, workflows=[LogsAnError], workflow_runner=SANDBOX
+        ):
+            assert (
+                await client.execute_workflow(
+                    LogsAnError.run,
+                    id=f"late-import-{settings.task_queue}",
+                    task_queue=settings.task_queue,
+                )
+                == "ok"
+            )
     late = [w for w in caught if "imported after initial workflow load" in str(w.message)]
     assert late == []
 
 
 async def test_a_worker_says_it_started(client: Client, settings: Settings) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "starter", "worker", cwd=ROOT, env=cli_env(client, settings),
-        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "starter",
+        "worker",
+        cwd=ROOT,
+        env=cli_env(client, settings),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stderr is not None
         line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
@@ -664,13 +784,22 @@ async def test_children_end_as_their_workstreams_did(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": "f\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "gates", "execution_request": {"command": "echo x > x"},
-         "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING},
-        {"workstream_id": "missing", "review": "never",
-         "execution_request": {"command": ["uet-no-such-program", "x"]}},
-        {"workstream_id": "fine", "execution_request": {"command": "echo y > y"}},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "gates",
+                "execution_request": {"command": "echo x > x"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING,
+            },
+            {
+                "workstream_id": "missing",
+                "review": "never",
+                "execution_request": {"command": ["uet-no-such-program", "x"]},
+            },
+            {"workstream_id": "fine", "execution_request": {"command": "echo y > y"}},
+        ]
+    )
     input = run_input(spec, repo)
     handle = await start_phase(client, settings, input)
     await wait_for_status(handle, awaiting)
@@ -705,8 +834,14 @@ def test_the_readme_documents_every_command_and_the_new_messages() -> None:
             or f"uet approve\\|{name}" in readme
             or name in ("reject", "retry", "adjust")
         ), name
-    for text in ("gate_command_not_found", "--no-review", "--review-timeout", "uet server start",
-                 "uet runs", "worker's environment"):  # fmt: skip
+    for text in (
+        "gate_command_not_found",
+        "--no-review",
+        "--review-timeout",
+        "uet server start",
+        "uet runs",
+        "worker's environment",
+    ):
         assert text in readme, text
     assert "about a minute" not in readme
     assert not re.search(r"\)\n [A-Z]", readme), "a stray line after an image"

@@ -42,14 +42,25 @@ async def test_planted_fsmonitor_and_hooks_never_run(
     repo: Path = make_repo({"app.txt": "original\n"})
     config_before = (repo / ".git" / "config").read_bytes()
     # One tool at a time: with several, the one whose run overlaps the change is failed.
-    spec = phase(max_parallel=1, defaults={"review": "never"}, workstreams=[
-        {"workstream_id": "ws-evil",
-         "execution_request": {"command": PLANT, "env": {"OUTSIDE": str(outside)}},
-         "acceptance_criteria": {"gates": [{"gate_id": "g", "command": "grep -q changed app.txt"}]}},
-        {"workstream_id": "ws-next", "dependencies": ["ws-evil"],
-         "execution_request": {"command": "echo next > next.txt"}},
-        {"workstream_id": "ws-other", "execution_request": {"command": "echo other > o.txt"}},
-    ])  # fmt: skip
+    spec = phase(
+        max_parallel=1,
+        defaults={"review": "never"},
+        workstreams=[
+            {
+                "workstream_id": "ws-evil",
+                "execution_request": {"command": PLANT, "env": {"OUTSIDE": str(outside)}},
+                "acceptance_criteria": {
+                    "gates": [{"gate_id": "g", "command": "grep -q changed app.txt"}]
+                },
+            },
+            {
+                "workstream_id": "ws-next",
+                "dependencies": ["ws-evil"],
+                "execution_request": {"command": "echo next > next.txt"},
+            },
+            {"workstream_id": "ws-other", "execution_request": {"command": "echo other > o.txt"}},
+        ],
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     evil = record.workstreams["ws-evil"]
     assert evil.status == WorkstreamState.FAILED
@@ -68,12 +79,20 @@ async def test_planted_filter_never_runs(
     outside = tmp_path / "outside"
     outside.mkdir()
     repo: Path = make_repo({"app.txt": "x\n"})
-    plant = ('shared="$(dirname "$(cat .git/objects/info/alternates)")"; '
-             'git config -f "$shared/config" filter.evil.clean "touch $OUTSIDE/filter-ran; cat"; '
-             "echo '* filter=evil' > .gitattributes; echo y > app.txt")  # fmt: skip
-    spec = phase(defaults={"review": "never"}, workstreams=[
-        {"workstream_id": "ws", "execution_request": {"command": plant,
-                                                      "env": {"OUTSIDE": str(outside)}}}])  # fmt: skip
+    plant = (
+        'shared="$(dirname "$(cat .git/objects/info/alternates)")"; '
+        'git config -f "$shared/config" filter.evil.clean "touch $OUTSIDE/filter-ran; cat"; '
+        "echo '* filter=evil' > .gitattributes; echo y > app.txt"
+    )
+    spec = phase(
+        defaults={"review": "never"},
+        workstreams=[
+            {
+                "workstream_id": "ws",
+                "execution_request": {"command": plant, "env": {"OUTSIDE": str(outside)}},
+            }
+        ],
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     assert "the repository's config changed" in (record.workstreams["ws"].reason or "")
     assert list(outside.iterdir()) == [], "uet's git add ran the planted filter"
@@ -90,12 +109,21 @@ async def test_rewritten_git_pointer_and_outside_symlink(
     other_before = snapshot(other), git_out(other, "for-each-ref")
     repo: Path = make_repo({"app.txt": "original\n"})
     before = snapshot(repo)
-    spec = phase(defaults={"review": "never"}, workstreams=[
-        {"workstream_id": "ws-pointer", "execution_request": {
-            "command": f'rm -rf .git && echo "gitdir: {other}/.git" > .git && echo new > app.txt'}},
-        {"workstream_id": "ws-symlink", "execution_request": {
-            "command": f"ln -s {outside}/secret.txt leak"}},
-    ])  # fmt: skip
+    spec = phase(
+        defaults={"review": "never"},
+        workstreams=[
+            {
+                "workstream_id": "ws-pointer",
+                "execution_request": {
+                    "command": f'rm -rf .git && echo "gitdir: {other}/.git" > .git && echo new > app.txt'
+                },
+            },
+            {
+                "workstream_id": "ws-symlink",
+                "execution_request": {"command": f"ln -s {outside}/secret.txt leak"},
+            },
+        ],
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     pointer = record.workstreams["ws-pointer"]
     assert pointer.status == WorkstreamState.COMPLETED, pointer.reason

@@ -30,13 +30,23 @@ async def test_secrets_printed_by_tools_and_gates_are_masked_everywhere(
     spec = phase(
         defaults={"review": "never", "resilience_policy": {"max_fix_attempts": 0}},
         workstreams=[
-            {"workstream_id": "ws-tool", "execution_request": {
-                "command": 'echo "my key is $UET_TEST_API_KEY" >&2; env | grep UET_TEST; exit 1'}},
-            {"workstream_id": "ws-gate", "execution_request": {"command": "touch b.txt"},
-             "acceptance_criteria": {"gates": [
-                 {"gate_id": "leaky", "command": 'echo "token=$UET_TEST_API_KEY"; exit 1'}]}},
+            {
+                "workstream_id": "ws-tool",
+                "execution_request": {
+                    "command": 'echo "my key is $UET_TEST_API_KEY" >&2; env | grep UET_TEST; exit 1'
+                },
+            },
+            {
+                "workstream_id": "ws-gate",
+                "execution_request": {"command": "touch b.txt"},
+                "acceptance_criteria": {
+                    "gates": [
+                        {"gate_id": "leaky", "command": 'echo "token=$UET_TEST_API_KEY"; exit 1'}
+                    ]
+                },
+            },
         ],
-    )  # fmt: skip
+    )
     async with build_worker(client, settings):
         record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.FAILED
@@ -46,8 +56,11 @@ async def test_secrets_printed_by_tools_and_gates_are_masked_everywhere(
     assert any(p.name == "events.jsonl" for p in kept) and len(kept) > 5
     for path in kept:  # reports, quarantine, every log and artifact
         assert SECRET.encode() not in path.read_bytes(), path
-    for wf_id in (record.workflow_id, f"{record.workflow_id}/ws/ws-tool",
-                  f"{record.workflow_id}/ws/ws-gate"):  # fmt: skip
+    for wf_id in (
+        record.workflow_id,
+        f"{record.workflow_id}/ws/ws-tool",
+        f"{record.workflow_id}/ws/ws-gate",
+    ):
         history = await client.get_workflow_handle(wf_id).fetch_history()
         assert SECRET not in history.to_json(), f"{wf_id}: a payload carries the secret"
 
@@ -77,21 +90,31 @@ async def test_a_20_mb_patch_and_a_50_mb_log_travel_by_reference(
         data_converter=dataclasses.replace(pydantic_data_converter, payload_codec=guard),
     )
     repo: Path = make_repo({"a.txt": "a\n"})
-    big_file = "python3 -c \"import sys; sys.stdout.write(''.join(f'line {i:09d} ' + 'x' * 86 + chr(10) for i in range(200000)))\" > big.txt"  # fmt: skip
+    big_file = "python3 -c \"import sys; sys.stdout.write(''.join(f'line {i:09d} ' + 'x' * 86 + chr(10) for i in range(200000)))\" > big.txt"
     spec = phase(
         defaults={"review": "never"},
         workstreams=[
-            {"workstream_id": "ws-patch", "execution_request": {"command": big_file},
-             "patch_policy": {"max_patch_bytes": 50_000_000, "max_lines_changed": 1_000_000}},
-            {"workstream_id": "ws-log", "execution_request": {
-                "command": "head -c 50000000 /dev/zero | tr '\\0' x; echo; touch done.txt"}},
+            {
+                "workstream_id": "ws-patch",
+                "execution_request": {"command": big_file},
+                "patch_policy": {"max_patch_bytes": 50_000_000, "max_lines_changed": 1_000_000},
+            },
+            {
+                "workstream_id": "ws-log",
+                "execution_request": {
+                    "command": "head -c 50000000 /dev/zero | tr '\\0' x; echo; touch done.txt"
+                },
+            },
         ],
-    )  # fmt: skip
+    )
     async with build_worker(client, settings):
         record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.COMPLETED, record.reason
     assert len(show(repo, record.head_sha or "", "big.txt")) > 20_000_000
-    entries = [json.loads(x) for x in (Path(record.report_dir or "") / "ledger.jsonl").read_text().splitlines()]
+    entries = [
+        json.loads(x)
+        for x in (Path(record.report_dir or "") / "ledger.jsonl").read_text().splitlines()
+    ]
     patch = next(e for e in entries if e["workstream_id"] == "ws-patch")["patch"]
     assert patch["size"] > 20_000_000 and patch["uri"].startswith("file://")
     logs = [p for p in (settings.home / "artifacts").rglob("*") if p.is_file()]

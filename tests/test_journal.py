@@ -23,13 +23,19 @@ def rolled_back_chain() -> Any:
         defaults={"review": "never", "resilience_policy": {"max_fix_attempts": 0}},
         workstreams=[
             {"workstream_id": "ws-a", "execution_request": {"command": "echo a > a.txt"}},
-            {"workstream_id": "ws-b", "dependencies": ["ws-a"],
-             "execution_request": {"command": "echo b > b.txt"}},
-            {"workstream_id": "ws-bad", "dependencies": ["ws-b"],
-             "execution_request": {"command": "echo bad > bad.txt"},
-             "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]}},
+            {
+                "workstream_id": "ws-b",
+                "dependencies": ["ws-a"],
+                "execution_request": {"command": "echo b > b.txt"},
+            },
+            {
+                "workstream_id": "ws-bad",
+                "dependencies": ["ws-b"],
+                "execution_request": {"command": "echo bad > bad.txt"},
+                "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]},
+            },
         ],
-    )  # fmt: skip
+    )
 
 
 def report(record: RunRecord) -> tuple[list[tuple[Any, ...]], Counter[tuple[str, str | None]]]:
@@ -39,7 +45,12 @@ def report(record: RunRecord) -> tuple[list[tuple[Any, ...]], Counter[tuple[str,
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     assert [e["event_id"] for e in events] == sorted(e["event_id"] for e in events)
     paths = sorted(
-        (e["workstream_id"], e["attempt"], e["state"], tuple(h["state"] for h in e["state_history"]))
+        (
+            e["workstream_id"],
+            e["attempt"],
+            e["state"],
+            tuple(h["state"] for h in e["state_history"]),
+        )
         for e in entries
     )
     return paths, Counter((e["type"], e["workstream_id"]) for e in events)
@@ -62,8 +73,12 @@ async def test_written_journal_reports_what_a_held_one_does(
     assert report(written) == report(held)
     paths, _ = report(written)
     # ws-a and ws-b were written out as committed; the rollback moved them afterwards.
-    assert paths[0] == ("ws-a", 1, "rolled_back", ("created", "validated", "queued", "applied",
-                                                   "verified", "committed", "rolled_back"))  # fmt: skip
+    assert paths[0] == (
+        "ws-a",
+        1,
+        "rolled_back",
+        ("created", "validated", "queued", "applied", "verified", "committed", "rolled_back"),
+    )
     assert [p[2] for p in paths] == ["rolled_back", "rolled_back", "dropped"]  # a, b, bad
 
 
@@ -75,11 +90,14 @@ async def test_live_ledger_includes_written_parts(
         defaults={"resilience_policy": {"max_fix_attempts": 0}},
         workstreams=[
             {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > one.txt"}},
-            {"workstream_id": "ws-2", "dependencies": ["ws-1"],
-             "execution_request": {"command": "echo 2 > two.txt"},
-             "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]}},
+            {
+                "workstream_id": "ws-2",
+                "dependencies": ["ws-1"],
+                "execution_request": {"command": "echo 2 > two.txt"},
+                "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]},
+            },
         ],
-    )  # fmt: skip
+    )
     input = run_input(spec, repo)
     input.options.journal_batch = 1
     handle = await start_phase(client, settings, input)

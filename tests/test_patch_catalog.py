@@ -129,10 +129,21 @@ class Repo:
     def git(self, *args: str) -> bytes:
         env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(self.root)}
         return subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "core.quotePath=false",
-             *args],
-            cwd=self.root, env=env, check=True, capture_output=True,
-        ).stdout  # fmt: skip
+            [
+                "git",
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "core.quotePath=false",
+                *args,
+            ],
+            cwd=self.root,
+            env=env,
+            check=True,
+            capture_output=True,
+        ).stdout
 
     def write(self, path: str, data: bytes | str, mode: int | None = None) -> None:
         target = self.root / path
@@ -148,8 +159,16 @@ class Repo:
     def diff(self) -> bytes:
         """The change in the work tree, captured the way uet captures a tool's change."""
         self.git("add", "-A")
-        return self.git("diff", "--cached", "--binary", "--full-index", "--no-renames",
-                        "--src-prefix=a/", "--dst-prefix=b/", "HEAD")  # fmt: skip
+        return self.git(
+            "diff",
+            "--cached",
+            "--binary",
+            "--full-index",
+            "--no-renames",
+            "--src-prefix=a/",
+            "--dst-prefix=b/",
+            "HEAD",
+        )
 
 
 @pytest.fixture
@@ -182,8 +201,10 @@ def test_binary_needs_allow_binary(repo: Repo) -> None:
     repo.write("old.bin", b"\x00\x09\x08\x07")
     repo.write("new.bin", bytes(range(256)))
     patch = repo.diff()
-    assert codes(check(patch)) == [("binary_not_allowed", "new.bin"),
-                                   ("binary_not_allowed", "old.bin")]  # fmt: skip
+    assert codes(check(patch)) == [
+        ("binary_not_allowed", "new.bin"),
+        ("binary_not_allowed", "old.bin"),
+    ]
     report = check(patch, allow_binary=True)
     assert report.ok
     kinds = {f.path: (f.kind, f.binary) for f in parse_patch(patch).stats.files}
@@ -205,8 +226,9 @@ def test_non_ascii_and_space_names(repo: Repo) -> None:
     repo.write("naïve dir/a b.txt", "x\n")
     patch = repo.diff()
     assert sorted(f.path for f in parse_patch(patch).stats.files) == [
-        "docs/résumé final.md", "naïve dir/a b.txt",
-    ]  # fmt: skip
+        "docs/résumé final.md",
+        "naïve dir/a b.txt",
+    ]
     assert check(patch, allowed=["docs/**", "naïve dir/*"]).ok
     assert codes(check(patch, allowed=["docs/**"])) == [("out_of_scope", "naïve dir/a b.txt")]
 
@@ -272,11 +294,18 @@ def test_exact_reverse_of_an_integrated_patch_is_oscillation(repo: Repo) -> None
 def _attempt(patch: bytes, attempt: int) -> PatchArtifact:
     parsed = parse_patch(patch)
     return PatchArtifact(
-        patch_id=f"P{attempt}", sha256="0" * 64, size=len(patch), uri="file:///x",
-        base_sha="0" * 40, tool_id="shell", workstream_id="ws", attempt=attempt,
-        stats=parsed.stats, fingerprint=parsed.fingerprint,
+        patch_id=f"P{attempt}",
+        sha256="0" * 64,
+        size=len(patch),
+        uri="file:///x",
+        base_sha="0" * 40,
+        tool_id="shell",
+        workstream_id="ws",
+        attempt=attempt,
+        stats=parsed.stats,
+        fingerprint=parsed.fingerprint,
         reverse_fingerprint=parsed.reverse_fingerprint,
-    )  # fmt: skip
+    )
 
 
 def test_fix_attempts_that_go_round_in_circles(repo: Repo) -> None:
@@ -295,8 +324,9 @@ def test_fix_attempts_that_go_round_in_circles(repo: Repo) -> None:
     assert codes(report) == [("oscillation", "src/app.py")]
     # A -> B -> C is progress.
     repo.write("src/app.py", "print('C')\n")
-    assert check(repo.diff(), history=History(earlier_attempts=[_attempt(one, 1),
-                                                                _attempt(two, 2)])).ok  # fmt: skip
+    assert check(
+        repo.diff(), history=History(earlier_attempts=[_attempt(one, 1), _attempt(two, 2)])
+    ).ok
 
 
 def test_stats_match_git_numstat(repo: Repo) -> None:

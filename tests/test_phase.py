@@ -35,20 +35,24 @@ async def test_waves_see_merged_work_of_earlier_waves(
         workstreams=[
             {"workstream_id": "ws-a", "execution_request": {"command": append("a.txt", "from a")}},
             {"workstream_id": "ws-b", "execution_request": {"command": append("b.txt", "from b")}},
-            {   # wave 2: must see a.txt and b.txt from wave 1
-                "workstream_id": "ws-c", "dependencies": ["ws-a", "ws-b"],
+            {  # wave 2: must see a.txt and b.txt from wave 1
+                "workstream_id": "ws-c",
+                "dependencies": ["ws-a", "ws-b"],
                 "execution_request": {"command": "cat a.txt b.txt > c.txt"},
-                "acceptance_criteria": {"gates": [
-                    {"gate_id": "has-a", "command": has("c.txt", "from a")},
-                    {"gate_id": "has-b", "command": has("c.txt", "from b"), "after": ["has-a"]},
-                ]},
+                "acceptance_criteria": {
+                    "gates": [
+                        {"gate_id": "has-a", "command": has("c.txt", "from a")},
+                        {"gate_id": "has-b", "command": has("c.txt", "from b"), "after": ["has-a"]},
+                    ]
+                },
             },
-            {   # wave 3
-                "workstream_id": "ws-d", "dependencies": ["ws-c"],
+            {  # wave 3
+                "workstream_id": "ws-d",
+                "dependencies": ["ws-c"],
                 "execution_request": {"command": ["sh", "-c", "wc -l < c.txt > d.txt"]},
             },
         ],
-    )  # fmt: skip
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
 
     assert record.status == PhaseState.COMPLETED, record.reason
@@ -82,8 +86,9 @@ async def test_waves_see_merged_work_of_earlier_waves(
     assert snapshot(repo) == before, "the user's branch, index and working tree are untouched"
 
     # The histories replay deterministically with the current workflow code.
-    replayer = Replayer(workflows=[PhaseWorkflow, WorkstreamWorkflow],
-                        data_converter=client.data_converter)  # fmt: skip
+    replayer = Replayer(
+        workflows=[PhaseWorkflow, WorkstreamWorkflow], data_converter=client.data_converter
+    )
     parent = client.get_workflow_handle(workflow_id(record.run_id))
     await replayer.replay_workflow(await parent.fetch_history())
     child = client.get_workflow_handle(f"{workflow_id(record.run_id)}/ws/ws-c")
@@ -98,22 +103,41 @@ async def test_failing_gate_blocks_dependents_not_independents(
         defaults={"review": "never"},
         workstreams=[
             {
-                "workstream_id": "ws-bad", "execution_request": {"command": append("bad.txt", "x")},
+                "workstream_id": "ws-bad",
+                "execution_request": {"command": append("bad.txt", "x")},
                 "resilience_policy": {"max_fix_attempts": 0},
-                "acceptance_criteria": {"gates": [
-                    {"gate_id": "unit", "kind": "unit", "command": "echo 'boom: 3 tests failed'; exit 3"},
-                    {"gate_id": "later", "command": "true", "after": ["unit"]},
-                ]},
+                "acceptance_criteria": {
+                    "gates": [
+                        {
+                            "gate_id": "unit",
+                            "kind": "unit",
+                            "command": "echo 'boom: 3 tests failed'; exit 3",
+                        },
+                        {"gate_id": "later", "command": "true", "after": ["unit"]},
+                    ]
+                },
             },
-            {"workstream_id": "ws-child", "dependencies": ["ws-bad"],
-             "execution_request": {"command": append("child.txt", "x")}},
-            {"workstream_id": "ws-grandchild", "dependencies": ["ws-child"],
-             "execution_request": {"command": append("grandchild.txt", "x")}},
-            {"workstream_id": "ws-free", "execution_request": {"command": append("free.txt", "ok")}},
-            {"workstream_id": "ws-free-next", "dependencies": ["ws-free"],
-             "execution_request": {"command": has("free.txt", "ok") + " && touch next.txt"}},
+            {
+                "workstream_id": "ws-child",
+                "dependencies": ["ws-bad"],
+                "execution_request": {"command": append("child.txt", "x")},
+            },
+            {
+                "workstream_id": "ws-grandchild",
+                "dependencies": ["ws-child"],
+                "execution_request": {"command": append("grandchild.txt", "x")},
+            },
+            {
+                "workstream_id": "ws-free",
+                "execution_request": {"command": append("free.txt", "ok")},
+            },
+            {
+                "workstream_id": "ws-free-next",
+                "dependencies": ["ws-free"],
+                "execution_request": {"command": has("free.txt", "ok") + " && touch next.txt"},
+            },
         ],
-    )  # fmt: skip
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
 
     assert record.status == PhaseState.FAILED
@@ -152,15 +176,23 @@ async def test_tool_failures_are_reported_not_retried_forever(
     repo: Path = make_repo({"a.txt": "a\n"})
     spec = phase(
         workstreams=[
-            {"workstream_id": "missing-cmd",
-             "execution_request": {"command": ["definitely-not-a-program-uet"]}},
-            {"workstream_id": "missing-sh", "execution_request": {"command": "no-such-tool-uet --x"}},
+            {
+                "workstream_id": "missing-cmd",
+                "execution_request": {"command": ["definitely-not-a-program-uet"]},
+            },
+            {
+                "workstream_id": "missing-sh",
+                "execution_request": {"command": "no-such-tool-uet --x"},
+            },
             {"workstream_id": "exits-1", "execution_request": {"command": "echo nope >&2; exit 1"}},
-            {"workstream_id": "slow", "execution_request": {"command": "sleep 30"},
-             "resilience_policy": {"timeout_s": 1}},
+            {
+                "workstream_id": "slow",
+                "execution_request": {"command": "sleep 30"},
+                "resilience_policy": {"timeout_s": 1},
+            },
             {"workstream_id": "no-change", "execution_request": {"command": "true"}},
         ],
-    )  # fmt: skip
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     reasons = {w: s.reason or "" for w, s in record.workstreams.items()}
     assert "command not found" in reasons["missing-cmd"]
@@ -192,12 +224,16 @@ async def test_patch_tool_and_phase_gate(
     spec = phase(
         gates=[{"gate_id": "runs", "command": "python3 greet.py | grep -q world"}],
         workstreams=[
-            {"workstream_id": "ws-p",
-             "execution_request": {"tool_id": "patch", "patch_file": "p.diff"}},
-            {"workstream_id": "ws-stale",
-             "execution_request": {"tool_id": "patch", "patch_file": "stale.diff"}},
+            {
+                "workstream_id": "ws-p",
+                "execution_request": {"tool_id": "patch", "patch_file": "p.diff"},
+            },
+            {
+                "workstream_id": "ws-stale",
+                "execution_request": {"tool_id": "patch", "patch_file": "stale.diff"},
+            },
         ],
-    )  # fmt: skip
+    )
     input = run_input(spec, repo)
     input.patch_files = {
         "ws-p": store.put_bytes(diff.encode(), "text/x-diff"),

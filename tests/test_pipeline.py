@@ -47,28 +47,44 @@ async def test_pipeline_quarantine_fix_loop_and_ledger(
         max_parallel=4,
         defaults={"review": "never"},  # failures fail here; tests/test_review.py asks people
         workstreams=[
-            {"workstream_id": "ws-scope",
-             "execution_request": {"command": "echo x > src/scope/a.txt && echo y >> README.md"},
-             "constraints": {"file_scope": {"allowed_paths": ["src/scope/**"]}}},
-            {"workstream_id": "ws-scope-child", "dependencies": ["ws-scope"],
-             "execution_request": {"command": "touch child.txt"}},
-            {"workstream_id": "ws-big",
-             "execution_request": {"command": "seq 1 50 > big.txt"},
-             "patch_policy": {"max_lines_changed": 10}},
-            {"workstream_id": "ws-fix",
-             "execution_request": {"command": FIX_TOOL},
-             "constraints": {"file_scope": {"allowed_paths": ["fix/**"]}},
-             "acceptance_criteria": {"gates": [
-                 {"gate_id": "unit", "kind": "unit",
-                  "command": "echo 'expected ok, got:'; cat fix/state.txt; grep -qx ok fix/state.txt"},
-             ]}},
-            {"workstream_id": "ws-osc",
-             "execution_request": {"command": OSCILLATING_TOOL},
-             "resilience_policy": {"max_fix_attempts": 3},
-             "acceptance_criteria": {"gates": [{"gate_id": "never", "command": "exit 1"}]}},
+            {
+                "workstream_id": "ws-scope",
+                "execution_request": {"command": "echo x > src/scope/a.txt && echo y >> README.md"},
+                "constraints": {"file_scope": {"allowed_paths": ["src/scope/**"]}},
+            },
+            {
+                "workstream_id": "ws-scope-child",
+                "dependencies": ["ws-scope"],
+                "execution_request": {"command": "touch child.txt"},
+            },
+            {
+                "workstream_id": "ws-big",
+                "execution_request": {"command": "seq 1 50 > big.txt"},
+                "patch_policy": {"max_lines_changed": 10},
+            },
+            {
+                "workstream_id": "ws-fix",
+                "execution_request": {"command": FIX_TOOL},
+                "constraints": {"file_scope": {"allowed_paths": ["fix/**"]}},
+                "acceptance_criteria": {
+                    "gates": [
+                        {
+                            "gate_id": "unit",
+                            "kind": "unit",
+                            "command": "echo 'expected ok, got:'; cat fix/state.txt; grep -qx ok fix/state.txt",
+                        },
+                    ]
+                },
+            },
+            {
+                "workstream_id": "ws-osc",
+                "execution_request": {"command": OSCILLATING_TOOL},
+                "resilience_policy": {"max_fix_attempts": 3},
+                "acceptance_criteria": {"gates": [{"gate_id": "never", "command": "exit 1"}]},
+            },
             {"workstream_id": "ws-ok", "execution_request": {"command": "echo fine > ok.txt"}},
         ],
-    )  # fmt: skip
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
 
     states = {w: s.status for w, s in record.workstreams.items()}
@@ -150,23 +166,41 @@ async def test_pipeline_quarantine_fix_loop_and_ledger(
         jsonschema.validate(event, schema("run_event.v1.json"))
     assert [e["event_id"] for e in events] == sorted(e["event_id"] for e in events)
     kinds = [e["type"] for e in events]
-    for kind in ("RUN_STARTED", "PATCH_CREATED", "PATCH_VALIDATED", "PATCH_QUARANTINED",
-                 "PATCH_APPLIED", "GATE_FAILED", "FIX_ATTEMPT", "GATE_PASSED",
-                 "PATCH_COMMITTED", "WORKSTREAM_BLOCKED", "WAVE_INTEGRATED", "RUN_FAILED"):  # fmt: skip
+    for kind in (
+        "RUN_STARTED",
+        "PATCH_CREATED",
+        "PATCH_VALIDATED",
+        "PATCH_QUARANTINED",
+        "PATCH_APPLIED",
+        "GATE_FAILED",
+        "FIX_ATTEMPT",
+        "GATE_PASSED",
+        "PATCH_COMMITTED",
+        "WORKSTREAM_BLOCKED",
+        "WAVE_INTEGRATED",
+        "RUN_FAILED",
+    ):
         assert kind in kinds, kind
     assert kinds.count("FIX_ATTEMPT") == 1 + 2  # ws-fix once, ws-osc twice
     jsonschema.validate(json.loads((folder / "run.json").read_text()), schema("run_record.v1.json"))
 
     # Quarantined patches are kept, raw, with the reason.
-    kept = sorted(p.relative_to(folder / "quarantine").as_posix()
-                  for p in (folder / "quarantine").rglob("*"))  # fmt: skip
+    kept = sorted(
+        p.relative_to(folder / "quarantine").as_posix() for p in (folder / "quarantine").rglob("*")
+    )
     assert [k for k in kept if k.endswith(".diff")] == [
         f"ws-big/01-{by_ws['ws-big'][0]['patch_id']}.diff",
         f"ws-osc/03-{osc[2]['patch_id']}.diff",
         f"ws-scope/01-{by_ws['ws-scope'][0]['patch_id']}.diff",
     ]
-    report = json.loads((folder / "quarantine" / "ws-scope" /
-                         f"01-{by_ws['ws-scope'][0]['patch_id']}.report.json").read_text())  # fmt: skip
+    report = json.loads(
+        (
+            folder
+            / "quarantine"
+            / "ws-scope"
+            / f"01-{by_ws['ws-scope'][0]['patch_id']}.report.json"
+        ).read_text()
+    )
     assert report["validation"]["errors"][0]["code"] == "out_of_scope"
     raw = folder / "quarantine" / "ws-big" / f"01-{by_ws['ws-big'][0]['patch_id']}.diff"
     assert raw.read_bytes().startswith(b"diff --git a/big.txt b/big.txt\n")
@@ -178,12 +212,21 @@ async def test_pipeline_quarantine_fix_loop_and_ledger(
     assert sorted(e.patch_id for e in live) == sorted(e["patch_id"] for e in entries)
 
     # And the CLI shows it to people.
-    env = {**os.environ, "UET_HOME": str(settings.home),
-           "TEMPORAL_ADDRESS": client.service_client.config.target_host}  # fmt: skip
+    env = {
+        **os.environ,
+        "UET_HOME": str(settings.home),
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+    }
 
     def uet(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "starter", *args], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "starter", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     listed = uet("ledger", record.run_id, "--json")
     assert listed.returncode == 0, listed.stderr
@@ -203,8 +246,10 @@ async def test_pipeline_quarantine_fix_loop_and_ledger(
 
     # Fix loop, quarantine and oscillation histories replay with the current code.
     replayer = Replayer(workflows=WORKFLOWS, data_converter=client.data_converter)
-    for wf_id in [record.workflow_id, *(f"{record.workflow_id}/ws/{w}" for w in
-                                        ("ws-fix", "ws-osc", "ws-scope", "ws-big"))]:  # fmt: skip
+    for wf_id in [
+        record.workflow_id,
+        *(f"{record.workflow_id}/ws/{w}" for w in ("ws-fix", "ws-osc", "ws-scope", "ws-big")),
+    ]:
         await replayer.replay_workflow(await client.get_workflow_handle(wf_id).fetch_history())
 
 
@@ -215,13 +260,22 @@ async def test_undoing_an_integrated_patch_is_oscillation(
     spec = phase(
         defaults={"review": "never"},
         workstreams=[
-            {"workstream_id": "ws-set", "execution_request": {"command": "echo 'mode = fast' > config.txt"}},
-            {"workstream_id": "ws-undo", "dependencies": ["ws-set"],
-             "execution_request": {"command": "echo 'mode = safe' > config.txt"}},
-            {"workstream_id": "ws-other", "dependencies": ["ws-set"],
-             "execution_request": {"command": "echo 'extra' > other.txt"}},
+            {
+                "workstream_id": "ws-set",
+                "execution_request": {"command": "echo 'mode = fast' > config.txt"},
+            },
+            {
+                "workstream_id": "ws-undo",
+                "dependencies": ["ws-set"],
+                "execution_request": {"command": "echo 'mode = safe' > config.txt"},
+            },
+            {
+                "workstream_id": "ws-other",
+                "dependencies": ["ws-set"],
+                "execution_request": {"command": "echo 'extra' > other.txt"},
+            },
         ],
-    )  # fmt: skip
+    )
     record = await run_phase(client, settings, run_input(spec, repo))
     set_patch = next(
         json.loads(line)["patch_id"]

@@ -12,15 +12,21 @@ from schemas.spec import PhaseSpec
 
 
 def spec(edges: dict[str, list[str]], max_parallel: int = 4, **durations: float) -> PhaseSpec:
-    return PhaseSpec.model_validate({
-        "phase_id": "PH",
-        "max_parallel": max_parallel,
-        "workstreams": [
-            {"workstream_id": ws, "dependencies": deps, "execution_request": {"command": "true"},
-             **({"estimated_duration_s": durations[ws]} if ws in durations else {})}
-            for ws, deps in edges.items()
-        ],
-    })  # fmt: skip
+    return PhaseSpec.model_validate(
+        {
+            "phase_id": "PH",
+            "max_parallel": max_parallel,
+            "workstreams": [
+                {
+                    "workstream_id": ws,
+                    "dependencies": deps,
+                    "execution_request": {"command": "true"},
+                    **({"estimated_duration_s": durations[ws]} if ws in durations else {}),
+                }
+                for ws, deps in edges.items()
+            ],
+        }
+    )
 
 
 def test_wide() -> None:

@@ -13,8 +13,14 @@ from activities.lib.process import run_process
 
 
 async def _run(tmp_path: Path, command: str | list[str], timeout_s: float = 10, **kw):  # type: ignore[no-untyped-def]
-    return await run_process(command, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
-                             timeout_s=timeout_s, log_path=tmp_path / "log", **kw)  # fmt: skip
+    return await run_process(
+        command,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout_s=timeout_s,
+        log_path=tmp_path / "log",
+        **kw,
+    )
 
 
 async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
@@ -48,8 +54,9 @@ async def test_background_child_does_not_hang_the_capture(tmp_path: Path) -> Non
 
 
 async def test_output_is_bounded_and_the_tail_kept(tmp_path: Path) -> None:
-    result = await _run(tmp_path, "head -c 300000 /dev/zero | tr '\\0' x; echo; echo THE-END",
-                        log_limit=100_000)  # fmt: skip
+    result = await _run(
+        tmp_path, "head -c 300000 /dev/zero | tr '\\0' x; echo; echo THE-END", log_limit=100_000
+    )
     log = (tmp_path / "log").read_bytes()
     assert len(log) < 100_200 and log.endswith(b"[uet: output truncated after 100000 bytes]\n")
     assert result.tail.rstrip().endswith("THE-END")

@@ -50,12 +50,18 @@ async def test_worker_sigkilled_mid_tool_then_replaced(
         workstreams=[
             {"workstream_id": "ws-a", "execution_request": {"command": slow_tool("ws-a")}},
             {"workstream_id": "ws-b", "execution_request": {"command": slow_tool("ws-b")}},
-            {"workstream_id": "ws-c", "dependencies": ["ws-a"],
-             "execution_request": {"command": slow_tool("ws-c")}},
-            {"workstream_id": "ws-d", "dependencies": ["ws-b", "ws-c"],
-             "execution_request": {"command": "cat ws-a.txt ws-b.txt ws-c.txt > ws-d.txt"}},
+            {
+                "workstream_id": "ws-c",
+                "dependencies": ["ws-a"],
+                "execution_request": {"command": slow_tool("ws-c")},
+            },
+            {
+                "workstream_id": "ws-d",
+                "dependencies": ["ws-b", "ws-c"],
+                "execution_request": {"command": "cat ws-a.txt ws-b.txt ws-c.txt > ws-d.txt"},
+            },
         ],
-    )  # fmt: skip
+    )
     input = run_input(spec, repo, heartbeat_timeout_s=2)
     doomed = start_worker_process(client, settings)
     try:
@@ -99,9 +105,13 @@ async def test_cancelling_a_run_kills_the_running_tool(
     repo: Path = make_repo({"base.txt": "base\n"})
     started, finished = tmp_path / "started", tmp_path / "finished"
     spec = phase(
-        workstreams=[{"workstream_id": "ws-slow", "execution_request": {
-            "command": f"touch {started} && sleep 4 && touch {finished}"}}],
-    )  # fmt: skip
+        workstreams=[
+            {
+                "workstream_id": "ws-slow",
+                "execution_request": {"command": f"touch {started} && sleep 4 && touch {finished}"},
+            }
+        ],
+    )
     input = run_input(spec, repo, heartbeat_timeout_s=1)
     async with build_worker(client, settings):
         handle = await client.start_workflow(

@@ -27,8 +27,16 @@ def load(path: Path) -> WorkflowHistory:
 
 def test_every_scenario_was_recorded() -> None:
     scenarios = {p.parent.name for p in HISTORIES}
-    assert scenarios == {"plain", "fix_loop", "review", "rollback", "conflict", "continued",
-                         "gate_missing", "no_review"}  # fmt: skip
+    assert scenarios == {
+        "plain",
+        "fix_loop",
+        "review",
+        "rollback",
+        "conflict",
+        "continued",
+        "gate_missing",
+        "no_review",
+    }
     generations = {p.stem.split("-")[0] for p in HISTORIES}
     assert {"v1", "v2", "v3"} <= generations, "each generation of workflow code keeps its histories"
     newest = {p.parent.name for p in HISTORIES if p.stem.startswith("v3-")}

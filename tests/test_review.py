@@ -46,8 +46,11 @@ def decision(
 def entry_states(record, ws_id: str) -> list[list[str]]:  # type: ignore[no-untyped-def]
     folder = Path(record.report_dir)
     entries = [json.loads(line) for line in (folder / "ledger.jsonl").read_text().splitlines()]
-    return [[h["state"] for h in e["state_history"]]
-            for e in sorted(entries, key=lambda e: e["attempt"]) if e["workstream_id"] == ws_id]  # fmt: skip
+    return [
+        [h["state"] for h in e["state_history"]]
+        for e in sorted(entries, key=lambda e: e["attempt"])
+        if e["workstream_id"] == ws_id
+    ]
 
 
 async def test_approve_by_update_and_what_the_validator_refuses(
@@ -57,12 +60,19 @@ async def test_approve_by_update_and_what_the_validator_refuses(
     spec = phase(
         allowed_reviewers=["alice", "bob"],
         workstreams=[
-            {"workstream_id": "ws-gate", "execution_request": {"command": "echo x > g.txt"},
-             "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING_GATE},
-            {"workstream_id": "ws-after", "dependencies": ["ws-gate"],
-             "execution_request": {"command": "test -f g.txt && touch after.txt"}},
+            {
+                "workstream_id": "ws-gate",
+                "execution_request": {"command": "echo x > g.txt"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING_GATE,
+            },
+            {
+                "workstream_id": "ws-after",
+                "dependencies": ["ws-gate"],
+                "execution_request": {"command": "test -f g.txt && touch after.txt"},
+            },
         ],
-    )  # fmt: skip
+    )
     handle = await start_phase(client, settings, run_input(spec, repo))
     status = await wait_for_status(handle, awaiting)
     assert status.workstreams["ws-gate"].status == WorkstreamState.AWAITING_REVIEW
@@ -107,10 +117,16 @@ async def test_approve_by_signal_and_a_bad_signal_is_ignored(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "ws-1", "execution_request": {"command": "echo x > x.txt"},
-         "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING_GATE},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "ws-1",
+                "execution_request": {"command": "echo x > x.txt"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING_GATE,
+            },
+        ]
+    )
     handle = await start_phase(client, settings, run_input(spec, repo))
     await wait_for_status(handle, awaiting)
     (request,) = await handle.query(PhaseWorkflow.pending_reviews)
@@ -145,18 +161,28 @@ async def test_reject_drops_the_workstream_and_blocks_its_dependents(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "ws-bad", "execution_request": {"command": "echo x > x.txt"},
-         "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING_GATE},
-        {"workstream_id": "ws-child", "dependencies": ["ws-bad"],
-         "execution_request": {"command": "touch c.txt"}},
-        {"workstream_id": "ws-free", "execution_request": {"command": "touch f.txt"}},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "ws-bad",
+                "execution_request": {"command": "echo x > x.txt"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING_GATE,
+            },
+            {
+                "workstream_id": "ws-child",
+                "dependencies": ["ws-bad"],
+                "execution_request": {"command": "touch c.txt"},
+            },
+            {"workstream_id": "ws-free", "execution_request": {"command": "touch f.txt"}},
+        ]
+    )
     handle = await start_phase(client, settings, run_input(spec, repo))
     await wait_for_status(handle, awaiting)
     (request,) = await handle.query(PhaseWorkflow.pending_reviews)
-    await handle.execute_update(PhaseWorkflow.submit_review,
-                                decision(request.review_id, "reject", comment="wrong approach"))  # fmt: skip
+    await handle.execute_update(
+        PhaseWorkflow.submit_review, decision(request.review_id, "reject", comment="wrong approach")
+    )
     record = await record_of(handle)
     assert record.status == PhaseState.FAILED
     states = {w: s.status for w, s in record.workstreams.items()}
@@ -170,14 +196,22 @@ async def test_adjust_reruns_the_tool_with_the_instructions(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
-    tool = ('if [ -n "$UET_FEEDBACK_FILE" ]; then cp "$UET_FEEDBACK_FILE" feedback.md; fi; '
-            "echo try >> tries.txt")  # fmt: skip
-    spec = phase(workstreams=[
-        {"workstream_id": "ws-a", "execution_request": {"command": tool},
-         "resilience_policy": {"max_fix_attempts": 0},
-         "acceptance_criteria": {"gates": [
-             {"gate_id": "told", "command": "grep -q 'paint it blue' feedback.md"}]}},
-    ])  # fmt: skip
+    tool = (
+        'if [ -n "$UET_FEEDBACK_FILE" ]; then cp "$UET_FEEDBACK_FILE" feedback.md; fi; '
+        "echo try >> tries.txt"
+    )
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "ws-a",
+                "execution_request": {"command": tool},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": {
+                    "gates": [{"gate_id": "told", "command": "grep -q 'paint it blue' feedback.md"}]
+                },
+            },
+        ]
+    )
     handle = await start_phase(client, settings, run_input(spec, repo))
     await wait_for_status(handle, awaiting)
     (request,) = await handle.query(PhaseWorkflow.pending_reviews)
@@ -206,11 +240,17 @@ async def test_review_timeout_applies_the_phase_default(
 ) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
     spec = phase(
-        review_timeout_s=1, on_review_timeout="reject",
-        workstreams=[{"workstream_id": "ws-1", "execution_request": {"command": "echo x > x"},
-                      "resilience_policy": {"max_fix_attempts": 0},
-                      "acceptance_criteria": FAILING_GATE}],
-    )  # fmt: skip
+        review_timeout_s=1,
+        on_review_timeout="reject",
+        workstreams=[
+            {
+                "workstream_id": "ws-1",
+                "execution_request": {"command": "echo x > x"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING_GATE,
+            }
+        ],
+    )
     record = await record_of(await start_phase(client, settings, run_input(spec, repo)))
     assert record.workstreams["ws-1"].status == WorkstreamState.DROPPED
     (review,) = record.reviews
@@ -222,11 +262,19 @@ async def test_quarantine_override_and_approval_gate(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "ws-protected", "execution_request": {"command": "echo '[x]' > .gitmodules"}},
-        {"workstream_id": "ws-always", "review": "always",
-         "execution_request": {"command": "echo ok > ok.txt"}},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "ws-protected",
+                "execution_request": {"command": "echo '[x]' > .gitmodules"},
+            },
+            {
+                "workstream_id": "ws-always",
+                "review": "always",
+                "execution_request": {"command": "echo ok > ok.txt"},
+            },
+        ]
+    )
     handle = await start_phase(client, settings, run_input(spec, repo))
     await wait_for_status(handle, lambda s: len(s.reviews) == 2)
     pending = {r.workstream_id: r for r in await handle.query(PhaseWorkflow.pending_reviews)}
@@ -234,13 +282,21 @@ async def test_quarantine_override_and_approval_gate(
     assert "protected_path: .gitmodules" in pending["ws-protected"].summary
     assert pending["ws-always"].reason == "approval_required"
     for request in pending.values():
-        await handle.execute_update(PhaseWorkflow.submit_review,
-                                    decision(request.review_id, comment="ok by me"))  # fmt: skip
+        await handle.execute_update(
+            PhaseWorkflow.submit_review, decision(request.review_id, comment="ok by me")
+        )
     record = await record_of(handle)
     assert record.status == PhaseState.COMPLETED, record.reason
     (protected,) = entry_states(record, "ws-protected")
-    assert protected == ["created", "quarantined", "validated", "queued", "applied", "verified",
-                         "committed"]  # fmt: skip
+    assert protected == [
+        "created",
+        "quarantined",
+        "validated",
+        "queued",
+        "applied",
+        "verified",
+        "committed",
+    ]
     assert show(repo, record.head_sha or "", ".gitmodules") == "[x]"
     (always,) = entry_states(record, "ws-always")
     assert always == ["created", "validated", "queued", "applied", "verified", "committed"]
@@ -252,10 +308,16 @@ async def test_cli_lists_reviews_and_answers_them(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "ws-cli", "execution_request": {"command": "echo x > x"},
-         "resilience_policy": {"max_fix_attempts": 0}, "acceptance_criteria": FAILING_GATE},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "ws-cli",
+                "execution_request": {"command": "echo x > x"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": FAILING_GATE,
+            },
+        ]
+    )
     input = run_input(spec, repo)
     handle = await start_phase(client, settings, input)
     await wait_for_status(handle, awaiting)

@@ -44,7 +44,8 @@ class DevServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             headless_server_args(self.port, self.db),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def stop(self) -> None:
@@ -73,11 +74,16 @@ async def test_waiting_run_survives_worker_and_server_restarts(
     server: DevServer, settings: Settings, make_repo
 ) -> None:
     repo: Path = make_repo({"a.txt": "a\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "ws-1", "execution_request": {"command": "echo x > x.txt"},
-         "resilience_policy": {"max_fix_attempts": 0},
-         "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]}},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": "ws-1",
+                "execution_request": {"command": "echo x > x.txt"},
+                "resilience_policy": {"max_fix_attempts": 0},
+                "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]},
+            },
+        ]
+    )
     input = run_input(spec, repo)
     client = await server.client()
     async with build_worker(client, settings):

@@ -23,8 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def refs(repo: Path, run_id: str) -> list[str]:
-    out = git_out(repo, "for-each-ref", "--format=%(refname)", f"refs/heads/uet/{run_id}",
-                  f"refs/tags/uet/{run_id}")  # fmt: skip
+    out = git_out(
+        repo,
+        "for-each-ref",
+        "--format=%(refname)",
+        f"refs/heads/uet/{run_id}",
+        f"refs/tags/uet/{run_id}",
+    )
     return sorted(out.splitlines())
 
 
@@ -36,11 +41,14 @@ def ledger(record: RunRecord) -> list[dict]:
 def chain(log: Path, n: int) -> list[dict]:
     """ws-1 → ws-2 → … each adding wN.txt; its compensation logs whether its work is there."""
     return [
-        {"workstream_id": f"ws-{i}", "dependencies": [f"ws-{i - 1}"] if i > 1 else [],
-         "execution_request": {"command": f"echo {i} > w{i}.txt"},
-         "compensation": {"command": f"test -f w{i}.txt && echo undo ws-{i} >> {log}"}}
+        {
+            "workstream_id": f"ws-{i}",
+            "dependencies": [f"ws-{i - 1}"] if i > 1 else [],
+            "execution_request": {"command": f"echo {i} > w{i}.txt"},
+            "compensation": {"command": f"test -f w{i}.txt && echo undo ws-{i} >> {log}"},
+        }
         for i in range(1, n + 1)
-    ]  # fmt: skip
+    ]
 
 
 async def test_rollback_after_the_last_wave_returns_to_the_base(
@@ -64,8 +72,10 @@ async def test_rollback_after_the_last_wave_returns_to_the_base(
     assert not (settings.home / "worktrees" / record.run_id).exists()
     assert {s.status for s in record.workstreams.values()} == {WorkstreamState.ROLLED_BACK}
     assert [e["state"] for e in ledger(record)] == ["rolled_back"] * 3
-    kinds = [json.loads(x)["type"] for x in
-             (Path(record.report_dir or "") / "events.jsonl").read_text().splitlines()]  # fmt: skip
+    kinds = [
+        json.loads(x)["type"]
+        for x in (Path(record.report_dir or "") / "events.jsonl").read_text().splitlines()
+    ]
     assert "COMPENSATION_STARTED" in kinds and "COMPENSATION_COMPLETED" in kinds
     assert kinds.count("COMPENSATION_STEP") == 3 * 3 + 3  # per wave: reset, tag, branch; + users
     assert kinds[-1] == "RUN_ROLLED_BACK"
@@ -80,8 +90,9 @@ async def test_phase_gate_failing_before_the_last_wave_stops_the_phase(
 ) -> None:
     repo: Path = make_repo({"base.txt": "base\n"})
     log = tmp_path / "undo.log"
-    spec = phase(gates=[{"gate_id": "no-w1", "command": "test ! -f w1.txt"}],
-                 workstreams=chain(log, 3))  # fmt: skip
+    spec = phase(
+        gates=[{"gate_id": "no-w1", "command": "test ! -f w1.txt"}], workstreams=chain(log, 3)
+    )
     record = await record_of(await start_phase(client, settings, run_input(spec, repo)))
     assert record.status == PhaseState.FAILED
     assert record.reason == "phase gate no-w1 exited with 1 after wave 1"
@@ -101,12 +112,18 @@ async def test_on_failure_rollback(
         defaults={"review": "never", "resilience_policy": {"max_fix_attempts": 0}},
         workstreams=[
             {"workstream_id": "ws-ok", "execution_request": {"command": "touch ok.txt"}},
-            {"workstream_id": "ws-bad", "execution_request": {"command": "touch bad.txt"},
-             "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]}},
-            {"workstream_id": "ws-later", "dependencies": ["ws-ok"],
-             "execution_request": {"command": "touch later.txt"}},
+            {
+                "workstream_id": "ws-bad",
+                "execution_request": {"command": "touch bad.txt"},
+                "acceptance_criteria": {"gates": [{"gate_id": "unit", "command": "exit 1"}]},
+            },
+            {
+                "workstream_id": "ws-later",
+                "dependencies": ["ws-ok"],
+                "execution_request": {"command": "touch later.txt"},
+            },
         ],
-    )  # fmt: skip
+    )
     record = await record_of(await start_phase(client, settings, run_input(spec, repo)))
     assert record.status == PhaseState.ROLLED_BACK
     assert record.reason == "on_failure: rollback (ws-bad failed)"
@@ -126,8 +143,9 @@ async def test_reject_with_rollback(
     workstreams[1]["acceptance_criteria"] = {"gates": [{"gate_id": "unit", "command": "exit 1"}]}
     handle = await start_phase(client, settings, run_input(phase(workstreams=workstreams), repo))
     await wait_for_status(handle, lambda s: s.status == PhaseState.AWAITING_REVIEW)
-    rejected = await cli(client, settings)("reject", handle.id.removeprefix("uet-"), "ws-2",
-                                           "--rollback", "--comment", "start over")  # fmt: skip
+    rejected = await cli(client, settings)(
+        "reject", handle.id.removeprefix("uet-"), "ws-2", "--rollback", "--comment", "start over"
+    )
     assert rejected.returncode == 0, rejected.stderr
     record = await record_of(handle)
     assert record.status == PhaseState.ROLLED_BACK
@@ -145,14 +163,25 @@ async def test_cancel_mid_wave_kills_the_tool_then_compensates(
     repo: Path = make_repo({"base.txt": "base\n"})
     base = git_out(repo, "rev-parse", "HEAD")
     log = tmp_path / "order.log"
-    slow = (f"trap 'echo tool-stopped >> {log}; exit 143' TERM; echo tool-started >> {log}; "
-            "sleep 60 & wait $!; touch finished.txt")  # fmt: skip
-    spec = phase(scheduling=scheduling, workstreams=[
-        {"workstream_id": "ws-first", "execution_request": {"command": "touch first.txt"},
-         "compensation": {"command": f"echo compensated >> {log}"}},
-        {"workstream_id": "ws-slow", "dependencies": ["ws-first"],
-         "execution_request": {"command": slow}},
-    ])  # fmt: skip
+    slow = (
+        f"trap 'echo tool-stopped >> {log}; exit 143' TERM; echo tool-started >> {log}; "
+        "sleep 60 & wait $!; touch finished.txt"
+    )
+    spec = phase(
+        scheduling=scheduling,
+        workstreams=[
+            {
+                "workstream_id": "ws-first",
+                "execution_request": {"command": "touch first.txt"},
+                "compensation": {"command": f"echo compensated >> {log}"},
+            },
+            {
+                "workstream_id": "ws-slow",
+                "dependencies": ["ws-first"],
+                "execution_request": {"command": slow},
+            },
+        ],
+    )
     input = run_input(spec, repo, heartbeat_timeout_s=2)
     handle = await start_phase(client, settings, input)
     for _ in range(300):
@@ -222,8 +251,10 @@ async def test_rollback_of_a_finished_run(
     )
     assert after.status == PhaseState.ROLLED_BACK and not after.compensations
     assert [e["state"] for e in ledger(after)] == ["rolled_back", "rolled_back"]
-    events = [json.loads(line)["type"] for line in
-              (Path(after.report_dir or "") / "events.jsonl").read_text().splitlines()]  # fmt: skip
+    events = [
+        json.loads(line)["type"]
+        for line in (Path(after.report_dir or "") / "events.jsonl").read_text().splitlines()
+    ]
     assert events.count("RUN_COMPLETED") == 1 and events[-1] == "RUN_ROLLED_BACK"
     # The rollback got the ledger and events by reference, not inline.
     history = await client.get_workflow_handle(f"{record.workflow_id}/rollback").fetch_history()
@@ -241,18 +272,29 @@ async def test_merge_conflicts_three_way_rerun_and_review(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"f.txt": FILE, "g.txt": FILE})
-    spec = phase(workstreams=[
-        # f.txt: ws-a edits line 4, ws-b line 7. A plain re-apply of ws-b's patch fails (line 4
-        # is in its context); the 3-way merge of the integration branch takes both.
-        {"workstream_id": "ws-a", "execution_request": {"command": "sed -i 's/^line 4$/A4/' f.txt"}},
-        {"workstream_id": "ws-b", "execution_request": {"command": "sed -i 's/^line 7$/B7/' f.txt"}},
-        # g.txt: ws-c and ws-d both rewrite line 5; ws-d re-runs on the new head and wins.
-        {"workstream_id": "ws-c", "execution_request": {"command": "sed -i '5s/.*/C5/' g.txt"}},
-        {"workstream_id": "ws-d", "execution_request": {"command": "sed -i '5s/.*/D5/' g.txt"}},
-        # ws-e rewrites line 5 too, with no fix attempts left: a person decides.
-        {"workstream_id": "ws-e", "execution_request": {"command": "sed -i '5s/.*/E5/' g.txt"},
-         "resilience_policy": {"max_fix_attempts": 0}},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            # f.txt: ws-a edits line 4, ws-b line 7. A plain re-apply of ws-b's patch fails (line 4
+            # is in its context); the 3-way merge of the integration branch takes both.
+            {
+                "workstream_id": "ws-a",
+                "execution_request": {"command": "sed -i 's/^line 4$/A4/' f.txt"},
+            },
+            {
+                "workstream_id": "ws-b",
+                "execution_request": {"command": "sed -i 's/^line 7$/B7/' f.txt"},
+            },
+            # g.txt: ws-c and ws-d both rewrite line 5; ws-d re-runs on the new head and wins.
+            {"workstream_id": "ws-c", "execution_request": {"command": "sed -i '5s/.*/C5/' g.txt"}},
+            {"workstream_id": "ws-d", "execution_request": {"command": "sed -i '5s/.*/D5/' g.txt"}},
+            # ws-e rewrites line 5 too, with no fix attempts left: a person decides.
+            {
+                "workstream_id": "ws-e",
+                "execution_request": {"command": "sed -i '5s/.*/E5/' g.txt"},
+                "resilience_policy": {"max_fix_attempts": 0},
+            },
+        ]
+    )
     input = run_input(spec, repo)
     handle = await start_phase(client, settings, input)
     await wait_for_status(handle, lambda s: s.status == PhaseState.AWAITING_REVIEW)
@@ -279,8 +321,13 @@ async def test_merge_conflicts_three_way_rerun_and_review(
     ]
     assert git_out(repo, "show", f"{head}:g.txt").splitlines()[4] == "D5"
     states = {w: s.status for w, s in record.workstreams.items()}
-    assert states == {"ws-a": "completed", "ws-b": "completed", "ws-c": "completed",
-                      "ws-d": "completed", "ws-e": "dropped"}  # fmt: skip
+    assert states == {
+        "ws-a": "completed",
+        "ws-b": "completed",
+        "ws-c": "completed",
+        "ws-d": "completed",
+        "ws-e": "dropped",
+    }
     by_ws: dict[str, list[str]] = {}
     for entry in sorted(ledger(record), key=lambda e: e["attempt"]):
         by_ws.setdefault(entry["workstream_id"], []).append(entry["state"])
@@ -293,6 +340,12 @@ async def test_merge_conflicts_three_way_rerun_and_review(
     index = Path(record.report_dir or "") / "check.index"
     env = {**os.environ, "GIT_INDEX_FILE": str(index)}
     subprocess.run(["git", "read-tree", after_a], cwd=repo, env=env, check=True)
-    check = subprocess.run(["git", "apply", "--cached", "--check", "-"], cwd=repo, env=env,
-                           input=patch, text=True, capture_output=True)  # fmt: skip
+    check = subprocess.run(
+        ["git", "apply", "--cached", "--check", "-"],
+        cwd=repo,
+        env=env,
+        input=patch,
+        text=True,
+        capture_output=True,
+    )
     assert check.returncode != 0 and "patch does not apply" in check.stderr

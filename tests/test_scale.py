@@ -21,11 +21,17 @@ from workflows.phase import PhaseWorkflow
 
 def four_waves() -> Any:
     """Two chains side by side, four waves deep."""
-    return phase(workstreams=[
-        {"workstream_id": f"{side}-{n}", "dependencies": [f"{side}-{n - 1}"] if n > 1 else [],
-         "execution_request": {"command": f"echo {side}{n} > {side}{n}.txt"}}
-        for side in ("left", "right") for n in range(1, 5)
-    ])  # fmt: skip
+    return phase(
+        workstreams=[
+            {
+                "workstream_id": f"{side}-{n}",
+                "dependencies": [f"{side}-{n - 1}"] if n > 1 else [],
+                "execution_request": {"command": f"echo {side}{n} > {side}{n}.txt"},
+            }
+            for side in ("left", "right")
+            for n in range(1, 5)
+        ]
+    )
 
 
 def tree(record: RunRecord) -> str:
@@ -76,10 +82,15 @@ async def test_a_large_phase_travels_by_reference(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     padding = "x" * 20_000  # four of these make the phase larger than a payload should be
-    spec = phase(workstreams=[
-        {"workstream_id": f"ws-{n}", "execution_request": {"command": f"echo {n} > {n}.txt # {padding}"}}
-        for n in range(4)
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {
+                "workstream_id": f"ws-{n}",
+                "execution_request": {"command": f"echo {n} > {n}.txt # {padding}"},
+            }
+            for n in range(4)
+        ]
+    )
     inline = run_input(spec, make_repo({"base.txt": "base\n"}))
     input = by_reference(inline, ArtifactStore(settings.home / "artifacts"))
     assert input.phase is None and len(input.document) == 2
@@ -120,11 +131,16 @@ async def test_cancelling_a_continued_run_undoes_the_waves_before_it(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
     repo: Path = make_repo({"base.txt": "base\n"})
-    spec = phase(workstreams=[
-        {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > one.txt"}},
-        {"workstream_id": "ws-2", "dependencies": ["ws-1"],
-         "execution_request": {"command": "sleep 30; echo 2 > two.txt"}},
-    ])  # fmt: skip
+    spec = phase(
+        workstreams=[
+            {"workstream_id": "ws-1", "execution_request": {"command": "echo 1 > one.txt"}},
+            {
+                "workstream_id": "ws-2",
+                "dependencies": ["ws-1"],
+                "execution_request": {"command": "sleep 30; echo 2 > two.txt"},
+            },
+        ]
+    )
     handle = await start_phase(client, settings, run_input(spec, repo, continue_as_new_events=1))
     await wait_for_status(handle, lambda s: s.workstreams["ws-2"].status == "running")
     assert await executions(client, await handle.query(PhaseWorkflow.status)) == 2

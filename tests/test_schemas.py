@@ -22,10 +22,12 @@ def test_committed_schema_matches_models(name: str) -> None:
 
 def test_run_record_validates_against_its_schema() -> None:
     record = RunRecord(
-        run_id="01ARZ3NDEKTSV4RRFFQ69G5FAV", workflow_id="uet-01ARZ3NDEKTSV4RRFFQ69G5FAV",
-        phase_id="PH", integration_branch="uet/x/integration",
+        run_id="01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        workflow_id="uet-01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        phase_id="PH",
+        integration_branch="uet/x/integration",
         workstreams={"ws-a": WorkstreamStatus(wave=1)},
-    )  # fmt: skip
+    )
     schema = json.loads((SCHEMA_DIR / "run_record.v1.json").read_text())
     jsonschema.validate(record.model_dump(mode="json"), schema)
 
@@ -40,11 +42,14 @@ def test_defaults_merge_under_the_workstream() -> None:
                 "review": "never",
             },
             "workstreams": [
-                {"workstream_id": "a", "execution_request": {"command": "x", "env": {"B": "2"}},
-                 "resilience_policy": {"timeout_s": 10}},
+                {
+                    "workstream_id": "a",
+                    "execution_request": {"command": "x", "env": {"B": "2"}},
+                    "resilience_policy": {"timeout_s": 10},
+                },
             ],
         }
-    )  # fmt: skip
+    )
     ws = spec.workstreams[0]
     assert ws.execution_request.env == {"A": "1", "B": "2"}
     assert ws.resilience_policy.max_attempts == 5 and ws.resilience_policy.timeout_s == 10
@@ -57,8 +62,9 @@ def test_ledger_state_machine() -> None:
     from schemas.ledger import IllegalTransition, LedgerEntry, PatchState, is_legal_history
 
     now = datetime.now(UTC)
-    entry = LedgerEntry(ledger_id="L", patch_id="P", run_id="R", workstream_id="ws", attempt=1,
-                        tool_id="shell")  # fmt: skip
+    entry = LedgerEntry(
+        ledger_id="L", patch_id="P", run_id="R", workstream_id="ws", attempt=1, tool_id="shell"
+    )
     for state in (PatchState.VALIDATED, PatchState.QUEUED, PatchState.APPLIED):
         entry.move(state, now, "ok")
     with pytest.raises(IllegalTransition, match="applied -> committed is not a legal move"):
@@ -66,10 +72,16 @@ def test_ledger_state_machine() -> None:
     entry.move(PatchState.VERIFIED, now)
     entry.move(PatchState.COMMITTED, now)
     assert [c.state for c in entry.state_history] == [
-        "validated", "queued", "applied", "verified", "committed"]  # fmt: skip
+        "validated",
+        "queued",
+        "applied",
+        "verified",
+        "committed",
+    ]
     S = PatchState
     assert is_legal_history([S.CREATED, S.QUARANTINED, S.DROPPED])
     assert not is_legal_history([S.CREATED, S.APPLIED])
     assert not is_legal_history([S.VALIDATED])
-    assert not is_legal_history([S.CREATED, S.VALIDATED, S.QUEUED, S.APPLIED, S.VERIFIED,
-                                 S.COMMITTED, S.DROPPED])  # fmt: skip
+    assert not is_legal_history(
+        [S.CREATED, S.VALIDATED, S.QUEUED, S.APPLIED, S.VERIFIED, S.COMMITTED, S.DROPPED]
+    )

@@ -133,8 +133,9 @@ CATALOG = [
 
 
 @pytest.mark.parametrize(("text", "expected"), CATALOG)
-def test_error_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
-                       expected: list[str]) -> None:  # fmt: skip
+def test_error_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: list[str]
+) -> None:
     code, _, err = validate(tmp_path, text, capsys)
     assert code == 2
     assert [line.removeprefix("uet: ").replace(str(tmp_path) + "/", "") for line in err] == expected
@@ -162,8 +163,10 @@ def test_json_spec_errors_have_line_and_column(tmp_path: Path, capsys) -> None:
 
 
 def test_missing_patch_file_and_missing_spec(tmp_path: Path, capsys) -> None:
-    text = ("phase_id: P\nworkstreams:\n  - workstream_id: a\n    execution_request:\n"
-            "      {tool_id: patch, patch_file: nope.diff}\n")  # fmt: skip
+    text = (
+        "phase_id: P\nworkstreams:\n  - workstream_id: a\n    execution_request:\n"
+        "      {tool_id: patch, patch_file: nope.diff}\n"
+    )
     code, _, err = validate(tmp_path, text, capsys)
     assert code == 2 and "patch file 'nope.diff' not found" in err[0]
     assert main(["validate", str(tmp_path / "absent.yaml")]) == 2

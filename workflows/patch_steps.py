@@ -81,9 +81,10 @@ class PatchSteps:
         if checked.report.ok:
             stats = checked.artifact.stats
             self.journal.move(
-                entry, PatchState.VALIDATED,
+                entry,
+                PatchState.VALIDATED,
                 f"{stats.files_changed} files, +{stats.insertions}/-{stats.deletions}",
-            )  # fmt: skip
+            )
             return
         first = checked.report.errors[0]
         reason = (
@@ -105,13 +106,14 @@ class PatchSteps:
         if self.input.options.asks_on_failure(self.ws.review):
             raise AskReview(
                 ReviewNeed(
-                    reason="quarantined", summary=message, patch_id=entry.patch_id,
+                    reason="quarantined",
+                    summary=message,
+                    patch_id=entry.patch_id,
                     patch=checked.artifact.ref,
                 ),
                 checked.artifact,
-            )  # fmt: skip
+            )
         raise Failed(message, checked.artifact)
-
 
     async def apply(self, entry: LedgerEntry) -> str:
         assert entry.patch is not None
@@ -142,7 +144,6 @@ class PatchSteps:
         entry.commit = committed.commit_sha
         self.journal.move(entry, PatchState.APPLIED, f"commit {committed.commit_sha[:12]}")
         return committed.commit_sha
-
 
     async def gates(self, commit: str, entry: LedgerEntry | None) -> GateRunResult:
         gates = self.ws.acceptance_criteria.gates
@@ -180,7 +181,6 @@ class PatchSteps:
             entry.validation.tests_passed = result.passed
         return result
 
-
     async def quarantine(
         self,
         entry: LedgerEntry,
@@ -203,7 +203,6 @@ class PatchSteps:
         )
         entry.quarantine = Quarantine(reason=reason, folder=kept.folder)
 
-
     async def gate_unrunnable(self, failure: GateResult, entry: LedgerEntry | None) -> NoReturn:
         """A gate that cannot run where the workers are (its program is not installed) says
         nothing about the change: no fix attempt, no second tool run, no review."""
@@ -212,11 +211,11 @@ class PatchSteps:
             "or fix the gate's command"
         )
         if entry is not None:
-            self.journal.move(entry, PatchState.QUARANTINED, f"gate {failure.gate_id}: "
-                               f"{failure.reason}")  # fmt: skip
+            self.journal.move(
+                entry, PatchState.QUARANTINED, f"gate {failure.gate_id}: {failure.reason}"
+            )
             await self.quarantine(entry, reason, gate_output=failure.output_tail)
         raise Failed(reason, entry.patch if entry else None)
-
 
     async def activity(
         self,
@@ -235,4 +234,3 @@ class PatchSteps:
             if is_cancelled_exception(err):
                 raise
             raise Failed(cause_message(err)) from None
-

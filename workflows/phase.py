@@ -330,9 +330,10 @@ class PhaseWorkflow:
                 ready = [
                     w
                     for w, s in statuses.items()
-                    if s.status == WorkstreamState.PENDING and w not in running
+                    if s.status == WorkstreamState.PENDING
+                    and w not in running
                     and deps[w] <= merged
-                ]  # fmt: skip
+                ]
                 for ws_id in sorted(ready, key=lambda w: (board.priority(w), w)):
                     running[ws_id] = asyncio.create_task(
                         runner.run(ws_id, integration.head, step + 1, self._slots)

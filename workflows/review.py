@@ -130,9 +130,11 @@ class ReviewDesk:
         self.on_change()
         if self.nobody:
             record.decision = ReviewDecision(
-                review_id=request.review_id, decision="reject", reviewer="uet",
+                review_id=request.review_id,
+                decision="reject",
+                reviewer="uet",
                 comment="nobody reviews this run (--no-review)",
-            )  # fmt: skip
+            )
             record.decided_at = now
             self.on_change()
         else:

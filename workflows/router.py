@@ -61,8 +61,9 @@ class ToolRouter:
             if attempt.ok:
                 if tool in self.open_until:
                     del self.open_until[tool]
-                    self.journal.event(EventType.CIRCUIT_CLOSED, f"{tool} works again",
-                                       tool_id=tool)  # fmt: skip
+                    self.journal.event(
+                        EventType.CIRCUIT_CLOSED, f"{tool} works again", tool_id=tool
+                    )
                 self.failures[tool] = 0
                 continue
             self.failures[tool] = self.failures.get(tool, 0) + 1

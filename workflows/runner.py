@@ -67,9 +67,15 @@ class WorkstreamRunner:
         self.saga = saga
         self.journal = journal
         self.budget = Budget(
-            state.budget, phase, board, journal, desk, slots,
-            rolling_back=rolling_back, roll_back=roll_back,
-        )  # fmt: skip
+            state.budget,
+            phase,
+            board,
+            journal,
+            desk,
+            slots,
+            rolling_back=rolling_back,
+            roll_back=roll_back,
+        )
         self.router = ToolRouter(phase.router, journal, state.router)
         self.rolling_back = rolling_back
         self.roll_back = roll_back

@@ -129,8 +129,11 @@ def mark_rolled_back(
         if state.status == WorkstreamState.COMPLETED:
             state.status = WorkstreamState.ROLLED_BACK
             state.reason = f"rolled back: {reason}"
-        elif state.status in (WorkstreamState.PENDING, WorkstreamState.RUNNING,
-                              WorkstreamState.AWAITING_REVIEW):  # fmt: skip
+        elif state.status in (
+            WorkstreamState.PENDING,
+            WorkstreamState.RUNNING,
+            WorkstreamState.AWAITING_REVIEW,
+        ):
             state.status = WorkstreamState.DROPPED
             state.reason = f"not run: {reason}"
     undone = {w for w, s in record.workstreams.items() if s.wave > to_wave}
@@ -150,6 +153,7 @@ def mark_rolled_back(
             journal.move_written(ws_id, patch_id, patch_state, PatchState.ROLLED_BACK, reason)
             written[patch_id] = (ws_id, PatchState.ROLLED_BACK)
         elif PatchState.DROPPED in TRANSITIONS[patch_state]:
-            journal.move_written(ws_id, patch_id, patch_state, PatchState.DROPPED,
-                                 f"rolled back: {reason}")  # fmt: skip
+            journal.move_written(
+                ws_id, patch_id, patch_state, PatchState.DROPPED, f"rolled back: {reason}"
+            )
             written[patch_id] = (ws_id, PatchState.DROPPED)

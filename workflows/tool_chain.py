@@ -36,9 +36,13 @@ class ToolChain:
         for index, tool_id in enumerate(chain):
             failure, code, tool = await self._try_tool(tool_id, attempt, feedback)
             self.attempts.append(
-                ToolAttempt(tool_id=tool_id, ok=failure is None, reason_code=code,
-                            reason=(failure or "").split("\n")[0])
-            )  # fmt: skip
+                ToolAttempt(
+                    tool_id=tool_id,
+                    ok=failure is None,
+                    reason_code=code,
+                    reason=(failure or "").split("\n")[0],
+                )
+            )
             if failure is None:
                 assert tool is not None
                 self.used = (tool_id, why)
@@ -54,7 +58,6 @@ class ToolChain:
             )
             why = f"{chain[index + 1]}: fallback after {tool_id} failed ({code}); {why}"
         raise AssertionError("the chain is never empty")
-
 
     async def _try_tool(
         self, tool_id: str, attempt: int, feedback: Feedback | None
@@ -118,9 +121,7 @@ class ToolChain:
             )
         return None, "", tool
 
-
     def _budget_left(self) -> float | None:
         if self.input.max_budget_usd is None:
             return None
         return round(max(self.input.max_budget_usd - self.cost_usd, 0.0), 6)
-

@@ -69,9 +69,11 @@ class WorkstreamWorkflow:
             commit, patch = await self._attempts()
         except AskReview as ask:
             result = self._result(
-                WorkstreamState.AWAITING_REVIEW, patch=ask.patch, reason=ask.need.summary,
+                WorkstreamState.AWAITING_REVIEW,
+                patch=ask.patch,
+                reason=ask.need.summary,
                 review=ask.need,
-            )  # fmt: skip
+            )
             if ask.need.reason in FAILED_REVIEWS and workflow.patched(FAIL_FOR_REVIEW):
                 # Its patch failed; a person decides what happens next. In the Web UI this
                 # execution is failed, not green; the parent reads the result from the details.
@@ -85,9 +87,10 @@ class WorkstreamWorkflow:
         except Failed as failed:
             result = self._result(WorkstreamState.FAILED, reason=failed.reason, patch=failed.patch)
             self._journal.event(
-                EventType.WORKSTREAM_FAILED, f"{ws_id} failed: {headline(failed.reason)}",
+                EventType.WORKSTREAM_FAILED,
+                f"{ws_id} failed: {headline(failed.reason)}",
                 workstream_id=ws_id,
-            )  # fmt: skip
+            )
             # Failed in the Web UI too; the parent reads the result from the details. Most
             # reasons from activities already name the workstream.
             prefix = f"{ws_id}: "
@@ -134,9 +137,10 @@ class WorkstreamWorkflow:
                 tool = await self._tools.run(attempt, feedback)
                 if tool.patch is None:
                     self._journal.event(
-                        EventType.NO_CHANGE, f"{self._ws.workstream_id}: the tool changed nothing",
+                        EventType.NO_CHANGE,
+                        f"{self._ws.workstream_id}: the tool changed nothing",
                         workstream_id=self._ws.workstream_id,
-                    )  # fmt: skip
+                    )
                 else:
                     entry = self._journal.new_entry(
                         workstream_id=self._ws.workstream_id,
@@ -243,4 +247,3 @@ class WorkstreamWorkflow:
             ledger=self._journal.entries,
             events=self._journal.events,
         )
-

@@ -16,15 +16,23 @@ from pathlib import Path
 from temporalio.exceptions import ApplicationError
 
 SAFE_CONFIG: tuple[str, ...] = (
-    "-c", "core.fsmonitor=false",
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.quotePath=false",
-    "-c", "gc.auto=0",
-    "-c", "maintenance.auto=false",
-    "-c", "advice.detachedHead=false",
-    "-c", "commit.gpgSign=false",
-    "-c", "tag.gpgSign=false",
-)  # fmt: skip
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.quotePath=false",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+    "-c",
+    "advice.detachedHead=false",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "tag.gpgSign=false",
+)
 
 #: Fixed identity so that a re-executed commit gets the same sha.
 UET_IDENT = ("uet", "uet@localhost")
@@ -81,9 +89,12 @@ class Git:
         if self.index_file is not None:
             pinned["GIT_INDEX_FILE"] = str(self.index_file)
         return await run_git(
-            *args, cwd=self.work_tree or self.git_dir, input=input, check=check,
+            *args,
+            cwd=self.work_tree or self.git_dir,
+            input=input,
+            check=check,
             env={**self.env, **pinned, **(env or {})},
-        )  # fmt: skip
+        )
 
     async def out(self, *args: str, **kwargs: object) -> str:
         return (await self.run(*args, **kwargs)).text  # type: ignore[arg-type]
@@ -99,9 +110,13 @@ class Git:
         name, email = UET_IDENT
         date = f"{timestamp} +0000"
         ident = {
-            "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date,
-            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email, "GIT_COMMITTER_DATE": date,
-        }  # fmt: skip
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_AUTHOR_DATE": date,
+            "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email,
+            "GIT_COMMITTER_DATE": date,
+        }
         parent_args = [arg for p in parents for arg in ("-p", p)]
         return await self.out(
             "commit-tree", tree, *parent_args, "-F", "-", input=message.encode(), env=ident
@@ -123,13 +138,15 @@ async def run_git(
     env: Mapping[str, str] | None = None,
 ) -> GitResult:
     proc = await asyncio.create_subprocess_exec(
-        "git", *SAFE_CONFIG, *args,
+        "git",
+        *SAFE_CONFIG,
+        *args,
         stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=str(cwd),
         env=clean_env(env),
-    )  # fmt: skip
+    )
     stdout, stderr = await proc.communicate(input)
     assert proc.returncode is not None
     result = GitResult(proc.returncode, stdout, stderr)

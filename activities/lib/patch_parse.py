@@ -25,10 +25,18 @@ _BINARY_LINE = re.compile(
     rb"^(?:literal \d+|delta \d+|[A-Za-z][0-9A-Za-z!#$%&()*+\-;<=>?@^_`{|}~]*|)$"
 )
 _HEADER_PREFIXES = (
-    b"old mode ", b"new mode ", b"deleted file mode ", b"new file mode ", b"copy from ",
-    b"copy to ", b"rename from ", b"rename to ", b"similarity index ", b"dissimilarity index ",
+    b"old mode ",
+    b"new mode ",
+    b"deleted file mode ",
+    b"new file mode ",
+    b"copy from ",
+    b"copy to ",
+    b"rename from ",
+    b"rename to ",
+    b"similarity index ",
+    b"dissimilarity index ",
     b"index ",
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -177,9 +185,12 @@ def _hunk(section: _Section, lines: list[bytes], i: int, problems: list[PatchPro
         i += 1
     if old != 0 or new != 0:
         problems.append(
-            PatchProblem(code="unparseable", path=_display(section),
-                         message="a hunk is shorter than its header says")
-        )  # fmt: skip
+            PatchProblem(
+                code="unparseable",
+                path=_display(section),
+                message="a hunk is shorter than its header says",
+            )
+        )
     while i < len(lines) and lines[i].startswith(b"\\"):
         i += 1
     return i

@@ -17,9 +17,15 @@ from schemas.spec import FileScope, PatchPolicy
 
 FORMAT_CODES = frozenset({"unparseable", "garbage_between_files"})
 CONSTRAINT_CODES = frozenset(
-    {"deletion_not_allowed", "too_many_files", "too_many_lines", "too_many_hunks", "too_large",
-     "oscillation"}
-)  # fmt: skip
+    {
+        "deletion_not_allowed",
+        "too_many_files",
+        "too_many_lines",
+        "too_many_hunks",
+        "too_large",
+        "oscillation",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,12 @@ def validate(
             problems.append(_p("gitlink", change.path, "submodule entries are not allowed"))
         if change.binary and not policy.allow_binary:
             problems.append(
-                _p("binary_not_allowed", change.path,
-                   "binary change; set patch_policy.allow_binary to permit it")
-            )  # fmt: skip
+                _p(
+                    "binary_not_allowed",
+                    change.path,
+                    "binary change; set patch_policy.allow_binary to permit it",
+                )
+            )
         if change.kind == "deleted" and not policy.allow_deletions:
             problems.append(_p("deletion_not_allowed", change.path, "deletes the file"))
     problems += _limit_problems(parsed, size, policy)
@@ -82,8 +91,9 @@ def _path_problems(path: str, scope: FileScope, protected: list[str]) -> list[Pa
     if unsafe:
         return [unsafe]
     if scope.allowed_paths and not matches_any(path, scope.allowed_paths):
-        return [_p("out_of_scope", path,
-                   f"outside allowed_paths ({', '.join(scope.allowed_paths)})")]  # fmt: skip
+        return [
+            _p("out_of_scope", path, f"outside allowed_paths ({', '.join(scope.allowed_paths)})")
+        ]
     if matches_any(path, scope.forbidden_paths):
         return [_p("forbidden_path", path, "inside forbidden_paths")]
     if matches_any(path, protected):
@@ -156,9 +166,12 @@ def _oscillation_problems(parsed: ParsedPatch, history: History) -> list[PatchPr
         if after and len(seen) >= 2 and after in seen[:-1] and seen[-1] != after:
             attempt = history.earlier_attempts[seen.index(after)].attempt
             problems.append(
-                _p("oscillation", change.path,
-                   f"returns the file to its content from attempt {attempt}")
-            )  # fmt: skip
+                _p(
+                    "oscillation",
+                    change.path,
+                    f"returns the file to its content from attempt {attempt}",
+                )
+            )
     return problems
 
 

@@ -161,9 +161,13 @@ async def run_process(
     if stdout_path is not None:
         redact_file(stdout_path, secrets)
     return ProcessResult(
-        exit_code, timed_out, not_found, time.monotonic() - started,
-        redact(output.tail, secrets), log_path,
-    )  # fmt: skip
+        exit_code,
+        timed_out,
+        not_found,
+        time.monotonic() - started,
+        redact(output.tail, secrets),
+        log_path,
+    )
 
 
 def _die_with_parent() -> None:

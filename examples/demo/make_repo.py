@@ -33,10 +33,13 @@ def git(repo: Path, *args: str) -> None:
         GIT_COMMITTER_DATE=IDENTITY["date"],
     )
     config = [
-        f"user.name={IDENTITY['name']}", f"user.email={IDENTITY['email']}",
-        "commit.gpgSign=false", "core.autocrlf=false", "core.fileMode=true",
+        f"user.name={IDENTITY['name']}",
+        f"user.email={IDENTITY['email']}",
+        "commit.gpgSign=false",
+        "core.autocrlf=false",
+        "core.fileMode=true",
         "init.templateDir=",
-    ]  # fmt: skip
+    ]
     command = ["git", *(a for c in config for a in ("-c", c)), *args]
     subprocess.run(command, cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
 

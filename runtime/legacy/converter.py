@@ -46,10 +46,25 @@ def _text(value: Any) -> bool:
 
 
 # Workstream keys that are read directly (the rest are reported).
-_WS_KEYS = frozenset({
-    "id", "title", "name", "tool", "command", "cmd", "patch_file", "model", "env", "tasks",
-    "files_scope", "acceptance_tests", "depends_on", "circuit_breaker", "estimated_minutes",
-})  # fmt: skip
+_WS_KEYS = frozenset(
+    {
+        "id",
+        "title",
+        "name",
+        "tool",
+        "command",
+        "cmd",
+        "patch_file",
+        "model",
+        "env",
+        "tasks",
+        "files_scope",
+        "acceptance_tests",
+        "depends_on",
+        "circuit_breaker",
+        "estimated_minutes",
+    }
+)
 
 _WHY: dict[str, str] = {
     "priority": "uet has no priorities: dependencies decide the order (waves), max_parallel the "

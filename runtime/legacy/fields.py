@@ -249,17 +249,22 @@ class FieldMapper:
             return {}
         policy: dict[str, Any] = {}
         targets = {
-            "max_failures": "max_attempts", "max_attempts": "max_attempts",
-            "timeout": "timeout_s", "timeout_seconds": "timeout_s",
-            "max_fixes": "max_fix_attempts", "fix_attempts": "max_fix_attempts",
-        }  # fmt: skip
+            "max_failures": "max_attempts",
+            "max_attempts": "max_attempts",
+            "timeout": "timeout_s",
+            "timeout_seconds": "timeout_s",
+            "max_fixes": "max_fix_attempts",
+            "fix_attempts": "max_fix_attempts",
+        }
         for key, raw in value.items():
             where = json_at(at, key)
             target = targets.get(key)
             if target is None:
                 if key in ("cooldown", "cooldown_s", "cooldown_seconds"):
-                    why = ("uet's per-tool breaker is phase-wide: set router.circuit_breaker."
-                           "cooldown_s in the phase if you need it")  # fmt: skip
+                    why = (
+                        "uet's per-tool breaker is phase-wide: set router.circuit_breaker."
+                        "cooldown_s in the phase if you need it"
+                    )
                 else:
                     why = "no resilience setting in uet (max_attempts, timeout_s, max_fix_attempts)"
                 self.note(src, where, raw, why)

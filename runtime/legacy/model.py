@@ -40,8 +40,17 @@ DEFAULT_PHASE_ID = "PH-LEGACY"
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 BAD_REF_PART = re.compile(r"\.\.|\.lock$|\.$|@\{")  # as schemas/spec_check.py refuses
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|m|min|mins|h|hr|hrs)?\s*$")
-DURATION_UNITS = {"s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60,
-                   "h": 3600, "hr": 3600, "hrs": 3600}  # fmt: skip
+DURATION_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+}
 
 Kind = Literal["unmapped", "renamed", "kept"]
 #: ``rebase_path(source, patch_file)`` → the patch_file as the converted spec should name it.

@@ -137,9 +137,11 @@ class _Procs:
         log = self._log("server")
         self.server = subprocess.Popen(
             headless_server_args(self.port, self.db),
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
     def start_worker(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
@@ -153,10 +155,14 @@ class _Procs:
         )
         log = self._log("worker")
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "worker"], cwd=ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes] | None) -> None:
@@ -187,7 +193,9 @@ class _Procs:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.server is not None and self.server.poll() is not None:
-                raise RuntimeError(f"the dev server exited ({self.server.returncode}); see {self.logs}")
+                raise RuntimeError(
+                    f"the dev server exited ({self.server.returncode}); see {self.logs}"
+                )
             try:
                 return await asyncio.wait_for(
                     Client.connect(self.address, data_converter=pydantic_data_converter), 5
@@ -205,13 +213,17 @@ def run_input_for(spec_path: Path, repo: Path, home: Path, heartbeat_timeout_s: 
     loaded = load_spec(spec_path)
     patch_files = import_patch_files(loaded, ArtifactStore(home / "artifacts"))
     return RunInput(
-        run_id=str(ULID()), phase=loaded.spec, repo_path=str(Path(repo).resolve()),
+        run_id=str(ULID()),
+        phase=loaded.spec,
+        repo_path=str(Path(repo).resolve()),
         patch_files=patch_files,
         options=RunOptions(heartbeat_timeout_s=heartbeat_timeout_s),
-    )  # fmt: skip
+    )
 
 
-async def _moment(client: Client, handle: WorkflowHandle[Any, RunRecord], workstreams: list[str]) -> str:
+async def _moment(
+    client: Client, handle: WorkflowHandle[Any, RunRecord], workstreams: list[str]
+) -> str:
     """What the run is doing: wave, and the activities in flight in the phase and each
     workstream (from ``describe``, which needs no worker; the ``status`` query does)."""
 
@@ -282,6 +294,57 @@ async def _ended(handle: WorkflowHandle[Any, RunRecord]) -> bool:
     return desc.status != WorkflowExecutionStatus.RUNNING
 
 
+async def _progress(client: Client, handle: WorkflowHandle[Any, RunRecord]) -> tuple[int, ...]:
+    """What moves while the run makes progress: the history lengths of the phase and of its
+    running children, and their activities' latest heartbeats (a long tool beats without
+    adding events). Any change is progress; none for a long time is a stall."""
+    try:
+        phase = (await asyncio.wait_for(handle.describe(), 5)).raw_description
+    except Exception:
+        return ()  # the server may be restarting: unknown, not progress
+    signature = [phase.workflow_execution_info.history_length]
+    descriptions = [phase]
+    for child in phase.pending_children:
+        try:
+            described = client.get_workflow_handle(child.workflow_id).describe()
+            raw = (await asyncio.wait_for(described, 5)).raw_description
+        except Exception:
+            continue
+        signature.append(raw.workflow_execution_info.history_length)
+        descriptions.append(raw)
+    for raw in descriptions:
+        for activity in raw.pending_activities:
+            signature.append(activity.last_heartbeat_time.ToNanoseconds())
+    return tuple(signature)
+
+
+async def _finish(
+    client: Client, handle: WorkflowHandle[Any, RunRecord], stall_s: float, cap_s: float
+) -> RunRecord:
+    """The run's record, as long as it keeps making progress: TimeoutError when nothing has
+    moved for ``stall_s`` (or, as a backstop, after ``cap_s``). A slow machine only makes the
+    run take longer; a run that really stopped fails within ``stall_s``."""
+    result = asyncio.ensure_future(_record(handle))
+    started = time.monotonic()
+    last: tuple[int, ...] = ()
+    moved = started
+    try:
+        while True:
+            done, _ = await asyncio.wait([result], timeout=2)
+            if done:
+                return result.result()
+            now = time.monotonic()
+            signature = await _progress(client, handle)
+            if signature and signature != last:
+                last, moved = signature, now
+            if now - moved > stall_s:
+                raise TimeoutError(f"no progress for {stall_s:.0f}s")
+            if now - started > cap_s:
+                raise TimeoutError(f"not finished within {cap_s:.0f}s, though still moving")
+    finally:
+        result.cancel()
+
+
 async def _record(handle: WorkflowHandle[Any, RunRecord]) -> RunRecord:
     from temporalio.client import WorkflowFailureError
     from temporalio.exceptions import ApplicationError
@@ -301,7 +364,9 @@ def check_ledger(path: Path, workstreams: list[str]) -> list[str]:
 
     if not path.is_file():
         return [f"no ledger at {path}"]
-    entries = [LedgerEntry.model_validate_json(line) for line in path.read_text().splitlines() if line]
+    entries = [
+        LedgerEntry.model_validate_json(line) for line in path.read_text().splitlines() if line
+    ]
     problems = []
     committed = Counter(e.workstream_id for e in entries if e.state == PatchState.COMMITTED)
     for ws in workstreams:
@@ -311,7 +376,9 @@ def check_ledger(path: Path, workstreams: list[str]) -> list[str]:
         if e.workstream_id not in workstreams:
             problems.append(f"{e.patch_id}: unknown workstream {e.workstream_id}")
         if not is_legal_history([c.state for c in e.state_history]):
-            problems.append(f"{e.patch_id}: illegal history {[c.state.value for c in e.state_history]}")
+            problems.append(
+                f"{e.patch_id}: illegal history {[c.state.value for c in e.state_history]}"
+            )
     return problems
 
 
@@ -324,12 +391,14 @@ async def chaos_run(
     seed: int,
     home: Path,
     heartbeat_timeout_s: float = 2,
-    deadline_s: float = 900,
+    stall_s: float = 60,
+    deadline_s: float = 1800,
     on_kill: Any = None,
     aim: str | None = None,
 ) -> ChaosReport:
     """Run ``spec_path`` on ``repo`` while killing the worker ``worker_kills`` times and the dev
-    server ``server_kills`` times at random moments; then let it finish and report.
+    server ``server_kills`` times at random moments; then let it finish and report. It fails
+    when the run stops moving for ``stall_s`` (see ``_finish``), however slow the machine.
 
     ``aim``: after the random delay, wait (up to 10 s) until the moment's description contains
     this string (an activity name such as ``run_tool``, ``commit_patch`` or ``integrate``)."""
@@ -340,6 +409,7 @@ async def chaos_run(
     rng.shuffle(budget)
     input = run_input_for(Path(spec_path), repo, home, heartbeat_timeout_s)
     report = ChaosReport(run_id=input.run_id, seed=seed)
+    assert input.phase is not None, "the chaos phase is small: it travels inline"
     report.workstreams = [ws.workstream_id for ws in input.phase.workstreams]
     procs = _Procs(home, task_queue=f"uet-chaos-{input.run_id.lower()}")
     started = time.monotonic()
@@ -373,9 +443,10 @@ async def chaos_run(
                 handle = client.get_workflow_handle_for(PhaseWorkflow.run, handle.id)  # type: ignore[arg-type]
             procs.start_worker()
         try:
-            report.record = await asyncio.wait_for(_record(handle), deadline_s)
-        except TimeoutError:
-            report.error = f"the run did not end within {deadline_s:.0f}s: {await _moment(client, handle, report.workstreams)}"
+            report.record = await _finish(client, handle, stall_s, deadline_s)
+        except TimeoutError as stop:
+            moment = await _moment(client, handle, report.workstreams)
+            report.error = f"the run did not end ({stop}): {moment}"
         except Exception as exc:
             report.error = f"the run ended unexpectedly: {exc!r}"
     finally:
@@ -401,8 +472,9 @@ def make_demo_repo(directory: Path) -> Path:
     """A fresh copy of the demo's sample repository (always the same base commit)."""
     subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo" / "make_repo.py"), str(directory)],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return directory
 
 
@@ -429,6 +501,12 @@ def with_tool_delay(spec_path: str | Path, out: Path, seconds: float) -> Path:
     return out
 
 
-__all__ = ["DEMO_SPEC", "ChaosReport", "Kill", "chaos_run", "check_ledger", "make_demo_repo",
-           "with_tool_delay"]
-
+__all__ = [
+    "DEMO_SPEC",
+    "ChaosReport",
+    "Kill",
+    "chaos_run",
+    "check_ledger",
+    "make_demo_repo",
+    "with_tool_delay",
+]

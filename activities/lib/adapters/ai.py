@@ -79,9 +79,14 @@ async def run_cli(ctx: ToolContext, argv: list[str], stdin: str | None = None) -
         stdin_path.write_text(stdin, "utf-8")
     stdout_path = ctx.scratch / "stdout"
     process = await run_process(
-        argv, cwd=ctx.cwd, env=ctx.env, timeout_s=ctx.input.timeout_s, log_path=ctx.log_path,
-        stdin_path=stdin_path, stdout_path=stdout_path,
-    )  # fmt: skip
+        argv,
+        cwd=ctx.cwd,
+        env=ctx.env,
+        timeout_s=ctx.input.timeout_s,
+        log_path=ctx.log_path,
+        stdin_path=stdin_path,
+        stdout_path=stdout_path,
+    )
     if process.not_found:
         raise ApplicationError(
             f"{ctx.input.workstream_id}: {argv[0]} is not installed or not on PATH "
@@ -97,9 +102,13 @@ def timed_out(ctx: ToolContext, run: CliRun) -> ToolEnd | None:
     """The outcome of a run the time limit ended, or None."""
     if not run.process.timed_out:
         return None
-    return ToolEnd(ok=False, reason_code="timeout", timed_out=True,
-                   reason=f"timed out after {ctx.input.timeout_s:g}s",
-                   output_tail=run.process.tail)  # fmt: skip
+    return ToolEnd(
+        ok=False,
+        reason_code="timeout",
+        timed_out=True,
+        reason=f"timed out after {ctx.input.timeout_s:g}s",
+        output_tail=run.process.tail,
+    )
 
 
 def api_failure(ctx: ToolContext, message: str) -> ApplicationError:

@@ -24,8 +24,10 @@ from activities.lib.adapters.models import priced
 from schemas.tools import ToolUsage
 
 _COST = re.compile(r"Cost: \$([0-9.]+) message, \$([0-9.]+) session")
-_TOKENS = re.compile(r"Tokens: ([0-9.]+)([kM]?) sent(?:, ([0-9.]+)([kM]?) cache \w+)?.*?, "
-                     r"([0-9.]+)([kM]?) received")  # fmt: skip
+_TOKENS = re.compile(
+    r"Tokens: ([0-9.]+)([kM]?) sent(?:, ([0-9.]+)([kM]?) cache \w+)?.*?, "
+    r"([0-9.]+)([kM]?) received"
+)
 _LITELLM_ERROR = re.compile(r"^.*litellm\.\w+(Error|Exception).*$", re.MULTILINE)
 _SCALE = {"": 1, "k": 1_000, "M": 1_000_000}
 
@@ -41,26 +43,40 @@ class AiderAdapter:
         model = check_context(ctx, prompt, files)
         message = write_private(ctx, "message.md", prompt)
         argv = [
-            "aider", "--message-file", str(message),
-            "--yes-always", "--no-auto-commits", "--no-dirty-commits", "--no-gitignore",
-            "--no-analytics", "--no-check-update", "--no-show-release-notes",
-            "--no-pretty", "--no-stream",
-            "--chat-history-file", str(ctx.scratch / "aider.chat.history.md"),
-            "--input-history-file", str(ctx.scratch / "aider.input.history"),
+            "aider",
+            "--message-file",
+            str(message),
+            "--yes-always",
+            "--no-auto-commits",
+            "--no-dirty-commits",
+            "--no-gitignore",
+            "--no-analytics",
+            "--no-check-update",
+            "--no-show-release-notes",
+            "--no-pretty",
+            "--no-stream",
+            "--chat-history-file",
+            str(ctx.scratch / "aider.chat.history.md"),
+            "--input-history-file",
+            str(ctx.scratch / "aider.input.history"),
             *(["--model", request.model] if request.model else []),
             *request.args,
             *files,
-        ]  # fmt: skip
+        ]
         run = await run_cli(ctx, argv)
         if (ended := timed_out(ctx, run)) is not None:
             return ended
         usage = priced(_usage(run.stdout, model), "aider")
         if run.process.exit_code != 0:
             # 1: it could not start (bad model, missing key); 2: usage error.
-            return ToolEnd(ok=False, reason_code="tool_failed", usage=usage,
-                           exit_code=run.process.exit_code,
-                           reason=f"aider exited with {run.process.exit_code}",
-                           output_tail=(run.stdout + run.process.tail)[-2000:])  # fmt: skip
+            return ToolEnd(
+                ok=False,
+                reason_code="tool_failed",
+                usage=usage,
+                exit_code=run.process.exit_code,
+                reason=f"aider exited with {run.process.exit_code}",
+                output_tail=(run.stdout + run.process.tail)[-2000:],
+            )
         errors = _LITELLM_ERROR.findall(run.stdout)
         edited = "Applied edit to" in run.stdout
         if errors and not edited:

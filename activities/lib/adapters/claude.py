@@ -35,51 +35,79 @@ class ClaudeAdapter:
         prompt = compose_prompt(ctx)
         model = check_context(ctx, prompt, [])
         argv = [
-            "claude", "-p", "--output-format", "json",
-            "--permission-mode", "acceptEdits", "--allowedTools", ALLOWED_TOOLS,
-            "--max-turns", str(request.max_turns or DEFAULT_MAX_TURNS),
+            "claude",
+            "-p",
+            "--output-format",
+            "json",
+            "--permission-mode",
+            "acceptEdits",
+            "--allowedTools",
+            ALLOWED_TOOLS,
+            "--max-turns",
+            str(request.max_turns or DEFAULT_MAX_TURNS),
             *(["--model", request.model] if request.model else []),
-            *(["--max-budget-usd", f"{budget:.4f}"] if (budget := ctx.input.max_budget_usd)
-              is not None else []),
+            *(
+                ["--max-budget-usd", f"{budget:.4f}"]
+                if (budget := ctx.input.max_budget_usd) is not None
+                else []
+            ),
             *request.args,
-        ]  # fmt: skip
+        ]
         run = await run_cli(ctx, argv, stdin=prompt)
         if (ended := timed_out(ctx, run)) is not None:
             return ended
         result = _result_object(run.stdout)
         if result is None:
             return ToolEnd(
-                ok=False, reason_code="tool_failed", exit_code=run.process.exit_code,
+                ok=False,
+                reason_code="tool_failed",
+                exit_code=run.process.exit_code,
                 reason=f"claude exited with {run.process.exit_code} and no result object",
                 output_tail=run.process.tail or run.stdout[-2000:],
-            )  # fmt: skip
+            )
         usage = priced(_usage(result, model), "claude")
         text = str(result.get("result") or "")
         subtype = result.get("subtype")
         if result.get("is_error"):
             if subtype == "error_max_turns":
-                return ToolEnd(ok=False, reason_code="max_turns", usage=usage,
-                               reason=f"stopped after {result.get('num_turns')} turns "
-                               "(execution_request.max_turns)",
-                               exit_code=run.process.exit_code)  # fmt: skip
+                return ToolEnd(
+                    ok=False,
+                    reason_code="max_turns",
+                    usage=usage,
+                    reason=f"stopped after {result.get('num_turns')} turns "
+                    "(execution_request.max_turns)",
+                    exit_code=run.process.exit_code,
+                )
             if subtype == "success":
                 raise api_failure(ctx, text or "is_error with no message")
             if subtype == "error_max_budget_usd":
-                return ToolEnd(ok=False, reason_code="tool_failed", usage=usage,
-                               reason=f"stopped at its budget of ${ctx.input.max_budget_usd}",
-                               exit_code=run.process.exit_code)  # fmt: skip
-            return ToolEnd(ok=False, reason_code="tool_failed", usage=usage,
-                           reason=f"claude ended with {subtype}: {text[:300]}",
-                           exit_code=run.process.exit_code)  # fmt: skip
+                return ToolEnd(
+                    ok=False,
+                    reason_code="tool_failed",
+                    usage=usage,
+                    reason=f"stopped at its budget of ${ctx.input.max_budget_usd}",
+                    exit_code=run.process.exit_code,
+                )
+            return ToolEnd(
+                ok=False,
+                reason_code="tool_failed",
+                usage=usage,
+                reason=f"claude ended with {subtype}: {text[:300]}",
+                exit_code=run.process.exit_code,
+            )
         denials = result.get("permission_denials") or []
         reason = ""
         if denials:
             names = sorted({str(d.get("tool_name")) for d in denials if isinstance(d, dict)})
             reason = f"permission denied for {', '.join(names)}"
         return ToolEnd(
-            ok=True, exit_code=run.process.exit_code, usage=usage, reason=reason,
-            reason_code="permission_denied" if denials else "", output_tail=text[-2000:],
-        )  # fmt: skip
+            ok=True,
+            exit_code=run.process.exit_code,
+            usage=usage,
+            reason=reason,
+            reason_code="permission_denied" if denials else "",
+            output_tail=text[-2000:],
+        )
 
 
 def _result_object(stdout: str) -> dict[str, Any] | None:

@@ -31,11 +31,16 @@ class CodexAdapter:
         prompt = compose_prompt(ctx)
         model = check_context(ctx, prompt, [])
         argv = [
-            "codex", "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check",
+            "codex",
+            "exec",
+            "--json",
+            "--sandbox",
+            "workspace-write",
+            "--skip-git-repo-check",
             *(["-m", request.model] if request.model else []),
             *request.args,
             "-",  # the prompt comes on stdin
-        ]  # fmt: skip
+        ]
         run = await run_cli(ctx, argv, stdin=prompt)
         if (ended := timed_out(ctx, run)) is not None:
             return ended
@@ -47,18 +52,27 @@ class CodexAdapter:
             message = _message(failed[-1] if failed else errors[-1])
             raise api_failure(ctx, message)
         if run.process.exit_code != 0:
-            return ToolEnd(ok=False, reason_code="tool_failed", usage=usage,
-                           exit_code=run.process.exit_code,
-                           reason=f"codex exited with {run.process.exit_code}",
-                           output_tail=run.process.tail)  # fmt: skip
+            return ToolEnd(
+                ok=False,
+                reason_code="tool_failed",
+                usage=usage,
+                exit_code=run.process.exit_code,
+                reason=f"codex exited with {run.process.exit_code}",
+                output_tail=run.process.tail,
+            )
         items = [e.get("item") or {} for e in events if e.get("type") == "item.completed"]
         commands = [i for i in items if i.get("type") == "command_execution"]
         changes = [i for i in items if i.get("type") == "file_change"]
         broken = [c for c in commands if c.get("status") == "failed" or c.get("exit_code")]
         if commands and len(broken) == len(commands) and not changes:
-            return ToolEnd(ok=False, reason_code="tool_failed", usage=usage, exit_code=0,
-                           reason=f"all {len(commands)} commands codex ran failed",
-                           output_tail=run.process.tail)  # fmt: skip
+            return ToolEnd(
+                ok=False,
+                reason_code="tool_failed",
+                usage=usage,
+                exit_code=0,
+                reason=f"all {len(commands)} commands codex ran failed",
+                output_tail=run.process.tail,
+            )
         said = [str(i.get("text", "")) for i in items if i.get("type") == "agent_message"]
         return ToolEnd(ok=True, exit_code=0, usage=usage, output_tail="\n".join(said)[-2000:])
 
