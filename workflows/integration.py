@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.refs import branch_ref, tag_ref, wave_tag
     from schemas.run import RunInput, WorkstreamResult, WorkstreamState
     from schemas.spec import PhaseSpec
-    from schemas.workspace import IntegrateInput, MergeOutcome, MergeRequest
+    from schemas.workspace import IntegrateInput, MergeOutcome, MergeRequest, OpenRunInput
 
 
 class Integration:
@@ -53,9 +53,21 @@ class Integration:
         assert self.record.head_sha is not None
         return self.record.head_sha
 
-    def opened(self, base_sha: str) -> None:
-        self.record.base_sha = self.record.head_sha = base_sha
-        self.state.checkpoints[0] = base_sha
+    async def open_run(self) -> None:
+        """Resolve the base and create the integration branch there: checkpoint 0."""
+        opened = await self.steps.run(
+            WorkspaceActivities.open_run,
+            OpenRunInput(
+                repo_path=self.input.repo_path,
+                run_id=self.input.run_id,
+                base_ref=self.phase.base_ref,
+                integration_ref=branch_ref(self.record.integration_branch),
+            ),
+            QUICK,
+            summary="open the run: resolve base, create the integration branch",
+        )
+        self.record.base_sha = self.record.head_sha = opened.base_sha
+        self.state.checkpoints[0] = opened.base_sha
 
     def push_checkpoint(self, number: int) -> None:
         """Compensations for the merge and the tag of step (wave) ``number``, pushed before

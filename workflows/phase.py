@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.ledger import LedgerEntry
     from schemas.phase_state import PhaseWorkflowState
     from schemas.plan import PlanInput
-    from schemas.refs import branch_ref
     from schemas.review import DecisionPayload, ReviewAnswer, ReviewRequest
     from schemas.run import (
         PhaseState,
@@ -51,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.saga import RollbackRequest
     from schemas.spec import PhaseSpec
-    from schemas.workspace import CloseRunInput, OpenRunInput
+    from schemas.workspace import CloseRunInput
 
 #: workflow.patched id: continue-as-new between waves when the history grows long (issue 7).
 CONTINUE_AS_NEW = "continue-as-new-between-waves"
@@ -240,22 +239,11 @@ class PhaseWorkflow:
                 PlanningActivities.plan, planning, QUICK, summary="plan the DAG into waves"
             )
             self._board.apply_plan(plan)
-            opened = await self._steps.run(
-                WorkspaceActivities.open_run,
-                OpenRunInput(
-                    repo_path=input.repo_path,
-                    run_id=input.run_id,
-                    base_ref=self._phase.base_ref,
-                    integration_ref=branch_ref(self._state.record.integration_branch),
-                ),
-                QUICK,
-                summary="open the run: resolve base, create the integration branch",
-            )
+            await self._integration.open_run()
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
             return await self._finish(reason=f"could not start: {cause_message(err)}")
-        self._integration.opened(opened.base_sha)
         stop = await (self._run_eager() if eager else self._run_waves(plan.waves))
         return await self._conclude(stop)
 
