@@ -10,7 +10,8 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY . .
-RUN pip install --no-cache-dir .
+# [team]: the PostgreSQL driver for the telemetry database (UET_DATABASE_URL).
+RUN pip install --no-cache-dir '.[team]'
 
 # Non-root; pass --build-arg UET_UID=$(id -u) so the worker can write the bind-mounted repos.
 ARG UET_UID=1000

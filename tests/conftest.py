@@ -109,3 +109,95 @@ def fake_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("UET_FAKE_LOG", str(log))
     monkeypatch.delenv("UET_FAKE_SCENARIO", raising=False)
     return log
+
+
+# -- PostgreSQL (Debian's `postgresql` package; .ci/run installs it) ---------------------------
+
+
+def _postgres_bin() -> Path | None:
+    """Debian's server binaries (initdb, pg_ctl), newest version first, else those on PATH."""
+    import glob
+    import shutil
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    found = candidates[0] if candidates else shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server of the tests' own, on a free loopback port; the URL of an empty
+    database on it. Without the server binaries the tests that need it are skipped, unless
+    UET_REQUIRE_POSTGRES=1 (CI), which makes that a failure."""
+    import shutil
+    import socket
+    import tempfile
+    import time
+
+    bindir = _postgres_bin()
+    if bindir is None:
+        if os.environ.get("UET_REQUIRE_POSTGRES") == "1":
+            pytest.fail(
+                "PostgreSQL is required (UET_REQUIRE_POSTGRES=1): apt-get install postgresql"
+            )
+        pytest.skip("PostgreSQL not installed: apt-get install postgresql")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = Path(tempfile.mkdtemp(prefix="uet-pg-", dir="/tmp"))
+    data = root / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        import psycopg
+
+        with psycopg.connect(
+            f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True
+        ) as admin:
+            admin.execute("CREATE DATABASE uet_test")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/uet_test"
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
+        time.sleep(0.1)
+        shutil.rmtree(root, ignore_errors=True)

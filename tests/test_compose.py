@@ -173,13 +173,26 @@ def test_dockerfile_installs_project_and_runs_worker() -> None:
     args = {instr: [a for i, a in steps if i == instr] for instr in {i for i, _ in steps}}
     assert args["FROM"] == ["python:3.11-slim"]
     assert any(re.search(r"apt-get install [^&;]*\bgit\b", a) for a in args["RUN"])
-    assert any("pip install --no-cache-dir ." in a for a in args["RUN"])
+    # The project with its team extra: the PostgreSQL driver of the telemetry database.
+    assert any("pip install --no-cache-dir '.[team]'" in a for a in args["RUN"])
     assert args["USER"][-1] == "uet"
     assert any("UET_HOME=/var/lib/uet" in a for a in args["ENV"])
     assert json.loads(args["CMD"][-1]) == ["python", "-m", "worker"]
     # ...and `worker` is something `pip install .` actually installs.
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "worker" in pyproject["tool"]["setuptools"]["py-modules"]
+    assert any(
+        d.startswith("psycopg") for d in pyproject["project"]["optional-dependencies"]["team"]
+    )
+
+
+def test_workers_share_uets_own_database(services: dict) -> None:
+    url = services["worker"]["environment"]["UET_DATABASE_URL"]
+    assert url == "postgresql+psycopg://uet:uet@postgresql:5432/uet"
+    init = "./deploy/postgres-init.sql:/docker-entrypoint-initdb.d/uet.sql:ro"
+    assert init in services["postgresql"]["volumes"]
+    sql = (ROOT / "deploy" / "postgres-init.sql").read_text()
+    assert "CREATE USER uet WITH PASSWORD 'uet'" in sql and "CREATE DATABASE uet OWNER uet" in sql
 
 
 # --- docker-compose CLI -----------------------------------------------------------------------
