@@ -1,35 +1,58 @@
-"""`uet db`: the telemetry database's schema (what uet learns from runs lives there)."""
+"""What uet learns from runs: `uet errors` (the error engine and the errors seen), and `uet db`
+(the telemetry database's schema)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from alembic.util import CommandError
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
+from activities.lib.errors.engine import classify
 from activities.lib.telemetry.store import Telemetry, database_url, learning_disabled, redacted
 from runtime.cli.base import command
 from runtime.errors import ExitCode, UserError
-from runtime.output import out
+from runtime.output import emit_json, out
 from runtime.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def usage() -> int:
-        db.print_help()
-        return ExitCode.INVALID_INPUT
+    errors = _group(
+        sub,
+        "errors",
+        "the error engine: what uet makes of a failure, and the failures it has seen",
+        ["uet errors classify build.log", "pytest 2>&1 | uet errors classify -"],
+    )
+    s = command(
+        errors,
+        "classify",
+        errors_classify,
+        "the signature and category uet gives a failure's output",
+        ["uet errors classify build.log", "pytest 2>&1 | uet errors classify - --json"],
+    )
+    s.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help="the output to classify (default -: standard input)",
+    )
+    s.add_argument(
+        "--json",
+        dest="as_json",
+        action="store_true",
+        help="{signature, category, rule, key, lines} on stdout",
+    )
 
-    db = command(
+    actions = _group(
         sub,
         "db",
-        usage,
         "the telemetry database: its schema version, migrations up and down",
         ["uet db current", "uet db upgrade", "uet db downgrade -1"],
-    )
-    actions = db.add_subparsers(
-        dest="db_action", metavar="ACTION", help="`uet db ACTION --help` for more"
     )
     command(
         actions, "current", db_current, "which migration the database is at", ["uet db current"]
@@ -50,6 +73,62 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ["uet db downgrade -1", "uet db downgrade base"],
     )
     s.add_argument("revision", help="a revision id, -1 (one back) or base (everything)")
+
+
+def _group(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    examples: list[str],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command of commands (`uet db current`): alone, it prints its help."""
+
+    def usage() -> int:
+        parser.print_help()
+        return ExitCode.INVALID_INPUT
+
+    parser = command(sub, name, usage, help, examples)
+    return parser.add_subparsers(
+        dest=f"{name}_action", metavar="ACTION", help=f"`uet {name} ACTION --help` for more"
+    )
+
+
+# -- uet errors ---------------------------------------------------------------------------------
+
+
+def errors_classify(file: str, as_json: bool) -> int:
+    if file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(file).read_text("utf-8", errors="replace")
+        except FileNotFoundError:
+            raise UserError(
+                f"{file}: no such file; pass a file of failure output, or - for stdin"
+            ) from None
+        except OSError as exc:
+            raise UserError(f"{file}: cannot read it ({exc.strerror or exc})") from None
+    result = classify(text)
+    if as_json:
+        emit_json(
+            {
+                "signature": result.signature,
+                "category": result.category,
+                "rule": result.rule,
+                "key": list(result.key),
+                "lines": list(result.lines),
+            }
+        )
+        return ExitCode.COMPLETED
+    out.print(f"{result.signature}  {result.category}  (rule {result.rule})", markup=False)
+    for part in result.key:
+        out.print(f"  key: {part}", markup=False)
+    for line in result.lines[:10]:
+        out.print(f"  from: {line}", markup=False)
+    return ExitCode.COMPLETED
+
+
+# -- uet db -------------------------------------------------------------------------------------
 
 
 @contextmanager
