@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.lib.errors.engine import Classification, classify
 from activities.lib.git import checkout, clean_env, open_repository
 from activities.lib.process import missing_program, run_process
 from activities.lib.state_dir import StateDir
+from activities.lib.telemetry.recorder import (
+    ExecutionFact,
+    Fact,
+    ResolutionFact,
+    error_fact,
+    now,
+)
 from schemas.gates import GateResult, GateRunInput, GateRunResult
 from schemas.spec import GateSpec
 
@@ -37,6 +45,7 @@ class GateActivities:
         tree.mkdir()
         await checkout(repo, input.commit_sha, tree)
         results: list[GateResult] = []
+        classified: dict[str, Classification] = {}
         failed: set[str] = set()
         for gate in gate_order(input.gates):
             blockers = [a for a in gate.after if a in failed]
@@ -80,18 +89,89 @@ class GateActivities:
                 status, reason = "failed", "command not found"
             else:
                 status, reason = "failed", f"exited with {run.exit_code}"
+            result = GateResult(
+                gate_id=gate.gate_id,
+                status=status,
+                exit_code=run.exit_code,
+                duration_s=round(run.duration_s, 3),
+                output_tail=run.tail[-2000:],
+                log=log,
+                reason=reason,
+                code=code,
+            )
             if status != "passed":
                 failed.add(gate.gate_id)
-            results.append(
-                GateResult(
-                    gate_id=gate.gate_id,
-                    status=status,
-                    exit_code=run.exit_code,
-                    duration_s=round(run.duration_s, 3),
-                    output_tail=run.tail[-2000:],
-                    log=log,
-                    reason=reason,
-                    code=code,
+                found = (
+                    classify("", code=code, detail=program or "")
+                    if code is not None
+                    else classify("", code="timeout", detail=f"gate {gate.gate_id}")
+                    if status == "timeout"
+                    else classify(run.tail)
+                )
+                result.signature, result.category = found.signature, found.category
+                classified[gate.gate_id] = found
+            results.append(result)
+        tree_sha = await repo.out("rev-parse", f"{input.commit_sha}^{{tree}}")
+        self.state.telemetry.record(*_facts(input, results, classified, tree_sha))
+        return GateRunResult(passed=not failed, results=results)
+
+
+def _facts(
+    input: GateRunInput,
+    results: list[GateResult],
+    classified: dict[str, Classification],
+    tree_sha: str,
+) -> list[Fact]:
+    """Each gate run, each failure's error, and each pass after a failure (a resolution)."""
+    phase = input.label.startswith("phase-")
+    ws_id = "(phase)" if phase else input.label
+    facts: list[Fact] = []
+    for result in results:
+        if result.status == "skipped":
+            continue
+        source = f"{'phase-gate' if phase else 'gate'}:{result.gate_id}"
+        key = (
+            f"gate/{input.run_id}/{input.label}/{input.attempt}/{input.commit_sha}/{result.gate_id}"
+        )
+        facts.append(
+            ExecutionFact(
+                key=key,
+                run_id=input.run_id,
+                workstream_id=ws_id,
+                attempt=input.attempt,
+                kind="gate",
+                gate_id=result.gate_id,
+                tree_sha=tree_sha,
+                at=now(),
+                duration_s=result.duration_s,
+                outcome=result.status,
+                reason_code=result.code,
+                signature=result.signature,
+            )
+        )
+        if result.status == "passed":
+            facts.append(
+                ResolutionFact(
+                    run_id=input.run_id,
+                    workstream_id=ws_id,
+                    attempt=input.attempt,
+                    source=source,
+                    at=now(),
+                    resolved_by=f"attempt {input.attempt} passed",
                 )
             )
-        return GateRunResult(passed=not failed, results=results)
+            continue
+        if result.gate_id in classified:
+            facts.append(
+                error_fact(
+                    classified[result.gate_id],
+                    key=key,
+                    run_id=input.run_id,
+                    workstream_id=ws_id,
+                    attempt=input.attempt,
+                    source=source,
+                    excerpt=result.output_tail,
+                    log=result.log,
+                )
+            )
+    return facts

@@ -9,10 +9,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.lib.adapters import ADAPTERS, Adapter, ToolContext, ToolEnd
+from activities.lib.errors.engine import Classification, classify
 from activities.lib.feedback import render_feedback
 from activities.lib.git import Git, checkout, clean_env, open_repository
 from activities.lib.repo_guard import Snapshot, check_untouched
 from activities.lib.state_dir import StateDir
+from activities.lib.telemetry.recorder import (
+    ExecutionFact,
+    Fact,
+    error_fact,
+    file_types,
+    now,
+    scope_signature,
+)
 from schemas.tools import ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.
@@ -34,6 +43,27 @@ class ToolActivities:
 
     @activity.defn
     async def run_tool(self, input: ToolRunInput) -> ToolRunResult:
+        started = time.monotonic()
+        try:
+            result = await self._run(input)
+        except ApplicationError as exc:
+            if exc.non_retryable:  # final: it counts as a failed run (a retry would not)
+                final = classify(exc.message, code=_code_of(exc), detail=_detail_of(exc))
+                self.state.telemetry.record(
+                    *_facts(input, None, final, exc.message, time.monotonic() - started)
+                )
+            raise
+        found: Classification | None = None
+        if result.outcome in ("failed", "timeout"):
+            code = result.reason_code if result.reason_code not in ("", "tool_failed") else None
+            found = classify(result.output_tail, code=code, detail=input.request.tool_id)
+            result.signature, result.category = found.signature, found.category
+        self.state.telemetry.record(
+            *_facts(input, result, found, result.output_tail, result.duration_s)
+        )
+        return result
+
+    async def _run(self, input: ToolRunInput) -> ToolRunResult:
         adapter = ADAPTERS.get(input.request.tool_id)
         if adapter is None:
             raise ApplicationError(
@@ -153,3 +183,63 @@ async def diff_index(git: Git, base_sha: str) -> tuple[bytes | None, list[str]]:
         return None, []
     diff = await git.run("diff", "--cached", *DIFF_FLAGS, base_sha)
     return diff.stdout, files
+
+
+def _code_of(error: ApplicationError) -> str | None:
+    """uet's own code for a final tool error, when it has one."""
+    return {"CommandNotFound": "command_not_found", "ToolApiError": "api_error"}.get(
+        error.type or ""
+    )
+
+
+def _detail_of(error: ApplicationError) -> str:
+    first = error.message.split(":", 2)
+    return first[-1].strip().split()[0].strip("'[],") if error.type == "CommandNotFound" else ""
+
+
+def _facts(
+    input: ToolRunInput,
+    result: ToolRunResult | None,
+    found: Classification | None,
+    output: str,
+    duration_s: float,
+) -> list[Fact]:
+    """The tool run, and its error when it failed."""
+    key = f"tool/{input.run_id}/{input.workstream_id}/{input.attempt}/{input.request.tool_id}"
+    usage = result.usage if result else None
+    facts: list[Fact] = [
+        ExecutionFact(
+            key=key,
+            run_id=input.run_id,
+            workstream_id=input.workstream_id,
+            attempt=input.attempt,
+            kind="tool",
+            tool_id=input.request.tool_id,
+            model=(usage.model if usage else None) or input.request.model,
+            task_kind=input.task_kind,
+            scope_signature=scope_signature(input.allowed_paths),
+            file_types=file_types(result.files_changed) if result else "",
+            at=now(),
+            duration_s=round(duration_s, 3),
+            outcome=result.outcome if result else "failed",
+            reason_code=(result.reason_code or None) if result else "tool_failed",
+            signature=found.signature if found else None,
+            input_tokens=usage.input_tokens if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+            cost_usd=usage.cost_usd if usage else None,
+        )
+    ]
+    if found is not None:
+        facts.append(
+            error_fact(
+                found,
+                key=key,
+                run_id=input.run_id,
+                workstream_id=input.workstream_id,
+                attempt=input.attempt,
+                source=f"tool:{input.request.tool_id}",
+                excerpt=output,
+                log=result.log if result else None,
+            )
+        )
+    return facts

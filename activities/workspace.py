@@ -23,7 +23,9 @@ from activities.lib.git import GitError, apply_patch, open_repository, resolve_c
 from activities.lib.heartbeat import heartbeating
 from activities.lib.journal_store import compose
 from activities.lib.state_dir import StateDir
+from activities.lib.telemetry.recorder import RunFact
 from schemas.base import ArtifactRef
+from schemas.events import EventType
 from schemas.workspace import (
     CloseRunInput,
     CloseRunResult,
@@ -191,6 +193,20 @@ class WorkspaceActivities:
             folder / "events.jsonl", "".join(e.model_dump_json() + "\n" for e in events)
         )
         shutil.rmtree(self.state.run_dir(run_id), ignore_errors=True)
+        started = next((e.at for e in events if e.type == EventType.RUN_STARTED), None)
+        ended = events[-1].at if events else None
+        self.state.telemetry.record(
+            RunFact(
+                run_id=run_id,
+                phase_id=record.phase_id,
+                status=str(record.status),
+                scheduling=record.scheduling,
+                workstreams=len(record.workstreams),
+                cost_usd=record.cost_usd_total,
+                started_at=started,
+                ended_at=ended,
+            )
+        )
         return CloseRunResult(report_dir=str(folder))
 
 

@@ -19,6 +19,9 @@ class GateRunInput(Model):
     commit_sha: GitSha
     gates: list[GateSpec]
     env: dict[str, str] = Field(default_factory=dict)
+    attempt: int = Field(
+        default=0, ge=0, description="the workstream's attempt (phase gates: the wave or step)"
+    )
 
 
 class GateResult(Model):
@@ -34,6 +37,10 @@ class GateResult(Model):
         description="a failure that is not the change's fault: the gate's program is not "
         "installed on the worker (no fix attempt is made)",
     )
+    signature: str | None = Field(
+        default=None, description="a failure's error signature (the same root cause, the same one)"
+    )
+    category: str | None = Field(default=None, description="a failure's error category")
 
 
 class GateRunResult(Model):

@@ -39,6 +39,8 @@ class Feedback(Model):
     output_tail: str = ""
     instructions: str = Field(default="", description="adjust: what the reviewer asked for")
     reviewer: str = ""
+    signature: str | None = Field(default=None, description="the failure's error signature")
+    category: str | None = Field(default=None, description="the failure's error category")
 
 
 class ToolAttempt(Model):
@@ -69,6 +71,7 @@ class ToolRunInput(Model):
     max_attempts: int = Field(
         default=3, ge=1, description="attempts for the tool's own transient errors"
     )
+    task_kind: str | None = Field(default=None, description="the workstream's task_kind")
 
 
 class ToolRunResult(Model):
@@ -82,3 +85,5 @@ class ToolRunResult(Model):
     duration_s: float = 0.0
     output_tail: str = ""
     log: ArtifactRef | None = None
+    signature: str | None = Field(default=None, description="a failure's error signature")
+    category: str | None = Field(default=None, description="a failure's error category")

@@ -188,6 +188,7 @@ class Integration:
                 label=f"phase-wave-{number}",
                 commit_sha=self.head,
                 gates=self.phase.gates,
+                attempt=number,
             ),
             gates([g.timeout_s for g in self.phase.gates], QUICK),
             summary=f"phase gates after wave {number}",

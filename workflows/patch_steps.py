@@ -145,7 +145,7 @@ class PatchSteps:
         self.journal.move(entry, PatchState.APPLIED, f"commit {committed.commit_sha[:12]}")
         return committed.commit_sha
 
-    async def gates(self, commit: str, entry: LedgerEntry | None) -> GateRunResult:
+    async def gates(self, commit: str, entry: LedgerEntry | None, attempt: int) -> GateRunResult:
         gates = self.ws.acceptance_criteria.gates
         if not gates:
             return GateRunResult(passed=True)
@@ -157,6 +157,7 @@ class PatchSteps:
                 label=self.ws.workstream_id,
                 commit_sha=commit,
                 gates=gates,
+                attempt=attempt,
             ),
             options=steps.gates([g.timeout_s for g in gates], steps.WORKSTREAM),
             summary=f"gates for {self.ws.workstream_id}",
@@ -175,6 +176,17 @@ class PatchSteps:
                 gate_id=gate.gate_id,
                 exit_code=gate.exit_code,
             )
+            if gate.signature is not None:
+                self.journal.event(
+                    EventType.ERROR_CLASSIFIED,
+                    f"{self.ws.workstream_id}: gate {gate.gate_id}: {gate.category} "
+                    f"({gate.signature})",
+                    workstream_id=self.ws.workstream_id,
+                    patch_id=entry.patch_id if entry else None,
+                    gate_id=gate.gate_id,
+                    signature=gate.signature,
+                    category=gate.category,
+                )
         if entry is not None:
             entry.gates = result.results
             entry.validation.tests_ran = True

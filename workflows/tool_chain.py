@@ -81,6 +81,7 @@ class ToolChain:
                     allowed_paths=self.ws.constraints.file_scope.allowed_paths,
                     max_budget_usd=self._budget_left(),
                     max_attempts=policy.max_attempts,
+                    task_kind=self.ws.task_kind,
                 ),
                 # On cancel, wait until the tool is really dead: compensation comes next.
                 steps.tool(policy.timeout_s, policy.max_attempts),
@@ -111,6 +112,15 @@ class ToolChain:
             exit_code=tool.exit_code,
             usage=usage.model_dump(mode="json") if usage else None,
         )
+        if tool.signature is not None:
+            self.journal.event(
+                EventType.ERROR_CLASSIFIED,
+                f"{self.ws.workstream_id}: {tool_id}: {tool.category} ({tool.signature})",
+                workstream_id=self.ws.workstream_id,
+                tool_id=tool_id,
+                signature=tool.signature,
+                category=tool.category,
+            )
         if tool.outcome in ("failed", "timeout"):
             tail = last_lines(tool.output_tail)
             why = f"tool {tool.reason}\n{tail}" if tail else f"tool {tool.reason}"

@@ -154,7 +154,7 @@ class WorkstreamWorkflow:
                     assert entry.patch is not None
                     earlier.append(entry.patch)
                     commit = await self._patches.apply(entry)
-            gates = await self._patches.gates(commit, entry)
+            gates = await self._patches.gates(commit, entry, attempt)
             if gates.passed:
                 if entry is not None:
                     self._journal.move(entry, PatchState.VERIFIED, "all gates passed")
@@ -223,6 +223,8 @@ class WorkstreamWorkflow:
             command=command,
             exit_code=failure.exit_code,
             output_tail=failure.output_tail,
+            signature=failure.signature,
+            category=failure.category,
         )
 
     def _result(

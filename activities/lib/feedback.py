@@ -17,7 +17,13 @@ def render_feedback(feedback: Feedback) -> str:
         parts.append(
             f"## The previous change failed acceptance gate `{feedback.gate_id}`\n\n"
             f"- command: `{feedback.command}`\n"
-            f"- exit code: {exit_code}\n\n"
+            f"- exit code: {exit_code}\n"
+            + (
+                f"- error: {feedback.category} (signature `{feedback.signature}`)\n"
+                if feedback.signature
+                else ""
+            )
+            + "\n"
             "Output (last lines):\n\n"
             f"```\n{feedback.output_tail.rstrip()}\n```\n"
         )

@@ -16,8 +16,12 @@ class StateDir:
     """The layout of a worker's state dir (UET_HOME): artifacts, scratch space, run reports."""
 
     def __init__(self, home: Path) -> None:
+        from activities.lib.telemetry.recorder import Recorder
+
         self.home = home
         self.artifacts = ArtifactStore(home / "artifacts")
+        #: What happens, into the telemetry database (learning from runs).
+        self.telemetry = Recorder(home)
 
     def run_dir(self, run_id: str) -> Path:
         """Scratch space (checkouts, temp indexes): removed when the run closes."""

@@ -300,9 +300,12 @@ async def show(run_id: str, workstream_id: str) -> int:
         if entry.quarantine and entry.quarantine.folder:
             out.print(f"  quarantined in {entry.quarantine.folder}")
         for gate in entry.gates:
+            error = f" — error {gate.category} {gate.signature}" if gate.signature else ""
             out.print(
                 f"  gate {gate.gate_id}: {gate.status}"
                 + (f" ({gate.reason})" if gate.reason else "")
+                + error,
+                markup=False,
             )
             if gate.status != "passed" and gate.output_tail.strip():
                 for line in gate.output_tail.rstrip().splitlines()[-20:]:

@@ -48,9 +48,12 @@ UET_CODES = {
     "max_turns": "tool_api",
     "permission_denied": "permission",
     "timeout": "timeout",
+    "command_not_found": "environment",
     "gate_command_not_found": "environment",
     "merge_conflict": "merge_conflict",
 }
+#: Codes that name the same root cause: a program missing is missing for a gate or a tool.
+_SAME_AS = {"gate_command_not_found": "command_not_found"}
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -101,6 +104,7 @@ def classify(output: str, code: str | None = None, detail: str = "") -> Classifi
     already knows what went wrong (a policy code, a tool outcome); ``detail`` then says more
     (the program that was not found, the path out of scope)."""
     if code in UET_CODES:
+        code = _SAME_AS.get(code, code)
         key = (code, normalize(detail).strip()) if detail else (code,)
         return _result(UET_CODES[code], f"uet:{code}", key, (detail,) if detail else ())
     text = normalize(output)
