@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from activities.gates import GateActivities
 from activities.lib.state_dir import StateDir
-from activities.lib.telemetry.models import ErrorEvent, ErrorPattern, Execution
+from activities.lib.telemetry.models import AntiPattern, ErrorEvent, ErrorPattern, Execution
 from activities.lib.telemetry.recorder import ExecutionFact, Recorder, now
 from activities.lib.telemetry.store import Telemetry
 from runtime.settings import Settings
@@ -235,7 +235,12 @@ def test_flaky_gates_and_anti_patterns(tmp_path: Path) -> None:
             )
     with store.session() as session:
         data = insights.insights(session, insights.since(1))
+        insights.remember(session, data["anti_patterns"])
+        insights.remember(session, data["anti_patterns"])  # found again: updated, not doubled
+    with store.session() as session:
+        kept = session.scalars(select(AntiPattern.kind)).all()
     store.close()
+    assert sorted(kept) == sorted(a["kind"] for a in data["anti_patterns"])
     (unit,) = data["gates"]
     assert (unit["runs"], unit["flaky"]) == (3, 1)  # t1 failed, then passed: flaky once
     kinds = {(a["kind"], a["subject"]) for a in data["anti_patterns"]}

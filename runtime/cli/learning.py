@@ -228,6 +228,7 @@ def errors_list(since: float, as_json: bool) -> int:
 def insights(since: float, as_json: bool, report: str | None) -> int:
     with telemetry() as store, store.session() as session:
         data = analysis.insights(session, analysis.since(since))
+        analysis.remember(session, data["anti_patterns"])
     if report:
         try:
             Path(report).write_text(analysis.report(data), "utf-8")

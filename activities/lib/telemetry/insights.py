@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from activities.lib.telemetry.models import ErrorEvent, ErrorPattern, Execution
+from activities.lib.telemetry.models import AntiPattern, ErrorEvent, ErrorPattern, Execution
 
 #: A signature that recurs this often and is resolved less than this share of the time.
 RECURRING = 3
@@ -197,6 +197,24 @@ def insights(session: Session, after: datetime) -> dict[str, Any]:
     }
 
 
+def remember(session: Session, found: list[dict[str, Any]]) -> None:
+    """Keep the anti-patterns found (one row per kind and subject, updated when found again),
+    for part 2's suggester and for the record."""
+    at = datetime.now(UTC)
+    for item in found:
+        row = session.scalar(
+            select(AntiPattern).where(
+                AntiPattern.kind == item["kind"], AntiPattern.subject == item["subject"][:200]
+            )
+        )
+        if row is None:
+            row = AntiPattern(kind=item["kind"], subject=item["subject"][:200])
+            session.add(row)
+        row.detail = {"detail": item["detail"]}
+        row.occurrences = item["occurrences"]
+        row.detected_at = at
+
+
 def prune(session: Session, before: datetime) -> dict[str, int]:
     """Forget what happened before ``before`` (the plans keep 90 days)."""
     counts = {}
@@ -204,6 +222,7 @@ def prune(session: Session, before: datetime) -> dict[str, int]:
         (Execution, Execution.at),
         (ErrorEvent, ErrorEvent.at),
         (ErrorPattern, ErrorPattern.last_seen),
+        (AntiPattern, AntiPattern.detected_at),
     ):
         result = session.execute(delete(model).where(column < before))
         counts[model.__tablename__] = getattr(result, "rowcount", 0) or 0
