@@ -6,6 +6,7 @@ validation, so a workstream only states what differs.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -136,6 +137,28 @@ class Defaults(Model):
     review: ReviewMode | None = None
 
 
+#: What a template variable may be given as.
+TemplateValue = str | int | float | bool
+#: ``{{ name }}`` in a template's strings.
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+#: What a template may not say: each workstream says these itself.
+NOT_IN_TEMPLATES = ("workstream_id", "dependencies", "template", "with")
+
+
+class TemplateSpec(Model):
+    """A workstream's shape, reused: a workstream that says ``template: NAME`` and
+    ``with: {var: value}`` gets everything here, ``{{ var }}`` filled in, under what it says
+    itself (its own values win; the phase's ``defaults`` go under both)."""
+
+    description: str = ""
+    variables: dict[str, TemplateValue | None] = Field(
+        default_factory=dict, description="name → default value (null: the workstream must give it)"
+    )
+    workstream: dict[str, Any] = Field(
+        description="any workstream field but workstream_id, dependencies, template and with"
+    )
+
+
 class WorkstreamSpec(Model):
     workstream_id: Identifier
     title: str = ""
@@ -151,6 +174,10 @@ class WorkstreamSpec(Model):
         default=None, gt=0, description="planning weight for the critical path"
     )
     task_kind: str | None = Field(default=None, description="for the router, e.g. docs, refactor")
+    template: str | None = Field(default=None, description="the phase template this one uses")
+    with_: dict[str, TemplateValue] = Field(
+        default_factory=dict, alias="with", description="the template's variables"
+    )
 
 
 class PhaseSpec(Model):
@@ -173,6 +200,9 @@ class PhaseSpec(Model):
     router: Router = Field(default_factory=Router, description="for workstreams with tool_id auto")
     budget: Budget = Field(default_factory=Budget)
     defaults: Defaults = Field(default_factory=Defaults)
+    templates: dict[Identifier, TemplateSpec] = Field(
+        default_factory=dict, description="workstream shapes that workstreams reuse (template:)"
+    )
     gates: list[GateSpec] = Field(
         default_factory=list,
         description="phase gates, run on the integration branch after each wave",
@@ -185,9 +215,14 @@ class PhaseSpec(Model):
         if not isinstance(data, dict):
             return data
         defaults = data.get("defaults") or {}
+        templates = data.get("templates") or {}
         streams = data.get("workstreams")
         if not isinstance(defaults, dict) or not isinstance(streams, list):
             return data
+        if isinstance(templates, dict):
+            streams = [
+                expand_template(templates, ws) if isinstance(ws, dict) else ws for ws in streams
+            ]
         merged = [merge_defaults(defaults, ws) if isinstance(ws, dict) else ws for ws in streams]
         return {**data, "workstreams": merged}
 
@@ -196,6 +231,47 @@ class PhaseSpec(Model):
             if ws.workstream_id == workstream_id:
                 return ws
         raise KeyError(workstream_id)
+
+
+def expand_template(templates: dict[str, Any], workstream: dict[str, Any]) -> dict[str, Any]:
+    """The workstream with its template filled in underneath it (unknown templates and
+    variables are left for the spec check to report)."""
+    template = templates.get(workstream.get("template") or "")
+    if not isinstance(template, dict) or not isinstance(template.get("workstream"), dict):
+        return workstream
+    values = {k: v for k, v in (template.get("variables") or {}).items() if v is not None}
+    given = workstream.get("with") or {}
+    if isinstance(given, dict):
+        values.update(given)
+    body = fill(template["workstream"], values)
+    own = {k: v for k, v in workstream.items()}
+    return _deep_merge(body, own) if isinstance(body, dict) else workstream
+
+
+def fill(value: Any, values: dict[str, Any]) -> Any:
+    """``{{ name }}`` replaced by its value: a string that is only the placeholder takes the
+    value as it is (a number stays a number); inside text it becomes text."""
+    if isinstance(value, dict):
+        return {k: fill(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, values) for v in value]
+    if not isinstance(value, str):
+        return value
+    whole = PLACEHOLDER.fullmatch(value.strip())
+    if whole and whole.group(1) in values:
+        return values[whole.group(1)]
+    return PLACEHOLDER.sub(
+        lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), value
+    )
+
+
+def placeholders(value: Any) -> set[str]:
+    """The variables a template's body uses."""
+    if isinstance(value, dict):
+        return set().union(*(placeholders(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(placeholders(v) for v in value)) if value else set()
+    return set(PLACEHOLDER.findall(value)) if isinstance(value, str) else set()
 
 
 def merge_defaults(defaults: dict[str, Any], workstream: dict[str, Any]) -> dict[str, Any]:

@@ -24,12 +24,15 @@ from pydantic import BaseModel, ValidationError
 from schemas.spec import (
     AI_TOOLS,
     KNOWN_TOOLS,
+    NOT_IN_TEMPLATES,
     Constraints,
     ExecutionRequest,
     GateSpec,
     PatchPolicy,
     PhaseSpec,
     ResiliencePolicy,
+    WorkstreamSpec,
+    placeholders,
 )
 
 PathPart = str | int
@@ -72,16 +75,121 @@ def phase_json_schema() -> dict[str, Any]:
 
 def check_spec(data: Any) -> SpecCheck:
     """All problems with ``data`` (a parsed phase file); the spec when there are none."""
-    problems = _schema_problems(data)
+    problems = _schema_problems(data) + template_problems(data)
     if problems:
-        return SpecCheck(None, problems)
+        return SpecCheck(None, sorted(problems, key=lambda p: (p.json_path, p.message)))
     try:
         spec = PhaseSpec.model_validate(data)
     except ValidationError as exc:
-        # Defaults are merged before validation, so an error can only surface here.
-        return SpecCheck(None, [Problem(_loc(e["loc"]), e["msg"]) for e in exc.errors()])
-    problems = semantic_problems(spec)
+        # Defaults and templates are merged before validation: errors can surface only here.
+        found = [Problem(_loc(e["loc"]), e["msg"]) for e in exc.errors()]
+        return SpecCheck(None, _name_templates(data, found))
+    problems = _name_templates(data, semantic_problems(spec))
     return SpecCheck(None if problems else spec, problems)
+
+
+def _name_templates(data: Any, problems: list[Problem]) -> list[Problem]:
+    """A problem inside a workstream made from a template says which template (the fix may
+    belong there)."""
+    streams = data.get("workstreams") if isinstance(data, dict) else None
+    if not isinstance(streams, list):
+        return problems
+    named = []
+    for problem in problems:
+        index = (
+            problem.path[1]
+            if problem.path[:1] == ("workstreams",) and len(problem.path) > 1
+            else None
+        )
+        ws = streams[index] if isinstance(index, int) and index < len(streams) else None
+        template = ws.get("template") if isinstance(ws, dict) else None
+        if template and len(problem.path) > 2:
+            problem = Problem(
+                problem.path, f"{problem.message} (from template {template!r})", problem.key
+            )
+        named.append(problem)
+    return named
+
+
+def template_problems(data: Any) -> list[Problem]:
+    """Templates that cannot be used as written, and uses that do not fit their template."""
+    if not isinstance(data, dict):
+        return []
+    templates = data.get("templates") or {}
+    problems: list[Problem] = []
+    fields = set(WorkstreamSpec.model_fields) | {"with"}
+    if isinstance(templates, dict):
+        for name, template in templates.items():
+            body = template.get("workstream") if isinstance(template, dict) else None
+            if not isinstance(body, dict):
+                continue
+            at: tuple[PathPart, ...] = ("templates", name, "workstream")
+            for key in sorted(body):
+                if key in NOT_IN_TEMPLATES:
+                    problems.append(
+                        Problem(
+                            at,
+                            f"a template cannot set {key!r}: each workstream says it itself",
+                            key=key,
+                        )
+                    )
+                elif key not in fields:
+                    allowed = sorted(fields - set(NOT_IN_TEMPLATES) - {"with_"})
+                    problems.append(Problem(at, _unknown_field(key, allowed), key=key))
+            declared = set(template.get("variables") or {})
+            for used in sorted(placeholders(body) - declared):
+                problems.append(
+                    Problem(
+                        at,
+                        f"{{{{ {used} }}}} is not a variable of template "
+                        f"{name!r}{_suggest(used, declared)}; declare it under "
+                        "variables",
+                    )
+                )
+    streams = data.get("workstreams")
+    for i, ws in enumerate(streams if isinstance(streams, list) else []):
+        if not isinstance(ws, dict):
+            continue
+        name = ws.get("template")
+        given = ws.get("with") or {}
+        if name is None:
+            if given:
+                problems.append(
+                    Problem(
+                        ("workstreams", i, "with"),
+                        "with: needs a template: name the template its variables are for",
+                    )
+                )
+            continue
+        template = templates.get(name) if isinstance(templates, dict) else None
+        if not isinstance(template, dict):
+            known = sorted(templates) if isinstance(templates, dict) else []
+            listed = f"; templates: {', '.join(known)}" if known else "; the phase has no templates"
+            problems.append(
+                Problem(
+                    ("workstreams", i, "template"),
+                    f"unknown template {name!r}{_suggest(str(name), known)}{listed}",
+                )
+            )
+            continue
+        variables = template.get("variables") or {}
+        for key in sorted(given) if isinstance(given, dict) else []:
+            if key not in variables:
+                problems.append(
+                    Problem(
+                        ("workstreams", i, "with", key),
+                        f"template {name!r} has no variable {key!r}{_suggest(key, variables)}",
+                    )
+                )
+        for key, default in sorted(variables.items()):
+            if default is None and key not in given:
+                problems.append(
+                    Problem(
+                        ("workstreams", i, "with"),
+                        f"template {name!r} needs {key!r}: add with: {{{key}: …}}",
+                    )
+                )
+    return problems
 
 
 def _loc(loc: Sequence[Any]) -> tuple[PathPart, ...]:
