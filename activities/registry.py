@@ -10,6 +10,7 @@ from activities.lib.state_dir import StateDir
 from activities.parts import PartActivities
 from activities.patches import PatchActivities
 from activities.planning import PlanningActivities
+from activities.recovery import RecoveryActivities
 from activities.saga import SagaActivities
 from activities.tools import ToolActivities
 from activities.workspace import WorkspaceActivities
@@ -21,6 +22,7 @@ ACTIVITY_CLASSES: tuple[type, ...] = (
     ToolActivities,
     PatchActivities,
     GateActivities,
+    RecoveryActivities,
     SagaActivities,
     PartActivities,
 )

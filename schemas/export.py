@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.events import RunEvent
+from schemas.learning import PatternFile
 from schemas.ledger import LedgerEntry
 from schemas.patch import PatchArtifact
 from schemas.review import ReviewDecision
@@ -25,6 +26,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "patch_ledger_entry.v1.json": LedgerEntry,
     "run_event.v1.json": RunEvent,
     "review_decision.v1.json": ReviewDecision,
+    "recovery_pattern.v1.json": PatternFile,
 }
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import ArtifactRef, GitSha, Model
+from schemas.learning import PatternApplied, Resolving
 from schemas.spec import GateSpec
 
 GateStatus = Literal["passed", "failed", "timeout", "skipped"]
@@ -21,6 +22,12 @@ class GateRunInput(Model):
     env: dict[str, str] = Field(default_factory=dict)
     attempt: int = Field(
         default=0, ge=0, description="the workstream's attempt (phase gates: the wave or step)"
+    )
+    resolving: Resolving | None = Field(
+        default=None, description="a fix attempt's gates: what failed before, for the learner"
+    )
+    applied: PatternApplied | None = Field(
+        default=None, description="these gates judge a recovery pattern's work"
     )
 
 
@@ -41,6 +48,10 @@ class GateResult(Model):
         default=None, description="a failure's error signature (the same root cause, the same one)"
     )
     category: str | None = Field(default=None, description="a failure's error category")
+    retried: str | None = Field(
+        default=None,
+        description="a known-flaky gate re-run once (retry_flaky): how its first run ended",
+    )
 
 
 class GateRunResult(Model):

@@ -86,6 +86,11 @@ class LedgerEntry(Model):
     tool_id: str
     tool_reason: str = Field(default="", description="why this tool ran (spec, router, fallback)")
     tool_usage: ToolUsage | None = Field(default=None, description="what the tool run cost")
+    pattern: str | None = Field(
+        default=None,
+        description="the recovery pattern applied: its fixer made this patch (tool_id "
+        "recovery), or its guidance was in the feedback",
+    )
     state: PatchState = PatchState.CREATED
     state_history: list[StateChange] = Field(default_factory=list)
     patch: PatchArtifact | None = None

@@ -14,7 +14,7 @@ from schemas.ledger import LedgerEntry, PatchState
 from schemas.patch import PatchArtifact
 from schemas.review import ReviewNeed, ReviewRecord
 from schemas.saga import CompensationStep
-from schemas.spec import PhaseSpec, WorkstreamSpec
+from schemas.spec import Learning, PhaseSpec, RecoveryRule, WorkstreamSpec
 from schemas.tools import Feedback, ToolAttempt
 
 
@@ -179,6 +179,10 @@ class WorkstreamInput(Model):
     )
     max_budget_usd: float | None = Field(default=None, description="what it may still spend")
     tool_reason: str = ""
+    learning: Learning = Field(default_factory=Learning, description="the phase's learning:")
+    recoveries: list[RecoveryRule] = Field(
+        default_factory=list, description="the phase's recoveries (after the workstream's own)"
+    )
 
 
 class WorkstreamResult(Model):

@@ -64,6 +64,11 @@ class GateSpec(Model):
     after: list[str] = Field(default_factory=list, description="gate ids that must pass first")
     timeout_s: float = Field(default=600, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
+    retry_flaky: bool | None = Field(
+        default=None,
+        description="re-run once on failure when telemetry knows this gate as flaky "
+        "(default: defaults.retry_flaky)",
+    )
 
 
 class AcceptanceCriteria(Model):
@@ -113,6 +118,49 @@ class Router(Model):
     rules: list[RouteRule] = Field(default_factory=list)
     default: list[str] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    learned: bool = Field(
+        default=False,
+        description="order each auto chain by the tools' learned success rate and cost for "
+        "the workstream's task kind (read once, when the run is planned)",
+    )
+
+
+LearningMode = Literal["aggressive", "review", "off"]
+
+
+class Learning(Model):
+    """How recovery patterns learned from earlier runs are treated."""
+
+    mode: LearningMode = Field(
+        default="aggressive",
+        description="aggressive: a pattern at or above the threshold becomes active by itself; "
+        "review: every pattern waits for `uet patterns approve`; off: nothing is learned or "
+        "applied",
+    )
+    threshold: float = Field(default=0.75, ge=0, le=1, description="confidence to auto-activate")
+    min_resolutions: int = Field(
+        default=3, ge=1, description="successful fixes of a signature before a pattern is proposed"
+    )
+
+
+class RecoveryMatch(Model):
+    category: str | None = Field(default=None, description="an error category, e.g. lint")
+    signature: str | None = Field(default=None, description="an error signature")
+
+    @model_validator(mode="after")
+    def _one(self) -> RecoveryMatch:
+        if (self.category is None) == (self.signature is None):
+            raise ValueError("give exactly one of category or signature")
+        return self
+
+
+class RecoveryRule(Model):
+    """A deterministic fixer run before an AI fix attempt is spent, when a gate fails with a
+    matching error (e.g. ``ruff check --fix .`` for ``lint``)."""
+
+    match: RecoveryMatch
+    command: Command
+    timeout_s: float = Field(default=120, gt=0)
 
 
 class Budget(Model):
@@ -135,6 +183,9 @@ class Defaults(Model):
     resilience_policy: dict[str, Any] = Field(default_factory=dict)
     patch_policy: dict[str, Any] = Field(default_factory=dict)
     review: ReviewMode | None = None
+    retry_flaky: bool = Field(
+        default=False, description="every gate that does not say: re-run once if known flaky"
+    )
 
 
 #: What a template variable may be given as.
@@ -178,6 +229,10 @@ class WorkstreamSpec(Model):
     with_: dict[str, TemplateValue] = Field(
         default_factory=dict, alias="with", description="the template's variables"
     )
+    recoveries: list[RecoveryRule] = Field(
+        default_factory=list,
+        description="fixers for this workstream's gate failures (tried before the phase's)",
+    )
 
 
 class PhaseSpec(Model):
@@ -207,7 +262,19 @@ class PhaseSpec(Model):
         default_factory=list,
         description="phase gates, run on the integration branch after each wave",
     )
+    learning: Learning = Field(default_factory=Learning)
+    recoveries: list[RecoveryRule] = Field(
+        default_factory=list, description="fixers for every workstream's gate failures"
+    )
     workstreams: list[WorkstreamSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _gate_defaults(self) -> PhaseSpec:
+        for ws in self.workstreams:
+            for gate in ws.acceptance_criteria.gates:
+                if gate.retry_flaky is None:
+                    gate.retry_flaky = self.defaults.retry_flaky
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -278,7 +345,7 @@ def merge_defaults(defaults: dict[str, Any], workstream: dict[str, Any]) -> dict
     """The workstream as written, with the phase defaults filled in underneath it."""
     merged = dict(workstream)
     for key, value in defaults.items():
-        if key not in Defaults.model_fields or value is None:
+        if key not in Defaults.model_fields or key == "retry_flaky" or value is None:
             continue
         if key not in merged:
             merged[key] = value

@@ -41,6 +41,10 @@ class Feedback(Model):
     reviewer: str = ""
     signature: str | None = Field(default=None, description="the failure's error signature")
     category: str | None = Field(default=None, description="the failure's error category")
+    guidance: str = Field(
+        default="", description="what fixed this error before (a learned recovery pattern)"
+    )
+    pattern_id: str | None = Field(default=None, description="the pattern the guidance is from")
 
 
 class ToolAttempt(Model):

@@ -22,8 +22,11 @@ TABLES = {
     "executions",
     "error_events",
     "error_patterns",
-    "pattern_metrics",
-    "pattern_candidates",
+    "resolutions",
+    "recovery_patterns",
+    "pattern_versions",
+    "pattern_uses",
+    "workstream_specs",
     "anti_patterns",
 }
 

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.workspace import WorkspaceActivities
     from schemas.events import EventType
     from schemas.gates import GateResult, GateRunInput, GateRunResult
+    from schemas.learning import PatternApplied, Resolving
     from schemas.ledger import LedgerEntry, PatchState, Quarantine
     from schemas.patch import PatchArtifact, QuarantineInput, ValidatePatchInput, ValidationReport
     from schemas.refs import branch_ref
@@ -145,7 +146,15 @@ class PatchSteps:
         self.journal.move(entry, PatchState.APPLIED, f"commit {committed.commit_sha[:12]}")
         return committed.commit_sha
 
-    async def gates(self, commit: str, entry: LedgerEntry | None, attempt: int) -> GateRunResult:
+    async def gates(
+        self,
+        commit: str,
+        entry: LedgerEntry | None,
+        attempt: int,
+        *,
+        resolving: Resolving | None = None,
+        applied: PatternApplied | None = None,
+    ) -> GateRunResult:
         gates = self.ws.acceptance_criteria.gates
         if not gates:
             return GateRunResult(passed=True)
@@ -158,12 +167,23 @@ class PatchSteps:
                 commit_sha=commit,
                 gates=gates,
                 attempt=attempt,
+                resolving=resolving,
+                applied=applied,
             ),
             options=steps.gates([g.timeout_s for g in gates], steps.WORKSTREAM),
             summary=f"gates for {self.ws.workstream_id}",
         )
         self.gate_results = result.results
         for gate in result.results:
+            if gate.retried:
+                self.journal.event(
+                    EventType.GATE_RETRIED,
+                    f"{self.ws.workstream_id}: gate {gate.gate_id} is known flaky; its first "
+                    f"run {gate.retried}, re-run: {gate.status}",
+                    workstream_id=self.ws.workstream_id,
+                    patch_id=entry.patch_id if entry else None,
+                    gate_id=gate.gate_id,
+                )
             kind = {"passed": EventType.GATE_PASSED, "skipped": EventType.GATE_SKIPPED}.get(
                 gate.status, EventType.GATE_FAILED
             )

@@ -107,6 +107,8 @@ class WorkstreamRunner:
             patch_file=self.patch_files.get(ws_id),
             run_history=self.state.history,
             options=self.input.options,
+            learning=self.phase.learning,
+            recoveries=self.phase.recoveries,
             **fields,  # type: ignore[arg-type]
         )
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows import steps as step_options
 from workflows.failures import AskReview, Failed, headline, last_lines
 from workflows.ids import IdFactory
 from workflows.journal import Journal
@@ -21,19 +22,30 @@ from workflows.steps import Steps
 from workflows.tool_chain import ToolChain
 
 with workflow.unsafe.imports_passed_through():
+    from activities.lib.feedback import render_feedback
+    from activities.recovery import RecoveryActivities
     from schemas.events import EventType, RunEvent
-    from schemas.gates import GateResult
+    from schemas.gates import GateResult, GateRunResult
+    from schemas.learning import (
+        PatternApplied,
+        RecoveryLookup,
+        RecoveryPlan,
+        RecoveryRunInput,
+        Resolving,
+    )
     from schemas.ledger import LedgerEntry, PatchState
     from schemas.patch import PatchArtifact
     from schemas.review import ReviewNeed
     from schemas.run import WorkstreamInput, WorkstreamResult, WorkstreamState
-    from schemas.spec import GateSpec
+    from schemas.spec import GateSpec, RecoveryRule
     from schemas.tools import Feedback
 
 #: workflow.patched id: a gate whose program is missing fails the workstream at once (issue 11).
 GATE_UNRUNNABLE = "gate-command-not-found-fails-at-once"
 #: workflow.patched id: an execution whose patch failed and waits for review ends failed (11).
 FAIL_FOR_REVIEW = "failed-patch-review-fails-execution"
+#: workflow.patched id: recovery patterns and the learner's resolutions (issue 14).
+RECOVER = "recovery-patterns"
 #: Review reasons that mean the execution's patch failed (approval_required: it passed).
 FAILED_REVIEWS = ("gates_failed", "quarantined")
 
@@ -48,6 +60,9 @@ class WorkstreamWorkflow:
         steps = Steps(timedelta(seconds=input.options.heartbeat_timeout_s))
         self._tools = ToolChain(input, self._journal, steps)
         self._patches = PatchSteps(input, self._journal, steps)
+        self._plans: dict[str, RecoveryPlan] = {}  # signature → what is known to fix it
+        self._recovered: set[str] = set()  # signatures whose fixer ran already
+        self._guided: PatternApplied | None = None  # the next attempt's guidance, if any
 
     @workflow.query
     def ledger(self) -> list[LedgerEntry]:
@@ -117,6 +132,7 @@ class WorkstreamWorkflow:
         feedback = self._input.feedback
         previous_id = self._input.replaces
         earlier: list[PatchArtifact] = []
+        failed_commit: str | None = None  # the latest commit whose gates failed
         for attempt in range(first, last + 1):
             entry: LedgerEntry | None = None
             commit = self._input.base_sha
@@ -130,7 +146,10 @@ class WorkstreamWorkflow:
                     self._journal.event(
                         EventType.FIX_ATTEMPT,
                         f"{self._ws.workstream_id}: fix attempt {attempt - first} of "
-                        f"{last - first} after gate {feedback.gate_id} failed",
+                        f"{last - first} after gate {feedback.gate_id} failed"
+                        + (
+                            f" (with {feedback.pattern_id}'s guidance)" if feedback.guidance else ""
+                        ),
                         workstream_id=self._ws.workstream_id,
                         gate_id=feedback.gate_id,
                     )
@@ -150,11 +169,24 @@ class WorkstreamWorkflow:
                     )
                     entry.tool_reason = self._tools.used[1]
                     entry.tool_usage = tool.usage
+                    if feedback is not None and feedback.guidance:
+                        entry.pattern = feedback.pattern_id
                     await self._patches.validate(entry, tool, attempt, earlier, feedback)
                     assert entry.patch is not None
                     earlier.append(entry.patch)
                     commit = await self._patches.apply(entry)
-            gates = await self._patches.gates(commit, entry, attempt)
+            learn = self._learns()
+            gates = await self._patches.gates(
+                commit,
+                entry,
+                attempt,
+                resolving=self._resolving(feedback, failed_commit) if learn else None,
+                applied=self._guidance_use(feedback) if learn else None,
+            )
+            if not gates.passed and learn:
+                healed = await self._recover(gates, commit, entry, attempt, previous_id, earlier)
+                if healed is not None:
+                    entry, commit, gates = healed
             if gates.passed:
                 if entry is not None:
                     self._journal.move(entry, PatchState.VERIFIED, "all gates passed")
@@ -183,6 +215,9 @@ class WorkstreamWorkflow:
                     )
                     previous_id = entry.patch_id
                 feedback = self._feedback(failure, attempt + 1, last)
+                if learn:
+                    feedback = await self._guide(feedback, failure)
+                failed_commit = commit
                 continue
             tail = last_lines(failure.output_tail)
             fixes = last - first
@@ -206,6 +241,178 @@ class WorkstreamWorkflow:
             await self._patches.quarantine(entry, why, gate_output=failure.output_tail)
             raise Failed(f"{why}\n{tail}" if tail else why, entry.patch)
         raise AssertionError("the loop returns or raises")
+
+    # -- learning from runs --------------------------------------------------------------------
+
+    def _learns(self) -> bool:
+        """Whether this workstream looks up recoveries and teaches the learner: not with
+        ``learning: {mode: off}`` and no recoveries of its own, nor in runs started before."""
+        if self._input.learning.mode == "off" and not self._rules():
+            return False
+        return workflow.patched(RECOVER)
+
+    def _rules(self) -> list[RecoveryRule]:
+        return [*self._ws.recoveries, *self._input.recoveries]
+
+    async def _plan(self, failure: GateResult) -> RecoveryPlan:
+        """What is known to fix this failure's error (asked once per signature)."""
+        assert failure.signature is not None
+        if failure.signature not in self._plans:
+            self._plans[failure.signature] = await self._patches.activity(
+                RecoveryActivities.find_recovery,
+                RecoveryLookup(
+                    run_id=self._input.run_id,
+                    workstream_id=self._ws.workstream_id,
+                    signature=failure.signature,
+                    category=failure.category,
+                    rules=self._rules(),
+                    learning=self._input.learning,
+                ),
+                summary=f"look up a recovery for {failure.signature}",
+                local=True,
+            )
+        return self._plans[failure.signature]
+
+    async def _recover(
+        self,
+        gates: GateRunResult,
+        commit: str,
+        entry: LedgerEntry | None,
+        attempt: int,
+        previous_id: str | None,
+        earlier: list[PatchArtifact],
+    ) -> tuple[LedgerEntry, str, GateRunResult] | None:
+        """Run the known fixer on the failing tree before an AI fix attempt is spent: its
+        change, gated like any other, replaces the failing patch when every gate passes."""
+        failure = gates.first_failure
+        if failure is None or failure.code is not None or failure.signature is None:
+            return None
+        plan = await self._plan(failure)
+        if plan.command is None or failure.signature in self._recovered:
+            return None
+        self._recovered.add(failure.signature)  # once per error: a fixer that did not heal
+        ws_id = self._ws.workstream_id
+        command = plan.command if isinstance(plan.command, str) else " ".join(plan.command)
+        self._journal.event(
+            EventType.RECOVERY_STARTED,
+            f"{ws_id}: gate {failure.gate_id} failed with {failure.signature}; trying "
+            f"`{command}` ({plan.label}) before a fix attempt",
+            workstream_id=ws_id,
+            pattern_id=plan.pattern_id,
+            version=plan.version,
+            command=command,
+        )
+        tool = await self._patches.activity(
+            RecoveryActivities.run_recovery,
+            RecoveryRunInput(
+                run_id=self._input.run_id,
+                workstream_id=ws_id,
+                repo_path=self._input.repo_path,
+                base_sha=self._input.base_sha,
+                start_sha=commit,
+                attempt=attempt,
+                command=plan.command,
+                timeout_s=plan.timeout_s,
+                pattern_id=str(plan.pattern_id),
+                version=plan.version if plan.source == "pattern" else None,
+            ),
+            options=step_options.WORKSTREAM.within(plan.timeout_s + 120),
+            summary=f"recovery {plan.label} for {ws_id}",
+        )
+        if tool.patch is None:
+            self._not_healed(plan, f"{command} changed nothing", gates)
+            return None
+        fix = self._journal.new_entry(
+            workstream_id=ws_id,
+            attempt=attempt,
+            tool_id="recovery",
+            replaces=entry.patch_id if entry is not None else previous_id,
+        )
+        fix.tool_reason = f"recovery {plan.label}: {command}"
+        fix.pattern = plan.label
+        try:
+            await self._patches.validate(fix, tool, attempt, earlier, None)
+            assert fix.patch is not None
+            earlier.append(fix.patch)
+            fixed = await self._patches.apply(fix)
+        except (AskReview, Failed) as refused:
+            # The fixer's change broke the policy or did not apply: it stays on the record
+            # (quarantined), and the AI fix attempt goes on as if it had not run.
+            reason = refused.need.summary if isinstance(refused, AskReview) else refused.reason
+            self._not_healed(plan, headline(reason), gates)
+            return None
+        checked = await self._patches.gates(
+            fixed,
+            fix,
+            attempt,
+            resolving=self._resolving(self._feedback(failure, attempt, attempt), commit),
+            applied=PatternApplied(
+                pattern_id=str(plan.pattern_id), version=plan.version or "", kind="recovery"
+            )
+            if plan.source == "pattern"
+            else None,
+        )
+        if not checked.passed:
+            still = checked.first_failure
+            why = f"gate {still.gate_id} {still.reason}" if still else "its gates failed"
+            self._journal.move(fix, PatchState.DROPPED, f"recovery did not heal: {why}")
+            self._not_healed(plan, why, gates)
+            return None
+        if entry is not None:
+            self._journal.move(entry, PatchState.DROPPED, f"healed by recovery {plan.label}")
+        self._journal.event(
+            EventType.RECOVERY_APPLIED,
+            f"{ws_id}: {plan.label} healed gate {failure.gate_id} ({failure.signature}): "
+            "no fix attempt needed",
+            workstream_id=ws_id,
+            patch_id=fix.patch_id,
+            pattern_id=plan.pattern_id,
+            version=plan.version,
+        )
+        return fix, fixed, checked
+
+    def _not_healed(self, plan: RecoveryPlan, why: str, gates: GateRunResult) -> None:
+        self._patches.gate_results = gates.results  # the workstream's verdict stays the failure
+        self._journal.event(
+            EventType.RECOVERY_FAILED,
+            f"{self._ws.workstream_id}: recovery {plan.label} did not heal: {why}",
+            workstream_id=self._ws.workstream_id,
+            pattern_id=plan.pattern_id,
+            version=plan.version,
+        )
+
+    async def _guide(self, feedback: Feedback, failure: GateResult) -> Feedback:
+        """The next fix attempt's feedback, with what fixed this error before."""
+        self._guided = None
+        if failure.signature is None or failure.code is not None:
+            return feedback
+        plan = await self._plan(failure)
+        if not plan.guidance:
+            return feedback
+        if plan.pattern_id and plan.version:
+            self._guided = PatternApplied(
+                pattern_id=plan.pattern_id, version=plan.version, kind="guidance"
+            )
+        return feedback.model_copy(update={"guidance": plan.guidance, "pattern_id": plan.label})
+
+    def _guidance_use(self, feedback: Feedback | None) -> PatternApplied | None:
+        return self._guided if feedback is not None and feedback.guidance else None
+
+    def _resolving(self, feedback: Feedback | None, failed_commit: str | None) -> Resolving | None:
+        """For the gates of a fix attempt: what it was fixing (the learner's resolution)."""
+        if feedback is None or not feedback.gate_id:
+            return None
+        return Resolving(
+            failed_commit=failed_commit or self._input.base_sha,
+            signature=feedback.signature,
+            category=feedback.category,
+            gate_id=feedback.gate_id,
+            tool_id=self._tools.used[0],
+            feedback=render_feedback(feedback)[:4000],
+            adjust=feedback.instructions,
+            candidates=self._rules(),
+            learning=self._input.learning,
+        )
 
     # -- steps ---------------------------------------------------------------------------------
 

@@ -27,4 +27,9 @@ def render_feedback(feedback: Feedback) -> str:
             "Output (last lines):\n\n"
             f"```\n{feedback.output_tail.rstrip()}\n```\n"
         )
+    if feedback.guidance:
+        parts.append(
+            f"## What fixed this error before (uet recovery pattern {feedback.pattern_id})\n\n"
+            f"{feedback.guidance.rstrip()}\n"
+        )
     return "\n".join(parts)

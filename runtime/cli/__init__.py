@@ -12,12 +12,22 @@ import sys
 from importlib import metadata
 
 from runtime import logs
-from runtime.cli import learning, phase_files, reviews, run, runs, services, undo
+from runtime.cli import (
+    learning,
+    patterns,
+    phase_files,
+    reviews,
+    run,
+    runs,
+    services,
+    templates,
+    undo,
+)
 from runtime.cli.base import dispatch
 from runtime.errors import UserError
 
 #: In the order `uet --help` lists them.
-GROUPS = (phase_files, run, runs, reviews, undo, services, learning)
+GROUPS = (phase_files, run, runs, reviews, undo, services, learning, patterns, templates)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -147,6 +147,22 @@ def gates(session: Session, after: datetime) -> list[dict[str, Any]]:
     return found
 
 
+def is_flaky(session: Session, gate_id: str, after: datetime) -> bool:
+    """Whether ``gate_id`` ever failed and passed on one identical tree since ``after``."""
+    rows = session.execute(
+        select(Execution.tree_sha, Execution.outcome).where(
+            Execution.kind == "gate",
+            Execution.gate_id == gate_id,
+            Execution.at >= after,
+            Execution.tree_sha.is_not(None),
+        )
+    ).all()
+    seen: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        seen[row.tree_sha].add(row.outcome)
+    return any("passed" in outcomes and len(outcomes) > 1 for outcomes in seen.values())
+
+
 def anti_patterns(seen: list[dict[str, Any]], rows: list[Any]) -> list[dict[str, Any]]:
     """What keeps going wrong: errors that recur and are rarely fixed (``seen``: the window's
     errors); a tool that fails on one kind of task or one scope (``rows``: its tool runs)."""

@@ -6,7 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -92,29 +102,104 @@ class ErrorPattern(Base):
     resolved_by: Mapped[str] = mapped_column(Text, default="")
 
 
-class PatternMetric(Base):
-    """How a learned pattern does when applied (part 2)."""
+class Resolution(Base):
+    """An error that a later attempt fixed: what it was told, what the fix changed."""
 
-    __tablename__ = "pattern_metrics"
+    __tablename__ = "resolutions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
     signature: Mapped[str] = mapped_column(String(64), index=True)
-    applied: Mapped[int] = mapped_column(Integer, default=0)
-    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    category: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str] = mapped_column(String(32))
+    workstream_id: Mapped[str] = mapped_column(String(100))
+    attempt: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(140))
+    tool_id: Mapped[str | None] = mapped_column(String(64))
+    feedback: Mapped[str] = mapped_column(Text, default="")
+    adjust: Mapped[str] = mapped_column(Text, default="")
+    files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    hunks: Mapped[int] = mapped_column(Integer, default=0)
+    excerpt: Mapped[str] = mapped_column(Text, default="")
+    gates_ran: Mapped[int] = mapped_column(Integer, default=0)
+    gates_total: Mapped[int] = mapped_column(Integer, default=0)
+    reproduced_by: Mapped[str | None] = mapped_column(Text)
+    pattern_id: Mapped[str | None] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column()
+
+
+class RecoveryPattern(Base):
+    """What heals one error signature; its current version is in pattern_versions."""
+
+    __tablename__ = "recovery_patterns"
+
+    pattern_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64), unique=True)
+    category: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # draft | active | quarantined | retired
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[str] = mapped_column(String(16))
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    successes: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
 
 
-class PatternCandidate(Base):
-    """A recovery pattern proposed from resolutions, with its confidence and why (part 2)."""
+class PatternVersion(Base):
+    """One version of a pattern (v1.0, v1.1, …): kept for history and rollback."""
 
-    __tablename__ = "pattern_candidates"
+    __tablename__ = "pattern_versions"
+    __table_args__ = (UniqueConstraint("pattern_id", "version", name="uq_pattern_versions"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    signature: Mapped[str] = mapped_column(String(64), index=True)
+    pattern_id: Mapped[str] = mapped_column(String(40), index=True)
+    version: Mapped[str] = mapped_column(String(16))
+    guidance: Mapped[str] = mapped_column(Text, default="")
+    recovery_command: Mapped[str | None] = mapped_column(Text)
+    recovery_timeout_s: Mapped[float] = mapped_column(Float, default=120.0)
     confidence: Mapped[float] = mapped_column(Float, default=0.0)
     inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="proposed")
+    origin: Mapped[str] = mapped_column(String(16))  # learned | imported | rollback
     created_at: Mapped[datetime] = mapped_column()
+
+
+class PatternUse(Base):
+    """A pattern applied once (its recovery command, or its guidance in a fix attempt)."""
+
+    __tablename__ = "pattern_uses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    pattern_id: Mapped[str] = mapped_column(String(40), index=True)
+    version: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # recovery | guidance
+    run_id: Mapped[str] = mapped_column(String(32))
+    workstream_id: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))  # passed | failed
+    at: Mapped[datetime] = mapped_column()
+
+
+class WorkstreamShape(Base):
+    """A workstream as a run planned it: for the template detector, the suggester and
+    learned durations."""
+
+    __tablename__ = "workstream_specs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    phase_id: Mapped[str] = mapped_column(String(100))
+    workstream_id: Mapped[str] = mapped_column(String(100))
+    template: Mapped[str | None] = mapped_column(String(100))
+    tool_id: Mapped[str] = mapped_column(String(32))
+    task_kind: Mapped[str | None] = mapped_column(String(50))
+    gate_set: Mapped[str] = mapped_column(String(64))
+    scope_shape: Mapped[str] = mapped_column(String(400))
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    estimated_duration_s: Mapped[float | None] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(index=True)
 
 
 class AntiPattern(Base):

@@ -12,21 +12,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import Field
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from activities.lib.errors.engine import Classification
-from activities.lib.telemetry.models import ErrorEvent, ErrorPattern, Execution, Run
+from activities.lib.telemetry import patterns
+from activities.lib.telemetry.models import (
+    ErrorEvent,
+    ErrorPattern,
+    Execution,
+    Resolution,
+    Run,
+    WorkstreamShape,
+)
 from activities.lib.telemetry.store import Telemetry, database_url, learning_disabled
 from schemas.base import Model
+from schemas.spec import Learning
 
 log = logging.getLogger("uet.telemetry")
+T = TypeVar("T")
 _OPEN: dict[str, Telemetry] = {}
 
 
@@ -69,7 +80,8 @@ class ErrorFact(Model):
 
 
 class ResolutionFact(Model):
-    """A step that failed before passed now: its earlier errors are resolved."""
+    """A step that failed before passed now: its earlier errors are resolved, and each is a
+    resolution the learner learns from (what the fix was told, what it changed)."""
 
     run_id: str
     workstream_id: str
@@ -77,6 +89,32 @@ class ResolutionFact(Model):
     source: str
     at: datetime
     resolved_by: str = ""
+    #: Errors of attempts before this one are resolved (a recovery passes at its own attempt).
+    through_attempt: int | None = None
+    tool_id: str | None = None
+    feedback: str = ""
+    adjust: str = ""
+    files: list[str] = Field(default_factory=list)
+    hunks: int = 0
+    excerpt: str = ""
+    gates_ran: int = 0
+    gates_total: int = 0
+    reproduced_by: str | None = None
+    pattern_id: str | None = Field(default=None, description="healed by this pattern")
+    learning: Learning = Field(default_factory=Learning)
+
+
+class PatternUseFact(Model):
+    """A pattern was applied; the gates after it passed or not."""
+
+    key: str
+    pattern_id: str
+    version: str
+    kind: str
+    run_id: str
+    workstream_id: str
+    passed: bool
+    at: datetime
 
 
 class RunFact(Model):
@@ -90,7 +128,24 @@ class RunFact(Model):
     ended_at: datetime | None = None
 
 
-Fact = ExecutionFact | ErrorFact | ResolutionFact | RunFact
+class WorkstreamShapeFact(Model):
+    """A workstream as a run planned it (activities/lib/telemetry/shapes.py)."""
+
+    key: str
+    run_id: str
+    phase_id: str
+    workstream_id: str
+    template: str | None = None
+    tool_id: str
+    task_kind: str | None = None
+    gate_set: str
+    scope_shape: str
+    spec: dict[str, Any]
+    estimated_duration_s: float | None = None
+    at: datetime
+
+
+Fact = ExecutionFact | ErrorFact | ResolutionFact | RunFact | WorkstreamShapeFact | PatternUseFact
 
 
 def now() -> datetime:
@@ -159,6 +214,18 @@ class Recorder:
             )
             self._keep(facts)
 
+    def read(self, query: Callable[[Session], T], default: T) -> T:
+        """``query`` in a session of its own, or ``default`` when learning is off or the
+        database cannot be read (a run never waits for, or fails on, what it learned)."""
+        if learning_disabled():
+            return default
+        try:
+            with self._telemetry().session() as session:
+                return query(session)
+        except Exception as exc:
+            log.warning(f"telemetry not read ({type(exc).__name__}: {exc})"[:300])
+            return default
+
     def _telemetry(self) -> Telemetry:
         url = database_url(self.home)
         if url not in _OPEN:
@@ -180,7 +247,17 @@ class Recorder:
     def _flush_spool(self, telemetry: Telemetry) -> None:
         if not self.spool.is_dir():
             return
-        kinds = {cls.__name__: cls for cls in (ExecutionFact, ErrorFact, ResolutionFact, RunFact)}
+        kinds = {
+            cls.__name__: cls
+            for cls in (
+                ExecutionFact,
+                ErrorFact,
+                ResolutionFact,
+                RunFact,
+                WorkstreamShapeFact,
+                PatternUseFact,
+            )
+        }
         for path in sorted(self.spool.glob("*.json")):
             doc = json.loads(path.read_text())
             fact = kinds[doc["type"]].model_validate(doc["fact"])
@@ -199,11 +276,15 @@ def _write(session: Session, fact: Fact) -> None:
         _error(session, fact)
     elif isinstance(fact, ResolutionFact):
         _resolve(session, fact)
+    elif isinstance(fact, WorkstreamShapeFact):
+        _insert_once(session, WorkstreamShape(**fact.model_dump()))
+    elif isinstance(fact, PatternUseFact):
+        patterns.record_use(session, **fact.model_dump())
     else:
         _run(session, fact)
 
 
-def _insert_once(session: Session, row: Execution | ErrorEvent) -> bool:
+def _insert_once(session: Session, row: Execution | ErrorEvent | WorkstreamShape) -> bool:
     """Insert ``row`` unless its key is there already; whether it was new."""
     if session.scalar(select(type(row).id).where(type(row).key == row.key)) is not None:
         return False
@@ -245,13 +326,15 @@ def _error(session: Session, fact: ErrorFact) -> None:
 
 def _resolve(session: Session, fact: ResolutionFact) -> None:
     """Errors of the same step in earlier attempts of this workstream are now resolved; each
-    counts as a resolution of its signature once (the update only takes unresolved ones)."""
+    counts as a resolution of its signature once (the update only takes unresolved ones), is
+    kept with what fixed it, and teaches the learner."""
+    through = fact.through_attempt if fact.through_attempt is not None else fact.attempt - 1
     open_errors = session.scalars(
         select(ErrorEvent).where(
             ErrorEvent.run_id == fact.run_id,
             ErrorEvent.workstream_id == fact.workstream_id,
             ErrorEvent.source == fact.source,
-            ErrorEvent.attempt < fact.attempt,
+            ErrorEvent.attempt <= through,
             ErrorEvent.resolved_at.is_(None),
         )
     ).all()
@@ -269,6 +352,30 @@ def _resolve(session: Session, fact: ResolutionFact) -> None:
             pattern.success_rate = pattern.resolutions / max(pattern.occurrences, 1)
             if fact.resolved_by:
                 pattern.resolved_by = fact.resolved_by[:2000]
+        session.add(
+            Resolution(
+                key=f"resolution/{event.key}",
+                signature=event.signature,
+                category=event.category,
+                run_id=fact.run_id,
+                workstream_id=fact.workstream_id,
+                attempt=fact.attempt,
+                source=fact.source,
+                tool_id=fact.tool_id,
+                feedback=fact.feedback[:4000],
+                adjust=fact.adjust[:2000],
+                files=fact.files[:50],
+                hunks=fact.hunks,
+                excerpt=fact.excerpt[:4000],
+                gates_ran=fact.gates_ran,
+                gates_total=fact.gates_total,
+                reproduced_by=fact.reproduced_by,
+                pattern_id=fact.pattern_id,
+                at=fact.at,
+            )
+        )
+        session.flush()
+        patterns.learn(session, event.signature, event.category, fact.learning)
 
 
 def _run(session: Session, fact: RunFact) -> None:
