@@ -224,3 +224,18 @@ async def test_the_kill_switch_applies_nothing(
         assert session.scalars(select(PatternUse)).all() == []
         assert len(session.scalars(select(Resolution)).all()) == 3
     store.close()
+
+
+async def test_a_phase_recovery_rule_heals_the_first_occurrence(
+    client: Client, settings: Settings, worker: Worker, make_repo, fake_tools: Path
+) -> None:
+    """`recoveries:` in the phase needs no history: the first lint failure is fixed by the
+    rule's command, and the AI tool runs once."""
+    repo: Path = make_repo({"README.md": "lint me\n"})
+    spec = lint_phase(
+        ["r1"], recoveries=[{"match": {"category": "lint"}, "command": "ruff check --fix ."}]
+    )
+    record = await run(client, settings, spec, repo)
+    assert codex_calls(fake_tools) == 1
+    (kept,) = [e for e in ledger(record) if e["state"] == "committed"]
+    assert (kept["tool_id"], kept["pattern"]) == ("recovery", "rule:lint")

@@ -36,6 +36,9 @@ def scope_shape(paths: list[str]) -> str:
 
 def shape_fact(run_id: str, phase_id: str, ws: WorkstreamSpec) -> WorkstreamShapeFact:
     spec = ws.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    # retry_flaky is filled in from the phase's defaults: not the workstream's own shape.
+    for gate in (spec.get("acceptance_criteria") or {}).get("gates") or []:
+        gate.pop("retry_flaky", None)
     text = json.dumps(spec)
     if len(text) > 20_000:  # a shape, not a copy: an enormous prompt is cut
         prompt = (spec.get("execution_request") or {}).get("prompt")
