@@ -197,7 +197,7 @@ class GateActivities:
         )
         hunks = sum(1 for line in diff.splitlines() if line.startswith("@@"))
         reproduced = None
-        if resolving.learning.mode != "off" and files:
+        if resolving.learning.mode != "off" and files and input.applied is None and _has_time():
             reproduced = await self._reproduce(input, resolving, repo, scratch)
         return ResolutionFact(
             run_id=input.run_id,
@@ -230,6 +230,8 @@ class GateActivities:
         await checkout(repo, resolving.failed_commit, probe)
         candidates = candidate_fixers(probe, resolving.category, resolving.candidates)
         for index, (command, timeout_s) in enumerate(candidates):
+            if not _has_time(reserve_s=timeout_s):
+                break
             where = scratch / f"fixer-{index}"
             _ok, patch, _files, _tail = await run_fixer(
                 repo,
@@ -248,6 +250,23 @@ class GateActivities:
             if not gated.failed:
                 return command
         return None
+
+
+def _has_time(reserve_s: float = 0.0) -> bool:
+    """Whether discovery fits in what is left of this activity's time, with room for one more
+    fixer (``reserve_s``) and the gates after it. It is extra work: a retried attempt (the
+    first may have run out of time doing it) goes without."""
+    if not activity.in_activity():
+        return True
+    info = activity.info()
+    if info.attempt > 1:
+        return False
+    limit = info.start_to_close_timeout
+    if limit is None:
+        return True
+    elapsed = (now() - info.started_time).total_seconds()
+    # The gates have just run once: as long again, plus the fixer, plus a margin.
+    return 2 * elapsed + reserve_s + 30 < limit.total_seconds()
 
 
 def _facts(
