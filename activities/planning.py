@@ -1,6 +1,13 @@
-"""Planning a phase as an activity (the phase may come by reference, as parts)."""
+"""Planning a phase as an activity (the phase may come by reference, as parts).
+
+Given the run's id, it also records each workstream's shape (for the template detector, the
+suggester and later runs' learned durations) and reads what earlier runs learned: durations for
+workstreams without an estimate, and with ``router: {learned: true}`` the order of each auto
+workstream's tools (activities/lib/telemetry/history.py). Neither can fail the plan."""
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio import activity
 
@@ -8,8 +15,11 @@ from activities.lib.heartbeat import heartbeating
 from activities.lib.parts import read_document
 from activities.lib.planning import plan_phase
 from activities.lib.state_dir import StateDir
+from activities.lib.telemetry.history import Learned, read_learned
+from activities.lib.telemetry.shapes import shape_fact
 from schemas.plan import Plan, PlanInput
 from schemas.run import RunDocument
+from schemas.spec import PhaseSpec
 
 
 class PlanningActivities:
@@ -23,4 +33,18 @@ class PlanningActivities:
         if phase is None:  # a large phase, given by reference
             text = read_document(self.state.artifacts, input.document)
             phase = RunDocument.model_validate_json(text).phase
-        return plan_phase(phase)
+        learned = Learned()
+        if input.run_id is not None:  # the database is read and written off the event loop
+            learned = await asyncio.to_thread(self._learn_and_record, phase, input.run_id)
+        plan = plan_phase(phase, learned.durations)
+        plan.learned_from = {w: learned.learned_from[w] for w in plan.learned_durations}
+        plan.tool_order = learned.tool_order
+        plan.tool_order_reason = learned.tool_order_reason
+        return plan
+
+    def _learn_and_record(self, phase: PhaseSpec, run_id: str) -> Learned:
+        learned = read_learned(self.state.home, phase, run_id)  # before this run's shapes
+        self.state.telemetry.record(
+            *(shape_fact(run_id, phase.phase_id, ws) for ws in phase.workstreams)
+        )
+        return learned

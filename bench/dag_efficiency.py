@@ -2,15 +2,22 @@
 
     python bench/dag_efficiency.py [--scale 1.0]
 
-Three DAGs whose shell tools sleep known durations — 10 independent workstreams; 46 with mixed
-dependencies (fixed seed); a skewed one with a long chain beside many short branches — run with
-max_parallel 4 in waves and eager mode on a local dev server. Prints makespan ÷ lower bound and
-the speedup over running the tools one after another.
+Four DAGs whose shell tools sleep known durations — 10 independent workstreams; 46 with mixed
+dependencies (fixed seed); a skewed one with a long chain beside many short branches; one where
+counting workstreams misleads (below) — run with max_parallel 4 in waves and eager mode on a
+local dev server. Prints makespan ÷ lower bound and the speedup over running the tools one after
+another.
 
 The bound is not always reachable by any schedule. So the script also simulates each mode's
 own scheduling rule with zero overhead ("ideal": waves list-scheduled in id order; eager
 starting the ready workstream with the longest remaining critical path first) and prints the
 measured makespan against it: what uet's orchestration costs, apart from the rule's own gap.
+
+Eager's priorities are only as good as its durations. So each DAG also runs eager twice more
+with no ``estimated_duration_s`` at all: first as it is (every workstream weighs 1, so a long
+chain of short ones beats one long workstream), then again, when the plan fills in durations
+learned from the first run's telemetry ("eager-learned"). A fourth DAG ("counts mislead": two
+long workstreams beside four chains of three short ones) is where the difference shows.
 """
 
 from __future__ import annotations
@@ -30,12 +37,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import phase, run_input, run_phase  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
+from schemas.plan import Plan  # noqa: E402
 from workflows import search  # noqa: E402
 
 SLOTS = 4
@@ -66,6 +75,15 @@ def skewed(scale: float) -> dict[str, tuple[float, list[str]]]:
     return dag
 
 
+def misleading(scale: float) -> dict[str, tuple[float, list[str]]]:
+    """By count the chains look longest; by time the two big ones are."""
+    dag: dict[str, tuple[float, list[str]]] = {f"big-{i}": (6.0 * scale, []) for i in range(2)}
+    for c in range(4):
+        for i in range(3):
+            dag[f"chain{c}-{i}"] = (0.5 * scale, [f"chain{c}-{i - 1}"] if i else [])
+    return dag
+
+
 def bound(dag: dict[str, tuple[float, list[str]]]) -> tuple[float, float]:
     """(lower bound, sequential sum)."""
     finish: dict[str, float] = {}
@@ -75,19 +93,23 @@ def bound(dag: dict[str, tuple[float, list[str]]]) -> tuple[float, float]:
     return max(max(finish.values()), total / SLOTS), total
 
 
-def remaining(dag: dict[str, tuple[float, list[str]]]) -> dict[str, float]:
+def remaining(dag: dict[str, tuple[float, list[str]]], unit: bool = False) -> dict[str, float]:
+    """Each one's longest path to the end, by its duration (``unit``: 1 each, as a plan without
+    estimates weighs them)."""
     after: dict[str, list[str]] = {ws: [] for ws in dag}
     for ws, (_, deps) in dag.items():
         for dep in deps:
             after[dep].append(ws)
     rest: dict[str, float] = {}
     for ws in reversed(list(dag)):  # insertion order is topological here
-        rest[ws] = dag[ws][0] + max((rest[a] for a in after[ws]), default=0.0)
+        own = 1.0 if unit else dag[ws][0]
+        rest[ws] = own + max((rest[a] for a in after[ws]), default=0.0)
     return rest
 
 
 def simulate(dag: dict[str, tuple[float, list[str]]], mode: str) -> float:
-    """The makespan of ``mode``'s scheduling rule with no overhead at all."""
+    """The makespan of ``mode``'s scheduling rule with no overhead at all (eager-noest: the
+    priorities of a plan with no durations)."""
     if mode == "waves":
         level: dict[str, int] = {}
         for ws, (_, deps) in dag.items():
@@ -99,7 +121,7 @@ def simulate(dag: dict[str, tuple[float, list[str]]], mode: str) -> float:
                 slots[slots.index(min(slots))] += dag[ws][0]
             total += max(slots)
         return total
-    rest = remaining(dag)
+    rest = remaining(dag, unit=mode == "eager-noest")
     done: dict[str, float] = {}
     running: list[tuple[float, str]] = []
     now = 0.0
@@ -122,8 +144,11 @@ def simulate(dag: dict[str, tuple[float, list[str]]], mode: str) -> float:
     return now
 
 
-def spec(dag: dict[str, tuple[float, list[str]]], mode: str) -> Any:
+def spec(
+    dag: dict[str, tuple[float, list[str]]], mode: str, estimates: bool = True, **fields: Any
+) -> Any:
     return phase(
+        **fields,
         scheduling=mode,
         max_parallel=SLOTS,
         defaults={"resilience_policy": {"max_fix_attempts": 0}},
@@ -131,7 +156,7 @@ def spec(dag: dict[str, tuple[float, list[str]]], mode: str) -> Any:
             {
                 "workstream_id": ws,
                 "dependencies": deps,
-                "estimated_duration_s": duration,
+                **({"estimated_duration_s": duration} if estimates else {}),
                 "execution_request": {"command": f"sleep {duration:.3f}; echo {ws} > {ws}.txt"},
             }
             for ws, (duration, deps) in dag.items()
@@ -161,26 +186,45 @@ async def main(scale: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", task_queue="bench", ui_port=0)
         async with build_worker(env.client, settings):
-            for name, dag in (
-                ("10 independent", independent(scale)),
-                ("46 mixed", mixed(scale)),
-                ("skewed", skewed(scale)),
+            for number, (name, dag) in enumerate(
+                (
+                    ("10 independent", independent(scale)),
+                    ("46 mixed", mixed(scale)),
+                    ("skewed", skewed(scale)),
+                    ("counts mislead", misleading(scale)),
+                )
             ):
                 lower, total = bound(dag)
-                for mode in ("waves", "eager"):
-                    ideal = simulate(dag, mode)
+                # The same phase id twice without estimates: the second plan learns from the
+                # first run's telemetry.
+                for mode in ("waves", "eager", "eager-noest", "eager-learned"):
+                    rule = "eager-noest" if mode == "eager-noest" else mode.split("-")[0]
+                    ideal = simulate(dag, rule)
                     repo = make_repo(Path(tmp) / f"{name}-{mode}".replace(" ", "-"))
+                    if mode.startswith("eager-"):
+                        the_spec = spec(
+                            dag, "eager", estimates=False, phase_id=f"PH-LEARN-{number}"
+                        )
+                    else:
+                        the_spec = spec(dag, mode)
                     started = time.monotonic()
-                    record = await run_phase(env.client, settings, run_input(spec(dag, mode), repo))
+                    record = await run_phase(env.client, settings, run_input(the_spec, repo))
                     makespan = time.monotonic() - started
                     assert record.status == "completed", record.reason
+                    learned = ""
+                    if mode.startswith("eager-"):
+                        plan = await plan_of(env.client, record.workflow_id)
+                        learned = f"  learned durations for {len(plan.learned_durations)} ws"
+                        if mode == "eager-learned":
+                            assert len(plan.learned_durations) == len(dag), "nothing learned"
                     rows.append((name, mode, len(dag), makespan, lower, total, ideal))
                     print(
-                        f"{name:15} {mode:5}  {len(dag):2} ws  makespan {makespan:6.2f}s  "
+                        f"{name:15} {mode:13}  {len(dag):2} ws  makespan {makespan:6.2f}s  "
                         f"bound {lower:6.2f}s  ratio {makespan / lower:5.2f}x  "
                         f"(rule's ideal {ideal / lower:4.2f}x; uet adds "
                         f"{100 * (makespan / ideal - 1):4.1f}%)  "
-                        f"speedup {total / makespan:4.2f}x (of {total / lower:4.2f}x possible)",
+                        f"speedup {total / makespan:4.2f}x (of {total / lower:4.2f}x possible)"
+                        + learned,
                         flush=True,
                     )
     await env.shutdown()
@@ -188,10 +232,30 @@ async def main(scale: float) -> None:
     worst = max(r[3] / r[4] for r in eager)
     added = max(r[3] / r[6] for r in eager)
     print(
-        f"summary: eager within {worst:.2f}x of the bound on all three DAGs (target 1.10x); "
+        f"summary: eager within {worst:.2f}x of the bound on all four DAGs (target 1.10x); "
         f"waves up to {max(r[3] / r[4] for r in rows if r[1] == 'waves'):.2f}x; "
         f"eager's orchestration adds at most {100 * (added - 1):.1f}% to its rule's ideal"
     )
+    ratios = {(r[0], r[1]): r[3] / r[4] for r in rows}
+    names = list(dict.fromkeys(r[0] for r in rows))
+    print(
+        "summary: eager without estimates vs with learned durations, ratio to the bound: "
+        + "; ".join(
+            f"{n} {ratios[n, 'eager-noest']:.2f}x -> {ratios[n, 'eager-learned']:.2f}x"
+            for n in names
+        )
+    )
+
+
+async def plan_of(client: Any, workflow_id: str) -> Plan:
+    """The plan activity's result (the run's first activity), as its history holds it."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            payloads = event.activity_task_completed_event_attributes.result.payloads
+            (plan,) = await client.data_converter.decode(payloads, [Plan])
+            return plan  # type: ignore[no-any-return]
+    raise AssertionError("no activity completed")
 
 
 if __name__ == "__main__":

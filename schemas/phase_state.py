@@ -33,6 +33,13 @@ class RouterState(Model):
 
     failures: dict[str, int] = Field(default_factory=dict, description="failures in a row")
     open_until: dict[str, datetime] = Field(default_factory=dict, description="skipped until")
+    learned_order: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="router learned: workstream → its auto chain in learned order (the plan's)",
+    )
+    learned_reason: dict[str, str] = Field(
+        default_factory=dict, description="workstream → why its chain is in that order"
+    )
 
 
 class PhaseWorkflowState(Model):

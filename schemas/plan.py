@@ -13,6 +13,11 @@ class PlanInput(Model):
     document: list[ArtifactRef] = Field(
         default_factory=list, description="a large phase by reference: RunInput.document"
     )
+    run_id: str | None = Field(
+        default=None,
+        description="the run being planned: its workstreams' shapes are recorded, and its "
+        "learned figures come from earlier runs only",
+    )
 
 
 class Plan(Model):
@@ -31,4 +36,20 @@ class Plan(Model):
     remaining: dict[str, float] = Field(
         default_factory=dict,
         description="per workstream: the longest path from it to the end, itself included",
+    )
+    learned_durations: dict[str, float] = Field(
+        default_factory=dict,
+        description="workstream → seconds learned from earlier runs, used where the spec has "
+        "no estimated_duration_s",
+    )
+    learned_from: dict[str, str] = Field(
+        default_factory=dict,
+        description="workstream → what its learned duration is the median of",
+    )
+    tool_order: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="router learned: auto workstream → its chain by learned success rate, cost",
+    )
+    tool_order_reason: dict[str, str] = Field(
+        default_factory=dict, description="workstream → why its chain is in that order"
     )

@@ -155,6 +155,25 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             },
         ]
     },
+    # v4 on (issue 14): a phase's recovery rule heals a gate failure before a fix attempt.
+    "recovery": {
+        "recoveries": [{"match": {"category": "test_assertion"}, "command": "echo ok > s.txt"}],
+        "workstreams": [
+            {
+                "workstream_id": "ws-heal",
+                "execution_request": {"command": "echo no > s.txt"},
+                "acceptance_criteria": {
+                    "gates": [
+                        {
+                            "gate_id": "ok",
+                            "command": "python3 -c \"assert open('s.txt').read().strip() == "
+                            "'ok', 'not fixed'\"",
+                        }
+                    ]
+                },
+            },
+        ],
+    },
 }
 
 

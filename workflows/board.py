@@ -54,6 +54,9 @@ class Board:
     def apply_plan(self, plan: Plan) -> None:
         self.record.waves = plan.waves
         self.state.remaining = plan.remaining
+        # Plans recorded before learned routing have neither: the router's own chains.
+        self.state.router.learned_order = plan.tool_order
+        self.state.router.learned_reason = plan.tool_order_reason
         for number, wave in enumerate(plan.waves, start=1):
             for ws_id in wave:
                 self.ws(ws_id).wave = number

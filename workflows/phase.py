@@ -234,7 +234,8 @@ class PhaseWorkflow:
             return await self._conclude(stop)
         try:
             given = {"document": input.document} if input.document else {"phase": self._phase}
-            planning = PlanInput.model_validate(given)
+            # The run id only changes the activity's input, not the commands: replay is the same.
+            planning = PlanInput.model_validate({**given, "run_id": input.run_id})
             plan = await self._steps.run(
                 PlanningActivities.plan, planning, QUICK, summary="plan the DAG into waves"
             )

@@ -3,6 +3,10 @@
 Held in the phase workflow: deterministic (workflow time only), so replay routes the same way.
 A tool that failed ``failure_threshold`` times in a row in this run is skipped in favour of the
 next in its chain until ``cooldown_s`` has passed; one success closes its circuit again.
+
+With ``router: {learned: true}`` the plan carries each auto workstream's chain reordered by the
+tools' learned success rate and cost (read once, by the planning activity); the router uses that
+order instead of its rule's, the circuit breaker still applies.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from workflows.journal import Journal
 
 with workflow.unsafe.imports_passed_through():
     from schemas.events import EventType
-    from schemas.globs import matches_any
     from schemas.phase_state import RouterState
+    from schemas.routing import auto_chain
     from schemas.spec import Router, WorkstreamSpec
     from schemas.tools import ToolAttempt
 
@@ -32,6 +36,7 @@ class ToolRouter:
     def __init__(self, router: Router, journal: Journal, state: RouterState) -> None:
         self.router = router
         self.journal = journal
+        self.state = state
         self.failures: dict[str, int] = state.failures  # the phase state's slice, kept in place
         self.open_until: dict[str, datetime] = state.open_until
 
@@ -39,11 +44,12 @@ class ToolRouter:
         tool = ws.execution_request.tool_id
         if tool != "auto":
             return Route([tool], f"{tool} (set in the spec)")
-        chain, why = list(self.router.default), "router default"
-        for number, rule in enumerate(self.router.rules, start=1):
-            if self._matches(rule.paths, rule.kind, ws):
-                chain, why = list(rule.tools), f"router rule {number}"
-                break
+        learned = self.state.learned_order.get(ws.workstream_id)
+        if learned:  # the plan's learned order (router: {learned: true})
+            chain = list(learned)
+            why = self.state.learned_reason.get(ws.workstream_id) or "learned order"
+        else:
+            chain, why = auto_chain(self.router, ws)
         now = workflow.now()
         available = [t for t in chain if self.open_until.get(t, now) <= now]
         skipped = [t for t in chain if t not in available]
@@ -76,10 +82,3 @@ class ToolRouter:
                     f"{breaker.cooldown_s:g}s",
                     tool_id=tool,
                 )
-
-    @staticmethod
-    def _matches(paths: list[str], kind: str | None, ws: WorkstreamSpec) -> bool:
-        if kind is not None and ws.task_kind == kind:
-            return True
-        scope = ws.constraints.file_scope.allowed_paths
-        return bool(paths) and any(matches_any(p, paths) for p in scope)

@@ -3,6 +3,8 @@ Pure: the CLI plans with it (`uet plan`) and so does the planning activity."""
 
 from __future__ import annotations
 
+import statistics
+
 import networkx as nx
 
 from schemas.plan import Plan
@@ -10,13 +12,33 @@ from schemas.spec import PhaseSpec
 from schemas.spec_check import dependency_graph
 
 
-def plan_phase(spec: PhaseSpec) -> Plan:
+def plan_phase(spec: PhaseSpec, learned: dict[str, float] | None = None) -> Plan:
+    """``learned``: seconds per workstream from earlier runs, the weight of those the spec
+    gives no ``estimated_duration_s``. Without any, the rest weigh 1 each; with some, the
+    median of the known figures."""
     graph = dependency_graph(spec)
     waves = [sorted(generation) for generation in nx.topological_generations(graph)]
-    weight = {
-        ws.workstream_id: ws.estimated_duration_s if ws.estimated_duration_s else 1.0
-        for ws in spec.workstreams
-    }
+    learned = learned or {}
+    used: dict[str, float] = {}
+    weight: dict[str, float] = {}
+    for ws in spec.workstreams:
+        ws_id = ws.workstream_id
+        if ws.estimated_duration_s:
+            weight[ws_id] = ws.estimated_duration_s
+        elif learned.get(ws_id, 0) > 0:
+            weight[ws_id] = used[ws_id] = learned[ws_id]
+        else:
+            weight[ws_id] = 1.0
+    if used:
+        # Seconds now: a workstream nothing is known about weighs as the typical one, not 1 s.
+        typical = statistics.median(
+            w
+            for ws_id, w in weight.items()
+            if ws_id in used or spec.workstream(ws_id).estimated_duration_s
+        )
+        for ws in spec.workstreams:
+            if ws.workstream_id not in used and not ws.estimated_duration_s:
+                weight[ws.workstream_id] = typical
     path, length = _critical_path(graph, weight)
     total = sum(weight.values())
     slots = min(spec.max_parallel, len(weight))
@@ -33,6 +55,7 @@ def plan_phase(spec: PhaseSpec) -> Plan:
         critical_path_s=length,
         total_work_s=total,
         speedup_bound=round(total / bound, 3),
+        learned_durations=used,
     )
 
 

@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from activities.lib.planning import plan_phase
+from activities.lib.telemetry.history import read_learned
+from activities.lib.telemetry.suggestions import suggest
 from runtime.cli.base import SPEC_HELP, command
 from runtime.errors import ExitCode, UserError
 from runtime.legacy import DEFAULT_PHASE_ID, LegacyFormatError
 from runtime.legacy import convert as convert_legacy
 from runtime.legacy.render import render_yaml
 from runtime.output import emit_json
+from runtime.settings import Settings
 from runtime.specfile import load_spec
+from schemas.spec import PhaseSpec
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,21 +71,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def validate(spec: str) -> int:
     phase = load_spec(spec).spec
-    the_plan = plan_phase(phase)
+    # What the run's plan would learn from earlier runs (nothing without a database).
+    learned = read_learned(Settings.from_env().home, phase)
+    the_plan = plan_phase(phase, learned.durations)
     print(
         f"{spec}: ok — phase {phase.phase_id}, {len(phase.workstreams)} workstreams in "
         f"{len(the_plan.waves)} waves, max_parallel {phase.max_parallel}"
     )
+    if the_plan.learned_durations:
+        print(
+            "learned durations (no estimated_duration_s): "
+            + ", ".join(f"{w} {s:.1f}s" for w, s in sorted(the_plan.learned_durations.items()))
+        )
+    _print_suggestions(phase)
     return ExitCode.COMPLETED
 
 
 def plan(spec: str, as_json: bool) -> int:
     phase = load_spec(spec).spec
-    the_plan = plan_phase(phase)
+    # What the run's plan would learn from earlier runs (nothing without a database).
+    learned = read_learned(Settings.from_env().home, phase)
+    the_plan = plan_phase(phase, learned.durations)
     if as_json:
-        emit_json(the_plan.model_dump(mode="json"))
+        emit_json({**the_plan.model_dump(mode="json"), "suggestions": _suggestions(phase)})
         return ExitCode.COMPLETED
-    weighted = any(ws.estimated_duration_s for ws in phase.workstreams)
+    weighted = any(ws.estimated_duration_s for ws in phase.workstreams) or bool(
+        the_plan.learned_durations
+    )
     unit = "s" if weighted else " workstreams"
     print(
         f"{phase.phase_id}: {len(phase.workstreams)} workstreams, {len(the_plan.waves)} waves, "
@@ -96,7 +112,22 @@ def plan(spec: str, as_json: bool) -> int:
         f"speedup bound: {the_plan.speedup_bound:g}x over running them one by one "
         f"(total {the_plan.total_work_s:g}{unit})"
     )
+    _print_suggestions(phase)
     return ExitCode.COMPLETED
+
+
+def _suggestions(phase: PhaseSpec) -> list[str]:
+    """What the history of earlier runs suggests (activities/lib/telemetry/suggestions.py):
+    never an error, never a change of exit code; nothing without a telemetry database."""
+    try:
+        return suggest(phase, Settings.from_env().home)
+    except Exception:
+        return []
+
+
+def _print_suggestions(phase: PhaseSpec) -> None:
+    for line in _suggestions(phase):
+        print(line)
 
 
 def convert(
