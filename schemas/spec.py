@@ -55,8 +55,21 @@ class Constraints(Model):
     file_scope: FileScope = Field(default_factory=FileScope)
 
 
+class GateExpect(Model):
+    """What a gate must show beyond exiting 0: ground truth, so that a gate that "passes"
+    without doing its work does not count."""
+
+    exit_code: int = Field(default=0, description="the exit code that passes")
+    stdout_contains: str | None = Field(default=None, description="text the output must contain")
+    stdout_matches: str | None = Field(
+        default=None, description="a regular expression the output must match (re.search)"
+    )
+    file_exists: str | None = Field(default=None, description="a path in the checkout, after it")
+    file_absent: str | None = Field(default=None, description="a path that must not exist after")
+
+
 class GateSpec(Model):
-    """An acceptance gate: a command that must exit 0."""
+    """An acceptance gate: a command that must exit 0 (or what ``expect`` says)."""
 
     gate_id: Identifier
     kind: GateKind = "custom"
@@ -68,6 +81,9 @@ class GateSpec(Model):
         default=None,
         description="re-run once on failure when telemetry knows this gate as flaky "
         "(default: defaults.retry_flaky)",
+    )
+    expect: GateExpect | None = Field(
+        default=None, description="ground truth beyond the exit code (output, files)"
     )
 
 
@@ -94,6 +110,11 @@ class PatchPolicy(Model):
     max_patch_bytes: int = Field(default=1 << 20, ge=1)
     allow_deletions: bool = True
     allow_binary: bool = False
+    oscillation: Literal["refuse", "review", "allow"] = Field(
+        default="refuse",
+        description="a patch that undoes one integrated earlier in the run (or repeats an "
+        "earlier attempt): refuse it, ask a person, or allow it (a phase that means to revert)",
+    )
     protected_paths: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PROTECTED_PATHS),
         description="globs no patch may touch (replaces the default list when set)",
@@ -175,11 +196,45 @@ class Compensation(Model):
     command: Command
 
 
+class CacheEntry(Model):
+    """A directory setup makes (``.venv``, ``node_modules``), kept and reused by every checkout
+    whose key files have the same content."""
+
+    path: str = Field(description="a directory relative to the checkout root")
+    key: list[str] = Field(
+        min_length=1, description="files (globs) whose content, with the setup, keys the cache"
+    )
+
+
+class WorkspaceSpec(Model):
+    """What a checkout needs besides its tracked files, for the tool and the gates alike."""
+
+    setup: list[Command] = Field(
+        default_factory=list, description="commands run in each new checkout, in order"
+    )
+    setup_timeout_s: float = Field(default=900, gt=0, description="for all setup commands")
+    cache: list[CacheEntry] = Field(default_factory=list)
+    include: list[str] = Field(
+        default_factory=list,
+        description="untracked files (globs) copied from the repository's work tree",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="for setup, tool and gates")
+    ports: int = Field(
+        default=0, ge=0, le=16, description="free ports as UET_PORT_0…, unique among running ones"
+    )
+
+
 class Defaults(Model):
     """Merged into every workstream (the workstream's own values win)."""
 
     execution_request: dict[str, Any] = Field(default_factory=dict)
     constraints: dict[str, Any] = Field(default_factory=dict)
+    acceptance_criteria: dict[str, Any] = Field(
+        default_factory=dict,
+        description="gates every workstream gets (a workstream's gates are added after these; "
+        "one with the same gate_id replaces the default's)",
+    )
+    workspace: dict[str, Any] = Field(default_factory=dict)
     resilience_policy: dict[str, Any] = Field(default_factory=dict)
     patch_policy: dict[str, Any] = Field(default_factory=dict)
     review: ReviewMode | None = None
@@ -225,6 +280,12 @@ class WorkstreamSpec(Model):
         default=None, gt=0, description="planning weight for the critical path"
     )
     task_kind: str | None = Field(default=None, description="for the router, e.g. docs, refactor")
+    workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
+    allow_no_change: bool = Field(
+        default=False,
+        description="an AI tool that changes nothing completes the workstream (else: no_change "
+        "fails it)",
+    )
     template: str | None = Field(default=None, description="the phase template this one uses")
     with_: dict[str, TemplateValue] = Field(
         default_factory=dict, alias="with", description="the template's variables"
@@ -349,8 +410,34 @@ def merge_defaults(defaults: dict[str, Any], workstream: dict[str, Any]) -> dict
             continue
         if key not in merged:
             merged[key] = value
+        elif key == "acceptance_criteria" and isinstance(value, dict):
+            merged[key] = _merge_gates(value, merged[key])
         elif isinstance(value, dict) and isinstance(merged[key], dict):
             merged[key] = _deep_merge(value, merged[key])
+    return merged
+
+
+def _merge_gates(defaults: dict[str, Any], own: Any) -> Any:
+    """The defaults' gates, then the workstream's; one with a default's gate_id replaces it
+    in place (so a workstream can change the shared gate's command or timeout)."""
+    if not isinstance(own, dict):
+        return own
+    merged = _deep_merge({k: v for k, v in defaults.items() if k != "gates"}, own)
+    shared, mine = defaults.get("gates"), own.get("gates")
+    if not isinstance(shared, list) or not isinstance(mine, list):
+        if isinstance(shared, list) and "gates" not in own:
+            merged["gates"] = shared
+        return merged
+    ids = {g.get("gate_id") for g in mine if isinstance(g, dict)}
+    by_id = {g.get("gate_id"): g for g in mine if isinstance(g, dict)}
+    gates = [
+        by_id[g.get("gate_id")] if isinstance(g, dict) and g.get("gate_id") in ids else g
+        for g in shared
+    ]
+    placed = {g.get("gate_id") for g in gates if isinstance(g, dict)}
+    merged["gates"] = gates + [
+        g for g in mine if not isinstance(g, dict) or g.get("gate_id") not in placed
+    ]
     return merged
 
 
