@@ -14,6 +14,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.lib.errors.engine import Classification, classify
+from activities.lib.expectations import read_output, unmet_expectation
 from activities.lib.git import Git, checkout, clean_env, open_repository
 from activities.lib.process import missing_program, run_process
 from activities.lib.state_dir import StateDir
@@ -26,6 +27,7 @@ from activities.lib.telemetry.recorder import (
     error_fact,
     now,
 )
+from activities.lib.workspace.prepare import prepared, user_work_tree
 from activities.recovery import candidate_fixers, run_fixer
 from schemas.gates import GateResult, GateRunInput, GateRunResult
 from schemas.learning import Resolving
@@ -69,7 +71,18 @@ class GateActivities:
         tree = scratch / "tree"
         tree.mkdir()
         await checkout(repo, input.commit_sha, tree)
-        run = await self._run_all(input, tree, scratch, retry_flaky=True)
+        async with prepared(
+            input.workspace,
+            state=self.state,
+            repo=repo,
+            user_tree=user_work_tree(repo, input.repo_path),
+            commit=input.commit_sha,
+            tree=tree,
+            scratch=scratch,
+        ) as ready:
+            # The gates see what the tool saw: setup, caches, included files, env and ports.
+            within = input.model_copy(update={"env": {**ready.env, **input.env}})
+            run = await self._run_all(within, tree, scratch, retry_flaky=True)
         tree_sha = await repo.out("rev-parse", f"{input.commit_sha}^{{tree}}")
         details = None
         if input.resolving is not None and not run.failed:
@@ -150,10 +163,18 @@ class GateActivities:
             log_path=scratch / f"{gate.gate_id}{'.rerun' if rerun else ''}.log",
         )
         log = self.state.artifacts.put_file(run.log_path, "text/plain")
-        code = program = None
+        code = program = unmet = reason = None
+        passing = gate.expect.exit_code if gate.expect is not None else 0
         if run.timed_out:
             status, reason = "timeout", f"timed out after {gate.timeout_s:g}s"
-        elif run.exit_code == 0:
+        elif run.exit_code == passing and gate.expect is not None:
+            # Ground truth beyond the exit code: the whole log (stdout and stderr), the files.
+            output = read_output(run.log_path)
+            unmet = unmet_expectation(gate.expect, run.exit_code, output, tree)
+            status = "passed" if unmet is None else "failed"
+            if unmet is not None:
+                reason = f"expectation not met: {unmet}"
+        elif run.exit_code == passing:
             status, reason = "passed", None
         elif (program := missing_program(gate.command, run)) is not None:
             # Not the change's fault: no fix attempt can install a program.
@@ -163,6 +184,7 @@ class GateActivities:
             status, reason = "failed", "command not found"
         else:
             status, reason = "failed", f"exited with {run.exit_code}"
+            reason += f" (expected {passing})" if passing else ""
         result = GateResult(
             gate_id=gate.gate_id,
             status=status,
@@ -180,6 +202,8 @@ class GateActivities:
             if code is not None
             else classify("", code="timeout", detail=f"gate {gate.gate_id}")
             if status == "timeout"
+            else classify(f"{run.tail}\n{reason}")
+            if unmet is not None
             else classify(run.tail)
         )
         result.signature, result.category = found.signature, found.category

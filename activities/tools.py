@@ -22,6 +22,7 @@ from activities.lib.telemetry.recorder import (
     now,
     scope_signature,
 )
+from activities.lib.workspace.prepare import prepared, user_work_tree
 from schemas.tools import ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.
@@ -127,19 +128,37 @@ class ToolActivities:
         tree = scratch / "tree"
         tree.mkdir()
         local = await checkout(repo, input.base_sha, tree)
-        ctx = ToolContext(input, local, env, scratch / "tool.log", self.state.artifacts, scratch)
-        guard = Snapshot.take(repo.git_dir)
-        try:
-            end = await adapter.run(ctx)
-        except BaseException:
-            guard.restore()  # undo any tampering; the tool's own error (or a cancel) wins
-            raise
+        async with prepared(
+            input.workspace,
+            state=self.state,
+            repo=repo,
+            user_tree=user_work_tree(repo, input.repo_path),
+            commit=input.base_sha,
+            tree=tree,
+            scratch=scratch,
+        ) as ready:
+            env = {**ready.env, **env}
+            ctx = ToolContext(
+                input, local, env, scratch / "tool.log", self.state.artifacts, scratch
+            )
+            guard = Snapshot.take(repo.git_dir)
+            try:
+                end = await adapter.run(ctx)
+            except BaseException:
+                guard.restore()  # undo any tampering; the tool's own error (or a cancel) wins
+                raise
         # Before any git command of uet's touches the tool's work (capture runs filters).
         check_untouched(guard, input.workstream_id)
         if not end.ok:
             return end, (None, [])
+        # What the workspace put in (caches, included files) is never part of the change.
         change = await capture_change(
-            repo, tree, input.base_sha, self.state, input.run_id, adapter.private_paths
+            repo,
+            tree,
+            input.base_sha,
+            self.state,
+            input.run_id,
+            (*adapter.private_paths, *ready.private_paths),
         )
         return end, change
 
@@ -169,9 +188,12 @@ async def capture_change(
     so nothing the tool did to its own ``.git`` can influence the capture."""
     async with state.private_index(repo.with_(work_tree=tree), run_id) as git:
         await git.run("read-tree", base_sha)
-        # The tool's own caches and histories are not part of its change.
-        excluded = [f":(exclude,glob){pattern}" for pattern in private_paths]
-        await git.run("add", "--all", "--", ".", *excluded)
+        await git.run("add", "--all", "--", ".")
+        if private_paths:
+            # The tool's own caches and histories, and what the workspace put in, are not part
+            # of its change: back to the base in the index (an exclude pathspec would make
+            # `git add` fail on a path that is also ignored).
+            await git.run("reset", "-q", base_sha, "--", *[f":(glob){p}" for p in private_paths])
         return await diff_index(git, base_sha)
 
 
@@ -187,9 +209,11 @@ async def diff_index(git: Git, base_sha: str) -> tuple[bytes | None, list[str]]:
 
 def _code_of(error: ApplicationError) -> str | None:
     """uet's own code for a final tool error, when it has one."""
-    return {"CommandNotFound": "command_not_found", "ToolApiError": "api_error"}.get(
-        error.type or ""
-    )
+    return {
+        "CommandNotFound": "command_not_found",
+        "ToolApiError": "api_error",
+        "SetupFailed": "setup_failed",
+    }.get(error.type or "")
 
 
 def _detail_of(error: ApplicationError) -> str:

@@ -8,6 +8,9 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -15,6 +18,7 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.lib import gc
 from activities.lib.state_dir import StateDir
 from activities.registry import all_activities
 from runtime.connect import connect, target_from_env
@@ -43,7 +47,34 @@ class UetPlugin(SimplePlugin):
             activities=all_activities(StateDir(settings.home)),
             # A runner given to the worker itself (a test's, say) wins.
             workflow_runner=lambda given: given or SANDBOX,
+            run_context=lambda: _started(settings.home),
         )
+
+
+@asynccontextmanager
+async def _started(home: Path) -> AsyncIterator[None]:
+    """Before the worker polls (so none of its own activities is making a scratch dir yet)."""
+    await asyncio.to_thread(clean_after_dead_workers, home)
+    yield
+
+
+def clean_after_dead_workers(home: Path) -> int:
+    """Remove the scratch dirs whose owner was a process of this host that is gone (what a
+    killed worker left); bytes freed. Never a live owner's or another host's, never failing
+    the worker's start: what goes wrong is one log line."""
+    log = logging.getLogger("uet.worker")
+    log.setLevel(logging.INFO)
+    try:
+        done = gc.remove(gc.dead_local_scratch(home), limit=float("-inf"))
+    except Exception as exc:
+        log.warning(f"cleaning up after dead workers failed ({exc}); starting anyway")
+        return 0
+    if done.removed:
+        log.info(
+            f"removed {len(done.removed)} scratch dir(s) left by dead workers in "
+            f"{home / 'worktrees'}: {gc.human(done.freed)} freed"
+        )
+    return done.freed
 
 
 def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:

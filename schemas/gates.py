@@ -8,7 +8,7 @@ from pydantic import Field
 
 from schemas.base import ArtifactRef, GitSha, Model
 from schemas.learning import PatternApplied, Resolving
-from schemas.spec import GateSpec
+from schemas.spec import GateSpec, WorkspaceSpec
 
 GateStatus = Literal["passed", "failed", "timeout", "skipped"]
 
@@ -28,6 +28,9 @@ class GateRunInput(Model):
     )
     applied: PatternApplied | None = Field(
         default=None, description="these gates judge a recovery pattern's work"
+    )
+    workspace: WorkspaceSpec = Field(
+        default_factory=WorkspaceSpec, description="the same workspace the tool had"
     )
 
 

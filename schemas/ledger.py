@@ -117,6 +117,12 @@ class LedgerEntry(Model):
         self.validation.errors = [
             f"{e.code}: {e.path}: {e.message}" if e.path else f"{e.code}: {e.message}"
             for e in report.errors
+        ] + [
+            # What the policy allows stays on the record, marked.
+            f"{e.code} (allowed): {e.path}: {e.message}"
+            if e.path
+            else f"{e.code} (allowed): {e.message}"
+            for e in report.warnings
         ]
 
 

@@ -98,6 +98,10 @@ class ValidationReport(Model):
     scope_ok: bool
     constraints_ok: bool
     errors: list[PatchProblem] = Field(default_factory=list)
+    warnings: list[PatchProblem] = Field(
+        default_factory=list,
+        description="problems the policy allows (patch_policy.oscillation: allow)",
+    )
 
     @property
     def ok(self) -> bool:

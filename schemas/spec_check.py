@@ -27,6 +27,7 @@ from schemas.spec import (
     NOT_IN_TEMPLATES,
     Constraints,
     ExecutionRequest,
+    GateExpect,
     GateSpec,
     PatchPolicy,
     PhaseSpec,
@@ -393,6 +394,8 @@ def _gate_problems(gates: list[GateSpec], where: tuple[PathPart, ...]) -> list[P
         index.setdefault(gate.gate_id, i)
         if not gate.command:
             problems.append(Problem((*where, i, "command"), "empty gate command"))
+        if gate.expect is not None:
+            problems += _expect_problems(gate.expect, (*where, i, "expect"))
     graph = nx.DiGraph()
     for i, gate in enumerate(gates):
         graph.add_node(gate.gate_id)
@@ -411,6 +414,32 @@ def _gate_problems(gates: list[GateSpec], where: tuple[PathPart, ...]) -> list[P
         first = index[cycle[0]]
         problems.append(Problem((*where, first, "after"), f"gate cycle: {' -> '.join(cycle)}"))
     return problems
+
+
+def _expect_problems(expect: GateExpect, where: tuple[PathPart, ...]) -> list[Problem]:
+    problems = []
+    if expect.stdout_matches is not None:
+        try:
+            re.compile(expect.stdout_matches)
+        except re.error as exc:
+            problems.append(Problem((*where, "stdout_matches"), f"not a regular expression: {exc}"))
+    for field in ("file_exists", "file_absent"):
+        path = getattr(expect, field)
+        reason = expect_path_problem(path) if path is not None else None
+        if reason:
+            problems.append(Problem((*where, field), reason))
+    return problems
+
+
+def expect_path_problem(path: str) -> str | None:
+    """Why a gate ``expect`` path is unusable, or None: it names a file of the checkout."""
+    if not path.strip():
+        return "empty path"
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path):
+        return f"{path!r} is absolute; expect paths are relative to the checkout"
+    if ".." in re.split(r"[\\/]", path):
+        return f"{path!r} contains '..'; expect paths cannot leave the checkout"
+    return None
 
 
 def _cycle_problems(spec: PhaseSpec, ids: dict[str, int]) -> list[Problem]:

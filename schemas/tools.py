@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import ArtifactRef, GitSha, Model
-from schemas.spec import ExecutionRequest
+from schemas.spec import ExecutionRequest, WorkspaceSpec
 
 ToolOutcome = Literal["changed", "no_change", "failed", "timeout"]
 #: Why a tool run did not produce a change (stable: matched on by people and scripts).
@@ -76,6 +76,9 @@ class ToolRunInput(Model):
         default=3, ge=1, description="attempts for the tool's own transient errors"
     )
     task_kind: str | None = Field(default=None, description="the workstream's task_kind")
+    workspace: WorkspaceSpec = Field(
+        default_factory=WorkspaceSpec, description="what the checkout needs (setup, caches…)"
+    )
 
 
 class ToolRunResult(Model):

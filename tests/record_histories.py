@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,44 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             },
         ],
     },
+    # v5 on (issue 15): a workspace (setup, a cache, an included file), and an AI tool that
+    # changes nothing (the fake codex: no_change fails the workstream).
+    "workspace": {
+        "max_parallel": 1,
+        "defaults": {
+            "workspace": {
+                "setup": ["mkdir -p .deps && echo dep > .deps/d"],
+                "cache": [{"path": ".deps", "key": ["f.txt"]}],
+                "include": ["local.cfg"],
+                "ports": 1,
+            }
+        },
+        "workstreams": [
+            {
+                "workstream_id": "ws-w1",
+                "execution_request": {"command": "cat .deps/d local.cfg > w1.txt"},
+                "acceptance_criteria": {
+                    "gates": [{"gate_id": "deps", "command": "test -f .deps/d"}]
+                },
+            },
+            {
+                "workstream_id": "ws-w2",
+                "dependencies": ["ws-w1"],
+                "execution_request": {"command": "cat .deps/d > w2.txt"},
+                "acceptance_criteria": {
+                    "gates": [{"gate_id": "deps", "command": "test -f .deps/d"}]
+                },
+            },
+        ],
+    },
+    "no_change": {
+        "workstreams": [
+            {
+                "workstream_id": "ws-ai",
+                "execution_request": {"tool_id": "codex", "prompt": "nothing to do"},
+            },
+        ]
+    },
 }
 
 
@@ -189,6 +228,7 @@ async def record(
     client: Client, settings: Settings, name: str, root: Path, generation: str
 ) -> None:
     repo = make_repo(root / name, {"f.txt": FILE})
+    (repo / "local.cfg").write_text("local\n")  # untracked: what `include` copies
     input = run_input(phase(**SCENARIOS[name]), repo, **OPTIONS.get(name, {}))
     handle = await start_phase(client, settings, input)
     if name == "review":
@@ -221,6 +261,10 @@ async def main(generation: str) -> None:
         search_attributes=list(search.ALL),
         dev_server_extra_args=dynamic_config_args(),
     )
+    # The fake AI CLIs (tests/fakes), changing nothing: the no_change scenario.
+    fakes = Path(__file__).resolve().parent / "fakes"
+    os.environ["PATH"] = f"{fakes}{os.pathsep}{os.environ['PATH']}"
+    os.environ["UET_FAKE_SCENARIO"] = "no_change"
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", task_queue="record", ui_port=0)
         async with build_worker(env.client, settings):
@@ -230,8 +274,6 @@ async def main(generation: str) -> None:
 
 
 if __name__ == "__main__":
-    import os
-
     if len(sys.argv) != 2:
         sys.exit("usage: python tests/record_histories.py GENERATION   (e.g. v2)")
     asyncio.run(main(sys.argv[1]))

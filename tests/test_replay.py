@@ -37,12 +37,14 @@ def test_every_scenario_was_recorded() -> None:
         "gate_missing",
         "no_review",
         "recovery",
+        "workspace",
+        "no_change",
     }
     generations = {p.stem.split("-")[0] for p in HISTORIES}
-    assert {"v1", "v2", "v3", "v4"} <= generations, (
+    assert {"v1", "v2", "v3", "v4", "v5"} <= generations, (
         "each generation of workflow code keeps its histories"
     )
-    newest = {p.parent.name for p in HISTORIES if p.stem.startswith("v4-")}
+    newest = {p.parent.name for p in HISTORIES if p.stem.startswith("v5-")}
     assert newest == scenarios, "the newest generation records every scenario"
 
 

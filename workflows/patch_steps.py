@@ -81,10 +81,11 @@ class PatchSteps:
         entry.record_validation(checked.report)
         if checked.report.ok:
             stats = checked.artifact.stats
+            allowed = "".join(f"; {w.code} (allowed): {w.message}" for w in checked.report.warnings)
             self.journal.move(
                 entry,
                 PatchState.VALIDATED,
-                f"{stats.files_changed} files, +{stats.insertions}/-{stats.deletions}",
+                f"{stats.files_changed} files, +{stats.insertions}/-{stats.deletions}{allowed}",
             )
             return
         first = checked.report.errors[0]
@@ -104,7 +105,18 @@ class PatchSteps:
             tail = last_lines(feedback.output_tail)
             message += f"; it was fixing gate {feedback.gate_id} (exit {feedback.exit_code})"
             message += f"\n{tail}" if tail else ""
-        if self.input.options.asks_on_failure(self.ws.review):
+        # patch_policy.oscillation: review leaves a patch refused for oscillation alone to a
+        # person, whatever the workstream's review mode (nobody to ask: it fails).
+        ask = self.ws.patch_policy.oscillation == "review" and all(
+            e.code == "oscillation" for e in checked.report.errors
+        )
+        if ask:
+            message += "\npatch_policy.oscillation is review: " + (
+                "nobody reviews this run" if self.input.options.no_review else "a person decides"
+            )
+        if self.input.options.asks_on_failure(self.ws.review) or (
+            ask and not self.input.options.no_review
+        ):
             raise AskReview(
                 ReviewNeed(
                     reason="quarantined",
@@ -169,6 +181,7 @@ class PatchSteps:
                 attempt=attempt,
                 resolving=resolving,
                 applied=applied,
+                workspace=self.ws.workspace,
             ),
             options=steps.gates([g.timeout_s for g in gates], steps.WORKSTREAM),
             summary=f"gates for {self.ws.workstream_id}",

@@ -82,6 +82,7 @@ class ToolChain:
                     max_budget_usd=self._budget_left(),
                     max_attempts=policy.max_attempts,
                     task_kind=self.ws.task_kind,
+                    workspace=self.ws.workspace,
                 ),
                 # On cancel, wait until the tool is really dead: compensation comes next.
                 steps.tool(policy.timeout_s, policy.max_attempts),
@@ -91,6 +92,10 @@ class ToolChain:
             if is_cancelled_exception(err):
                 raise  # the run was cancelled: end as cancelled, not as a failed workstream
             cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "SetupFailed":
+                # The project's setup failed: not this tool's fault, and no other tool fares
+                # better (no fallback); the workstream fails with setup_failed.
+                raise Failed(cause_message(err)) from None
             code: ToolReason = (
                 "api_error"
                 if isinstance(cause, ApplicationError) and cause.type == "ToolApiError"

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.patch import PatchArtifact
     from schemas.review import ReviewNeed
     from schemas.run import WorkstreamInput, WorkstreamResult, WorkstreamState
-    from schemas.spec import GateSpec, RecoveryRule
+    from schemas.spec import AI_TOOLS, GateSpec, RecoveryRule
     from schemas.tools import Feedback
 
 #: workflow.patched id: a gate whose program is missing fails the workstream at once (issue 11).
@@ -46,6 +46,8 @@ GATE_UNRUNNABLE = "gate-command-not-found-fails-at-once"
 FAIL_FOR_REVIEW = "failed-patch-review-fails-execution"
 #: workflow.patched id: recovery patterns and the learner's resolutions (issue 14).
 RECOVER = "recovery-patterns"
+#: workflow.patched id: an AI tool that changed nothing fails the workstream (issue 15).
+NO_CHANGE_FAILS = "ai-no-change-fails"
 #: Review reasons that mean the execution's patch failed (approval_required: it passed).
 FAILED_REVIEWS = ("gates_failed", "quarantined")
 
@@ -160,6 +162,11 @@ class WorkstreamWorkflow:
                         f"{self._ws.workstream_id}: the tool changed nothing",
                         workstream_id=self._ws.workstream_id,
                     )
+                    if self._no_change_fails():
+                        raise Failed(
+                            f"{self._tools.used[0]} changed nothing (no_change); set "
+                            "allow_no_change: true if that can be right"
+                        )
                 else:
                     entry = self._journal.new_entry(
                         workstream_id=self._ws.workstream_id,
@@ -241,6 +248,15 @@ class WorkstreamWorkflow:
             await self._patches.quarantine(entry, why, gate_output=failure.output_tail)
             raise Failed(f"{why}\n{tail}" if tail else why, entry.patch)
         raise AssertionError("the loop returns or raises")
+
+    def _no_change_fails(self) -> bool:
+        """An AI tool that changed nothing did not do the work: no gates on the base, no
+        review, unless the spec says nothing may be right (shell and patch: as before)."""
+        return (
+            self._tools.used[0] in AI_TOOLS
+            and not self._ws.allow_no_change
+            and workflow.patched(NO_CHANGE_FAILS)
+        )
 
     # -- learning from runs --------------------------------------------------------------------
 

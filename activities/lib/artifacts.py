@@ -6,6 +6,7 @@ path, so a retried activity that stores its output again changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -38,6 +39,8 @@ class ArtifactStore:
         target = self.path_for(digest)
         if not target.exists():
             self._write_atomically(target, [data])
+        else:
+            _touch(target)
         return self.ref(digest, len(data), media_type)
 
     def put_file(self, source: Path, media_type: str = "application/octet-stream") -> ArtifactRef:
@@ -53,6 +56,8 @@ class ArtifactStore:
         if not target.exists():
             with source.open("rb") as fh:
                 self._write_atomically(target, iter(lambda: fh.read(_CHUNK), b""))
+        else:
+            _touch(target)
         return self.ref(hexdigest, size, media_type)
 
     def verified_path(self, ref: ArtifactRef) -> Path:
@@ -108,3 +113,10 @@ class ArtifactStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _touch(path: Path) -> None:
+    """A blob stored again is in use again: `uet gc` goes by its mtime."""
+    # A read-only store: its age only matters to gc, which could not remove it either.
+    with contextlib.suppress(OSError):
+        os.utime(path)

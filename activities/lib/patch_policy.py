@@ -65,13 +65,18 @@ def validate(
         if change.kind == "deleted" and not policy.allow_deletions:
             problems.append(_p("deletion_not_allowed", change.path, "deletes the file"))
     problems += _limit_problems(parsed, size, policy)
-    problems += _oscillation_problems(parsed, history)
+    oscillation = _oscillation_problems(parsed, history)
+    # patch_policy.oscillation: allow keeps them on the record as warnings; refuse and review
+    # refuse the patch (review: a person decides, see workflows/patch_steps.py).
+    allowed = oscillation if policy.oscillation == "allow" else []
+    problems += [] if allowed else oscillation
     codes = {p.code for p in problems}
     return ValidationReport(
         format_ok=not codes & FORMAT_CODES,
         scope_ok=not codes - FORMAT_CODES - CONSTRAINT_CODES,
         constraints_ok=not codes & CONSTRAINT_CODES,
         errors=problems,
+        warnings=allowed,
     )
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from activities.lib.artifacts import ArtifactStore
 from activities.lib.git import Git
@@ -40,6 +45,7 @@ class StateDir:
         path = self.run_dir(run_id).joinpath(*parts)
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
+        write_owner(path)
         return path
 
     @asynccontextmanager
@@ -49,3 +55,55 @@ class StateDir:
         tmp_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
             yield repo.with_(index_file=Path(tmp) / "index")
+
+
+#: Who made a scratch dir (beside its ``tree/``, never in it: nothing of it reaches a patch or a
+#: gate's tree), so ``uet gc`` and a starting worker can tell a dead worker's left-overs.
+OWNER_FILE = ".uet-owner"
+
+
+def write_owner(folder: Path) -> None:
+    """Mark ``folder`` as this process's: host, pid, the pid's start time and boot id (so a
+    reused pid or a reboot does not look alive), when."""
+    (folder / OWNER_FILE).write_text(json.dumps(owner_mark()))
+
+
+def read_owner(folder: Path) -> dict[str, Any] | None:
+    try:
+        mark = json.loads((folder / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) and isinstance(mark.get("pid"), int) else None
+
+
+def owner_mark() -> dict[str, Any]:
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "pid_start": process_start(pid),
+        "boot_id": boot_id(),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks after boot (``/proc/<pid>/stat`` field 22); None
+    where there is no /proc or the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count after its last ')'.
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None

@@ -13,6 +13,8 @@ from importlib import metadata
 
 from runtime import logs
 from runtime.cli import (
+    gc,
+    init,
     learning,
     patterns,
     phase_files,
@@ -27,7 +29,7 @@ from runtime.cli.base import dispatch
 from runtime.errors import UserError
 
 #: In the order `uet --help` lists them.
-GROUPS = (phase_files, run, runs, reviews, undo, services, learning, patterns, templates)
+GROUPS = (init, phase_files, run, runs, reviews, undo, services, learning, patterns, templates, gc)
 
 
 def parser() -> argparse.ArgumentParser:

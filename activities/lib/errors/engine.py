@@ -50,6 +50,7 @@ UET_CODES = {
     "timeout": "timeout",
     "command_not_found": "environment",
     "gate_command_not_found": "environment",
+    "setup_failed": "environment",
     "merge_conflict": "merge_conflict",
 }
 #: Codes that name the same root cause: a program missing is missing for a gate or a tool.

@@ -1,0 +1,233 @@
+"""Checkouts that work on real projects (real server, real git, a real venv and pip): a project
+whose tests need its package installed and an untracked `.env` passes its gates with only a
+`workspace:` section; the second checkout with the same key restores the cache instead of
+running setup, relocated to its own path; cached and included files never reach a patch; a
+failing setup fails the workstream with setup_failed; ports are free and distinct."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from helpers import git_out, phase, record_of, run_input, start_phase
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from runtime.settings import Settings
+from schemas.run import PhaseState, RunRecord
+from schemas.spec import PhaseSpec
+
+PROJECT = {
+    "pyproject.toml": (
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '\n[project]\nname = "greet"\nversion = "0.1"\n\n[tool.setuptools.packages.find]\n'
+        'where = ["src"]\n'
+    ),
+    "src/greet/__init__.py": 'VERSION = "1"\n',
+    "tests/__init__.py": "",
+    "tests/test_greet.py": (
+        "import os\nimport unittest\n\nimport greet\n\n\n"
+        "class Greet(unittest.TestCase):\n"
+        "    def test_env(self):\n"
+        "        lines = open('.env').read().split()\n"
+        "        self.assertIn('GREETING=hello', lines)\n\n"
+        "    def test_version(self):\n"
+        "        self.assertEqual(greet.VERSION, os.environ['EXPECTED'])\n"
+    ),
+    ".gitignore": ".env\n.venv/\n*.egg-info/\n__pycache__/\n",
+}
+PTH = (
+    'echo "$PWD/src" > "$(.venv/bin/python -c '
+    '\'import sysconfig; print(sysconfig.get_paths()["purelib"])\')/greet.pth"'
+)
+GATE = ".venv/bin/python -m unittest discover -s tests -t . -q"
+
+
+def workstream(ws_id: str, version: str, **extra: object) -> dict:
+    return {
+        "workstream_id": ws_id,
+        "execution_request": {
+            "command": f"echo 'VERSION = \"{version}\"' > src/greet/__init__.py; "
+            "echo junk >> .env; mkdir -p .venv/extra; echo junk > .venv/extra/x"
+        },
+        "acceptance_criteria": {
+            "gates": [{"gate_id": "unit", "command": GATE, "env": {"EXPECTED": version}}]
+        },
+        "review": "never",
+        **extra,
+    }
+
+
+def workspace(counter: Path) -> dict:
+    return {
+        "setup": [
+            f"echo ran >> {counter}",
+            "python3 -m venv .venv",
+            # What `pip install -e .` does, without an index to reach: a .pth naming the
+            # checkout's src (an absolute path, so a restored cache must be relocated).
+            PTH,
+        ],
+        "cache": [{"path": ".venv", "key": ["pyproject.toml"]}],
+        "include": [".env"],
+        "env": {"PYTHONDONTWRITEBYTECODE": "1"},
+    }
+
+
+def project(make_repo) -> Path:  # type: ignore[no-untyped-def]
+    repo: Path = make_repo(PROJECT)
+    (repo / ".env").write_text("GREETING=hello\n")  # untracked, ignored: the user's own
+    return repo
+
+
+async def run(client: Client, settings: Settings, spec: PhaseSpec, repo: Path) -> RunRecord:
+    handle = await start_phase(client, settings, run_input(spec, repo))
+    return await record_of(handle)
+
+
+def ledger(record: RunRecord) -> list[dict]:
+    lines = (Path(str(record.report_dir)) / "ledger.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+async def test_a_project_needing_its_package_and_env_passes_with_a_workspace(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    repo = project(make_repo)
+    status_before = git_out(repo, "status", "--porcelain", "--ignored")
+
+    # Without a workspace the gate cannot even import the package.
+    bare = await run(client, settings, phase(workstreams=[workstream("bare", "2")]), repo)
+    assert bare.status == PhaseState.FAILED
+    assert "unit" in str(bare.workstreams["bare"].reason)
+
+    counter = tmp_path / "setup-runs"
+    spec = phase(
+        max_parallel=1,
+        defaults={"workspace": workspace(counter)},
+        workstreams=[workstream("one", "2"), workstream("two", "3", dependencies=["one"])],
+    )
+    record = await run(client, settings, spec, repo)
+    assert record.status == PhaseState.COMPLETED, record.reason
+    # Four checkouts (a tool run and a gate run per workstream), one key: setup ran once.
+    assert counter.read_text().splitlines() == ["ran"]
+    # The tools wrote into .venv and .env too: none of it is in a patch.
+    for entry in ledger(record):
+        assert [f["path"] for f in entry["patch"]["stats"]["files"]] == ["src/greet/__init__.py"]
+    # The user's repository: untouched (their branch, index, work tree and the .env).
+    assert git_out(repo, "status", "--porcelain", "--ignored") == status_before
+    assert (repo / ".env").read_text() == "GREETING=hello\n"
+    caches = list((settings.home / "caches").iterdir())
+    assert len(caches) == 1 and (caches[0] / "meta.json").is_file()
+
+
+async def test_a_failing_setup_fails_the_workstream_with_setup_failed(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    repo = project(make_repo)
+    tries = tmp_path / "tries"
+    spec = phase(
+        workstreams=[
+            workstream(
+                "broken",
+                "2",
+                workspace={"setup": [f"echo try >> {tries}", "echo 'no compiler' >&2; exit 3"]},
+            )
+        ]
+    )
+    record = await run(client, settings, spec, repo)
+    assert record.status == PhaseState.FAILED
+    reason = str(record.workstreams["broken"].reason)
+    assert "setup_failed" in reason and "exited with 3" in reason and "no compiler" in reason
+    assert tries.read_text().splitlines() == ["try", "try"]  # once more on a fresh checkout
+
+
+async def test_ports_are_free_and_distinct(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    repo: Path = make_repo({"f.txt": "f\n"})
+    check = (
+        "python3 -c \"import os, socket; p = [int(os.environ[f'UET_PORT_{i}']) for i in (0, 1)]; "
+        "assert p[0] != p[1]; [socket.create_server(('127.0.0.1', x)).close() for x in p]\""
+    )
+    spec = phase(
+        max_parallel=3,
+        workstreams=[
+            {
+                "workstream_id": f"p{n}",
+                "execution_request": {
+                    "command": f"echo $UET_PORT_0 $UET_PORT_1 > ports-{n}.txt; {check}"
+                },
+                "workspace": {"ports": 2},
+                "acceptance_criteria": {"gates": [{"gate_id": "ports", "command": check}]},
+            }
+            for n in range(3)
+        ],
+    )
+    record = await run(client, settings, spec, repo)
+    assert record.status == PhaseState.COMPLETED, record.reason
+    head = record.head_sha
+    assert head is not None
+    seen = [
+        subprocess.run(
+            ["git", "show", f"{head}:ports-{n}.txt"], cwd=repo, capture_output=True, text=True
+        ).stdout.split()
+        for n in range(3)
+    ]
+    assert all(len(ports) == 2 and ports[0] != ports[1] for ports in seen)
+
+
+# -- caches without a server --------------------------------------------------------------------
+
+
+async def test_a_cache_key_follows_its_files_the_setup_and_nothing_else(make_repo) -> None:
+    from activities.lib.git import open_repository
+    from activities.lib.workspace.cache import cache_keys
+    from schemas.spec import CacheEntry
+
+    repo_dir: Path = make_repo({"deps.lock": "a==1\n", "src/x.py": "x = 1\n"})
+    repo = await open_repository(repo_dir)
+    entry = [CacheEntry(path=".venv", key=["deps.lock", "requirements*.txt"])]
+    first = git_out(repo_dir, "rev-parse", "HEAD")
+    (one,) = await cache_keys(repo, first, entry, ["make deps"])
+    (repo_dir / "src/x.py").write_text("x = 2\n")
+    git_out(repo_dir, "commit", "-qam", "code only")
+    (same,) = await cache_keys(repo, git_out(repo_dir, "rev-parse", "HEAD"), entry, ["make deps"])
+    assert same.key == one.key  # code changed, the key files did not
+    (other_setup,) = await cache_keys(repo, first, entry, ["make deps FAST=1"])
+    assert other_setup.key != one.key
+    (repo_dir / "requirements-dev.txt").write_text("b==2\n")
+    git_out(repo_dir, "add", "requirements-dev.txt")
+    git_out(repo_dir, "commit", "-qm", "a new requirements file")
+    (grown,) = await cache_keys(repo, git_out(repo_dir, "rev-parse", "HEAD"), entry, ["make deps"])
+    assert grown.key != one.key and [f for f, _ in grown.files] == [
+        "deps.lock",
+        "requirements-dev.txt",
+    ]
+
+
+def test_two_workers_saving_one_key_at_once_leave_one_whole_cache(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from activities.lib.workspace import cache
+    from schemas.spec import CacheEntry
+
+    key = cache.CacheKey(CacheEntry(path="deps", key=["lock"]), "k" * 32, ())
+    trees = []
+    for n in range(4):
+        tree = tmp_path / f"tree{n}"
+        (tree / "deps").mkdir(parents=True)
+        for i in range(300):
+            (tree / "deps" / f"f{i}").write_text(f"{tree}/deps/f{i}\n")
+        trees.append(tree)
+    home = tmp_path / "home"
+    with ThreadPoolExecutor(4) as pool:
+        saved = list(pool.map(lambda t: cache.save(home, key, t), trees))
+    assert saved.count(True) == 1
+    (folder,) = [p for p in (home / "caches").iterdir()]
+    assert folder.name == key.key and len(list((folder / "paths/deps").iterdir())) == 300
+    target = tmp_path / "fresh"
+    target.mkdir()
+    cache.restore(folder, key, target)
+    # Each file named the tree it was made in: now the one it was restored to.
+    assert (target / "deps/f7").read_text() == f"{target}/deps/f7\n"
