@@ -27,7 +27,8 @@ from activities.lib.telemetry.recorder import (
     error_fact,
     now,
 )
-from activities.lib.workspace.prepare import prepared, user_work_tree
+from activities.lib.workspace.pool import checkout_slot
+from activities.lib.workspace.prepare import prepared, user_work_tree, wanted_caches
 from activities.recovery import candidate_fixers, run_fixer
 from schemas.gates import GateResult, GateRunInput, GateRunResult
 from schemas.learning import Resolving
@@ -68,18 +69,23 @@ class GateActivities:
     async def run_gates(self, input: GateRunInput) -> GateRunResult:
         repo = await open_repository(input.repo_path)
         scratch = self.state.scratch(input.run_id, input.label, f"gates-{input.commit_sha[:12]}")
-        tree = scratch / "tree"
-        tree.mkdir()
-        await checkout(repo, input.commit_sha, tree)
-        async with prepared(
-            input.workspace,
-            state=self.state,
-            repo=repo,
-            user_tree=user_work_tree(repo, input.repo_path),
-            commit=input.commit_sha,
-            tree=tree,
-            scratch=scratch,
-        ) as ready:
+        wanted = await wanted_caches(input.workspace, repo, input.commit_sha)
+        async with (
+            checkout_slot(
+                self.state.home, repo, input.commit_sha, wanted, fallback=scratch / "tree"
+            ) as slot,
+            prepared(
+                input.workspace,
+                state=self.state,
+                repo=repo,
+                user_tree=user_work_tree(repo, input.repo_path),
+                commit=input.commit_sha,
+                tree=slot.tree,
+                scratch=scratch,
+                kept=slot.caches,
+            ) as ready,
+        ):
+            tree = slot.tree
             # The gates see what the tool saw: setup, caches, included files, env and ports.
             within = input.model_copy(update={"env": {**ready.env, **input.env}})
             run = await self._run_all(within, tree, scratch, retry_flaky=True)

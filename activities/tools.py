@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.lib.adapters import ADAPTERS, Adapter, ToolContext, ToolEnd
 from activities.lib.errors.engine import Classification, classify
 from activities.lib.feedback import render_feedback
-from activities.lib.git import Git, checkout, clean_env, open_repository
+from activities.lib.git import Git, clean_env, open_repository
 from activities.lib.repo_guard import Snapshot, check_untouched
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry.recorder import (
@@ -22,7 +22,8 @@ from activities.lib.telemetry.recorder import (
     now,
     scope_signature,
 )
-from activities.lib.workspace.prepare import prepared, user_work_tree
+from activities.lib.workspace.pool import checkout_slot
+from activities.lib.workspace.prepare import prepared, user_work_tree, wanted_caches
 from schemas.tools import ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.
@@ -125,18 +126,23 @@ class ToolActivities:
         env: dict[str, str],
     ) -> tuple[ToolEnd, tuple[bytes | None, list[str]]]:
         """The tool in a throwaway checkout at the base; its change captured as a diff."""
-        tree = scratch / "tree"
-        tree.mkdir()
-        local = await checkout(repo, input.base_sha, tree)
-        async with prepared(
-            input.workspace,
-            state=self.state,
-            repo=repo,
-            user_tree=user_work_tree(repo, input.repo_path),
-            commit=input.base_sha,
-            tree=tree,
-            scratch=scratch,
-        ) as ready:
+        wanted = await wanted_caches(input.workspace, repo, input.base_sha)
+        async with (
+            checkout_slot(
+                self.state.home, repo, input.base_sha, wanted, fallback=scratch / "tree"
+            ) as slot,
+            prepared(
+                input.workspace,
+                state=self.state,
+                repo=repo,
+                user_tree=user_work_tree(repo, input.repo_path),
+                commit=input.base_sha,
+                tree=slot.tree,
+                scratch=scratch,
+                kept=slot.caches,
+            ) as ready,
+        ):
+            tree, local = slot.tree, slot.git
             env = {**ready.env, **env}
             ctx = ToolContext(
                 input, local, env, scratch / "tool.log", self.state.artifacts, scratch
@@ -147,20 +153,20 @@ class ToolActivities:
             except BaseException:
                 guard.restore()  # undo any tampering; the tool's own error (or a cancel) wins
                 raise
-        # Before any git command of uet's touches the tool's work (capture runs filters).
-        check_untouched(guard, input.workstream_id)
-        if not end.ok:
-            return end, (None, [])
-        # What the workspace put in (caches, included files) is never part of the change.
-        change = await capture_change(
-            repo,
-            tree,
-            input.base_sha,
-            self.state,
-            input.run_id,
-            (*adapter.private_paths, *ready.private_paths),
-        )
-        return end, change
+            # Before any git command of uet's touches the tool's work (capture runs filters).
+            check_untouched(guard, input.workstream_id)
+            if not end.ok:
+                return end, (None, [])
+            # What the workspace put in (caches, included files) is never part of the change.
+            change = await capture_change(
+                repo,
+                tree,
+                input.base_sha,
+                self.state,
+                input.run_id,
+                (*adapter.private_paths, *ready.private_paths),
+            )
+            return end, change
 
     @staticmethod
     def _tool_env(input: ToolRunInput) -> dict[str, str]:

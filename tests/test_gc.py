@@ -196,7 +196,7 @@ def test_the_plan_names_exactly_the_left_overs_and_apply_removes_them(tmp_path: 
     sizes = {item.path: item.size for item in plan.items}
     assert sizes[str(h.dead)] >= 4096
     assert plan.total == sum(item.size for item in plan.items)
-    assert set(plan.usage) == {"worktrees", "caches", "artifacts", "runs"}
+    assert set(plan.usage) == {"worktrees", "pool", "caches", "artifacts", "runs"}
     assert plan.usage["worktrees"] >= 4096
 
     done = gc.apply(plan)

@@ -19,6 +19,7 @@ owner in its worktrees counts as open whatever the caller says.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -150,8 +151,10 @@ def plan_gc(
     _plan_refs(plan, reports, open_ids, limit)
     _plan_artifacts(plan, reports, open_ids, open_artifacts, limit)
     _plan_caches(plan, limit)
+    _plan_pool(plan, limit)
     plan.usage = {
-        part: tree_size(home / part) for part in ("worktrees", "caches", "artifacts", "runs")
+        part: tree_size(home / part)
+        for part in ("worktrees", "pool", "caches", "artifacts", "runs")
     }
     return plan
 
@@ -478,6 +481,31 @@ def _plan_caches(plan: GcPlan, limit: float) -> None:
             )
 
 
+def _plan_pool(plan: GcPlan, limit: float) -> None:
+    """Pooled checkouts (activities/lib/workspace/pool.py) not used since the limit."""
+    for repo in _subdirs(plan.home / "pool"):
+        for slot in _subdirs(repo):
+            if _mtime(slot / "slot.json") < limit and _slot_free(slot):
+                plan.items.append(
+                    GcItem("pool", str(slot), tree_size(slot), "a pooled checkout unused since")
+                )
+
+
+def _slot_free(slot: Path) -> bool:
+    """Nobody holds the slot's lock now."""
+    try:
+        fd = os.open(slot.parent / f"{slot.name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def _maybe_tmp(plan: GcPlan, path: Path) -> None:
     if _mtime(path) < plan.now - TMP_MAX_AGE_S:
         plan.items.append(
@@ -538,6 +566,8 @@ def _still_goes(item: GcItem, limit: float) -> str | None:
             return "used since the plan"
     elif item.kind == "artifact" and _mtime(path) >= limit:
         return "stored again since the plan"
+    elif item.kind == "pool" and (_mtime(path / "slot.json") >= limit or not _slot_free(path)):
+        return "in use again"
     return None
 
 

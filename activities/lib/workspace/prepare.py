@@ -45,6 +45,12 @@ def user_work_tree(repo: Git, repo_path: str) -> Path | None:
     return None if repo.git_dir.resolve() == root else root
 
 
+async def wanted_caches(spec: WorkspaceSpec, repo: Git, commit: str) -> dict[str, str]:
+    """Cached path → key, for ``commit``: what a reused checkout may keep."""
+    keys = await cache.cache_keys(repo, commit, spec.cache, spec.setup)
+    return {key.entry.path: key.key for key in keys}
+
+
 def private_paths(spec: WorkspaceSpec) -> tuple[str, ...]:
     """Globs (git pathspec ``glob`` magic) for everything the workspace puts in a checkout."""
     out: list[str] = []
@@ -65,15 +71,19 @@ async def prepared(
     commit: str,
     tree: Path,
     scratch: Path,
+    kept: dict[str, str] | None = None,
 ) -> AsyncIterator[Prepared]:
-    """``tree`` (a checkout of ``commit``) ready for the step, its ports held meanwhile."""
+    """``tree`` (a checkout of ``commit``) ready for the step, its ports held meanwhile.
+    ``kept``: cached paths (→ key) a reused checkout has already."""
     started = time.monotonic()
     with leased_ports(state.home, spec.ports) as ports:
         env = {**spec.env, **port_env(ports)}
         ready = Prepared(env=env, private_paths=private_paths(spec))
         if spec.include or spec.setup or spec.cache:
             await _include(spec, repo, user_tree, commit, tree)
-            await _caches_or_setup(spec, ready, state, repo, commit, tree, scratch, user_tree)
+            await _caches_or_setup(
+                spec, ready, state, repo, commit, tree, scratch, user_tree, kept or {}
+            )
         ready.seconds = round(time.monotonic() - started, 3)
         yield ready
 
@@ -121,13 +131,20 @@ async def _caches_or_setup(
     tree: Path,
     scratch: Path,
     user_tree: Path | None,
+    kept: dict[str, str],
 ) -> None:
     keys = await cache.cache_keys(repo, commit, spec.cache, spec.setup)
     found = [cache.lookup(state.home, key) for key in keys]
-    if keys and all(folder is not None for folder in found):
+    if keys and all(
+        folder is not None or kept.get(key.entry.path) == key.key
+        for key, folder in zip(keys, found, strict=True)
+    ):
         for key, folder in zip(keys, found, strict=True):
-            assert folder is not None
-            await asyncio.to_thread(cache.restore, folder, key, tree)
+            if kept.get(key.entry.path) != key.key:  # a reused checkout may have it already
+                assert folder is not None
+                await asyncio.to_thread(cache.restore, folder, key, tree)
+            elif folder is not None:
+                cache.touch(folder)
             ready.cache_hits.append(key.entry.path)
         return
     if not spec.setup:

@@ -1,0 +1,161 @@
+"""The checkout pool: a reused checkout, whatever the last step did to it, is exactly what a
+fresh checkout of the new commit is — file by file, modes, symlinks and empty-directory
+removal included — except the cached directories it was told to keep."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from helpers import git_out
+
+from activities.lib.git import checkout, open_repository
+from activities.lib.workspace.pool import checkout_slot
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every path but .git: (kind, mode bits, content or link target)."""
+    found: dict[str, tuple[str, int, bytes]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not (d == ".git" and Path(dirpath) == root)]
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            info = path.lstat()
+            relative = str(path.relative_to(root))
+            if stat.S_ISLNK(info.st_mode):
+                found[relative] = ("link", 0, os.readlink(path).encode())
+            elif stat.S_ISDIR(info.st_mode):
+                if not (path.is_dir() and name == ".git"):
+                    found[relative] = ("dir", 0, b"")
+            else:
+                found[relative] = ("file", stat.S_IMODE(info.st_mode) & 0o111, path.read_bytes())
+    return found
+
+
+def mess_up(tree: Path) -> None:
+    """What a tool may leave behind."""
+    (tree / "a.txt").write_text("changed\n")
+    (tree / "run.sh").chmod(0o644)  # lost its x bit
+    (tree / "sub" / "deep.txt").unlink()
+    (tree / "link").unlink()
+    (tree / "link").write_text("not a link any more\n")
+    (tree / "new.txt").write_text("untracked\n")
+    (tree / "build").mkdir()
+    (tree / "build" / "out.o").write_bytes(b"\0\1")  # ignored by .gitignore
+    (tree / "nested").mkdir()
+    subprocess.run(["git", "init", "-q", str(tree / "nested")], check=True)
+    (tree / "emptydir").mkdir()
+    (tree / ".venv").mkdir()
+    (tree / ".venv" / "kept").write_text("cached\n")
+    git = ["git", "-C", str(tree)]
+    subprocess.run([*git, "config", "alias.x", "!touch PWNED"], check=True)
+    hooks = tree / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "post-checkout").write_text("#!/bin/sh\ntouch HOOKED\n")
+    (hooks / "post-checkout").chmod(0o755)
+    (tree / ".git" / "info").mkdir(exist_ok=True)
+    (tree / ".git" / "info" / "attributes").write_text("* filter=evil\n")
+    subprocess.run([*git, "add", "a.txt", "new.txt", "link"], check=True)  # the index: theirs
+
+
+async def test_a_reused_checkout_is_a_fresh_one(make_repo, tmp_path: Path) -> None:
+    repo_dir: Path = make_repo(
+        {"a.txt": "a\n", "run.sh": "#!/bin/sh\necho hi\n", "sub/deep.txt": "d\n"}
+    )
+    (repo_dir / "run.sh").chmod(0o755)
+    (repo_dir / "link").symlink_to("a.txt")
+    (repo_dir / ".gitignore").write_text("build/\n.venv/\n")
+    git_out(repo_dir, "add", "-A")
+    git_out(repo_dir, "commit", "-qm", "modes and a link")
+    first = git_out(repo_dir, "rev-parse", "HEAD")
+    (repo_dir / "b.txt").write_text("b\n")
+    (repo_dir / "sub" / "deep.txt").write_text("d2\n")
+    git_out(repo_dir, "add", "-A")
+    git_out(repo_dir, "commit", "-qm", "second")
+    second = git_out(repo_dir, "rev-parse", "HEAD")
+    repo = await open_repository(repo_dir)
+    home = tmp_path / "home"
+
+    async with checkout_slot(home, repo, first, {}, fallback=tmp_path / "x") as slot:
+        assert not slot.reused
+        mess_up(slot.tree)
+    for commit, keep in ((second, {}), (first, {".venv": "K"})):
+        async with checkout_slot(home, repo, commit, keep, fallback=tmp_path / "x") as slot:
+            assert slot.reused
+            fresh = tmp_path / f"fresh-{commit[:7]}"
+            fresh.mkdir()
+            await checkout(repo, commit, fresh)
+            got, want = snapshot(slot.tree), snapshot(fresh)
+            assert got == want, set(got.items()) ^ set(want.items())
+            assert not (slot.tree / "HOOKED").exists() and not (slot.tree / "PWNED").exists()
+            assert "alias" not in (slot.tree / ".git" / "config").read_text()
+            status = subprocess.run(
+                ["git", "-C", str(slot.tree), "status", "--porcelain", "--ignored"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert status == ""
+            # A cached dir, made by this step (its key K is wanted): the next may keep it.
+            (slot.tree / ".venv").mkdir(exist_ok=True)
+            (slot.tree / ".venv" / "kept").write_text("cached\n")
+    # The last round kept .venv (its key held); a fresh checkout has none, the rest is equal.
+    async with checkout_slot(home, repo, first, {".venv": "K"}, fallback=tmp_path / "x") as slot:
+        assert slot.caches == {".venv": "K"}
+        assert (slot.tree / ".venv" / "kept").read_text() == "cached\n"
+        got = {k: v for k, v in snapshot(slot.tree).items() if not k.startswith(".venv")}
+        assert got == snapshot(tmp_path / f"fresh-{first[:7]}")
+    # Another key: the cached dir goes.
+    async with checkout_slot(
+        home, repo, first, {".venv": "OTHER"}, fallback=tmp_path / "x"
+    ) as slot:
+        assert not (slot.tree / ".venv").exists()
+
+
+async def test_busy_slots_give_more_checkouts_and_a_freed_one_is_reused(
+    make_repo, tmp_path: Path
+) -> None:
+    repo_dir: Path = make_repo({"a.txt": "a\n"})
+    head = git_out(repo_dir, "rev-parse", "HEAD")
+    repo = await open_repository(repo_dir)
+    home = tmp_path / "home"
+    async with (
+        checkout_slot(home, repo, head, {}, fallback=tmp_path / "f1") as one,
+        checkout_slot(home, repo, head, {}, fallback=tmp_path / "f2") as two,
+    ):
+        assert one.tree != two.tree
+    async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "f3") as again:
+        assert again.reused and again.tree in (one.tree, two.tree)
+
+
+async def test_gc_removes_pooled_checkouts_unused_since_the_limit_but_not_a_held_one(
+    make_repo, tmp_path: Path
+) -> None:
+    import time
+
+    from activities.lib import gc
+
+    repo_dir: Path = make_repo({"a.txt": "a\n"})
+    head = git_out(repo_dir, "rev-parse", "HEAD")
+    repo = await open_repository(repo_dir)
+    home = tmp_path / "home"
+    async with (
+        checkout_slot(home, repo, head, {}, fallback=tmp_path / "f1") as old,
+        checkout_slot(home, repo, head, {}, fallback=tmp_path / "f2") as held,
+    ):
+        pass
+    month_ago = time.time() - 30 * 86400
+    for slot in (old, held):
+        os.utime(slot.tree.parent / "slot.json", (month_ago, month_ago))
+    async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "f3") as busy:
+        os.utime(busy.tree.parent / "slot.json", (month_ago, month_ago))  # old, but in use
+        plan = gc.plan_gc(home, 14 * 86400, set(), time.time())
+        pooled = [item for item in plan.items if item.kind == "pool"]
+        assert [Path(item.path) for item in pooled] == [
+            s.tree.parent for s in (old, held) if s.tree.parent != busy.tree.parent
+        ]
+        gc.apply(plan)
+        assert busy.tree.is_dir()
+    assert sum(1 for p in (old, held) if p.tree.parent.exists()) == 1  # the busy one stays
