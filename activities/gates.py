@@ -16,6 +16,7 @@ from temporalio import activity
 from activities.lib.errors.engine import Classification, classify
 from activities.lib.expectations import read_output, unmet_expectation
 from activities.lib.git import Git, checkout, clean_env, open_repository
+from activities.lib.heartbeat import heartbeating
 from activities.lib.process import missing_program, run_process
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry.insights import is_flaky
@@ -66,6 +67,7 @@ class GateActivities:
         self.state = state
 
     @activity.defn
+    @heartbeating
     async def run_gates(self, input: GateRunInput) -> GateRunResult:
         repo = await open_repository(input.repo_path)
         scratch = self.state.scratch(input.run_id, input.label, f"gates-{input.commit_sha[:12]}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.lib.git import Git, checkout, clean_env, open_repository
+from activities.lib.heartbeat import heartbeating
 from activities.lib.process import argv_for, run_process
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry import patterns
@@ -153,6 +154,7 @@ class RecoveryActivities:
         )
 
     @activity.defn
+    @heartbeating
     async def run_recovery(self, input: RecoveryRunInput) -> ToolRunResult:
         started = time.monotonic()
         repo = await open_repository(input.repo_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from activities.lib.adapters import ADAPTERS, Adapter, ToolContext, ToolEnd
 from activities.lib.errors.engine import Classification, classify
 from activities.lib.feedback import render_feedback
 from activities.lib.git import Git, clean_env, open_repository
+from activities.lib.heartbeat import heartbeating
 from activities.lib.repo_guard import Snapshot, check_untouched
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry.recorder import (
@@ -44,6 +46,7 @@ class ToolActivities:
         self.state = state
 
     @activity.defn
+    @heartbeating
     async def run_tool(self, input: ToolRunInput) -> ToolRunResult:
         started = time.monotonic()
         try:
@@ -165,6 +168,7 @@ class ToolActivities:
                 self.state,
                 input.run_id,
                 (*adapter.private_paths, *ready.private_paths),
+                seed_index=slot.pristine_index(),
             )
             return end, change
 
@@ -188,12 +192,18 @@ async def capture_change(
     state: StateDir,
     run_id: str,
     private_paths: tuple[str, ...] = (),
+    seed_index: Path | None = None,
 ) -> tuple[bytes | None, list[str]]:
     """Everything the tool left in the work tree — its commits, edits and new files — as one
     diff against the base, through a temporary index in the *user's* git dir (trusted config),
     so nothing the tool did to its own ``.git`` can influence the capture."""
     async with state.private_index(repo.with_(work_tree=tree), run_id) as git:
-        await git.run("read-tree", base_sha)
+        if seed_index is not None and git.index_file is not None:
+            # An index uet wrote for this very tree at the base (a pooled checkout's): its
+            # stat data spares hashing every unchanged file again.
+            shutil.copyfile(seed_index, git.index_file)
+        else:
+            await git.run("read-tree", base_sha)
         await git.run("add", "--all", "--", ".")
         if private_paths:
             # The tool's own caches and histories, and what the workspace put in, are not part

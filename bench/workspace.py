@@ -363,7 +363,12 @@ async def main(args: argparse.Namespace) -> None:
                     workspace["cache"] = [{"path": ".deps", "key": ["deps.lock"]}]
                 the_spec = spec(phase_id, args.workstreams, workspace, times)
                 started = time.monotonic()
-                record = await run_phase(env.client, settings, run_input(the_spec, repo))
+                # The run's default heartbeat timeout (the tests' helper uses 5 s): a checkout
+                # does not heartbeat, and one of a big repository can take longer than that.
+                the_input = run_input(the_spec, repo, heartbeat_timeout_s=args.heartbeat_s)
+                record = await asyncio.wait_for(
+                    run_phase(env.client, settings, the_input), timeout=args.run_timeout_s
+                )
                 makespan = time.monotonic() - started
                 if record.status != "completed":
                     print(f"{name}: the run {record.status}: {record.reason}", flush=True)
@@ -419,7 +424,13 @@ if __name__ == "__main__":
     parser.add_argument("--setup-mb", type=float, default=100, help="what setup writes")
     parser.add_argument("--setup-s", type=float, default=10, help="setup's sleep")
     parser.add_argument("--workstreams", type=int, default=20)
+    parser.add_argument("--heartbeat-s", type=float, default=30, help="the run's heartbeat timeout")
+    parser.add_argument("--run-timeout-s", type=float, default=600, help="give up on a run after")
     parser.add_argument("--tmp", default=None, help="where to work (its file system is measured)")
-    asyncio.run(main(parser.parse_args()))
+    try:
+        asyncio.run(main(parser.parse_args()))
+    except TimeoutError:
+        print("a run did not finish within --run-timeout-s", flush=True)
+        os._exit(1)
     sys.stdout.flush()
     os._exit(0)  # skip interpreter finalization under the Temporal core's threads

@@ -159,3 +159,28 @@ async def test_gc_removes_pooled_checkouts_unused_since_the_limit_but_not_a_held
         gc.apply(plan)
         assert busy.tree.is_dir()
     assert sum(1 for p in (old, held) if p.tree.parent.exists()) == 1  # the busy one stays
+
+
+async def test_a_slot_whose_git_was_swapped_for_another_repository_never_touches_it(
+    make_repo, tmp_path: Path
+) -> None:
+    other: Path = make_repo({"other.txt": "other\n"}, name="other")
+    before = (git_out(other, "for-each-ref"), (other / ".git" / "config").read_text())
+    repo_dir: Path = make_repo({"a.txt": "a\n"})
+    head = git_out(repo_dir, "rev-parse", "HEAD")
+    repo = await open_repository(repo_dir)
+    home = tmp_path / "home"
+    for swap in ("pointer", "symlink"):
+        async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "f") as slot:
+            dot = slot.tree / ".git"
+            subprocess.run(["rm", "-rf", str(dot)], check=True)
+            if swap == "pointer":
+                dot.write_text(f"gitdir: {other}/.git\n")
+            else:
+                dot.symlink_to(other / ".git")
+        async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "f") as slot:
+            assert slot.reused and (slot.tree / ".git").is_dir()
+            assert not (slot.tree / ".git").is_symlink()
+            assert (slot.tree / "a.txt").read_text() == "a\n"
+    assert (git_out(other, "for-each-ref"), (other / ".git" / "config").read_text()) == before
+    assert git_out(other, "status", "--porcelain") == ""

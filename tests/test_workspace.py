@@ -117,7 +117,7 @@ async def test_a_project_needing_its_package_and_env_passes_with_a_workspace(
     # The user's repository: untouched (their branch, index, work tree and the .env).
     assert git_out(repo, "status", "--porcelain", "--ignored") == status_before
     assert (repo / ".env").read_text() == "GREETING=hello\n"
-    caches = list((settings.home / "caches").iterdir())
+    caches = [p for p in (settings.home / "caches").iterdir() if p.is_dir()]
     assert len(caches) == 1 and (caches[0] / "meta.json").is_file()
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -43,7 +44,15 @@ class StateDir:
         """A fresh, empty directory for one activity attempt (left-overs of a crashed attempt
         are removed first, so a retry starts from nothing)."""
         path = self.run_dir(run_id).joinpath(*parts)
-        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            # Moved aside first: a cancelled attempt's process may still be writing into it,
+            # and whatever it writes then goes with the old copy, not into the new one.
+            aside = path.with_name(f".tmp-gone-{path.name}-{uuid.uuid4().hex[:8]}")
+            try:
+                path.rename(aside)
+            except OSError:
+                aside = path
+            shutil.rmtree(aside, ignore_errors=True)
         path.mkdir(parents=True)
         write_owner(path)
         return path

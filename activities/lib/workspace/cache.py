@@ -13,6 +13,9 @@ saved, and rewritten to the new checkout's path when it is restored.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import json
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +89,33 @@ def lookup(home: Path, key: CacheKey) -> Path | None:
     """The populated cache for ``key``, or None."""
     folder = caches_dir(home) / key.key
     return folder if (folder / "meta.json").is_file() else None
+
+
+@contextlib.asynccontextmanager
+async def populating(home: Path, keys: list[CacheKey]) -> AsyncIterator[None]:
+    """Held while the caches for ``keys`` are made: a second checkout that wants one waits for
+    the first to save it and restores it, instead of running setup beside it. (The lock is an
+    ``flock``: a killed worker's goes with it. Waiting polls, so a cancel is not held up.)"""
+    if not keys:
+        yield
+        return
+    root = caches_dir(home)
+    root.mkdir(parents=True, exist_ok=True)
+    fds: list[int] = []
+    try:
+        for key in sorted({k.key for k in keys}):  # one order everywhere: no deadlock
+            fd = os.open(root / f".lock-{key}", os.O_CREAT | os.O_RDWR, 0o600)
+            fds.append(fd)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.2)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def touch(folder: Path) -> None:

@@ -10,9 +10,9 @@ Resetting: the tracked files go back to the commit (``git reset --hard``) and ev
 else is removed (``git clean -ffdx``) except the workspace's cached directories whose key
 still holds. ``reset --hard`` trusts the index's stat data to skip unchanged files; a tool that
 wrote the slot's index (aider commits, a hostile tool could forge entries) would break that
-trust, so the index's hash after each reset is kept and an index that changed is thrown away,
-every file written anew. Git config, hooks and attributes of the slot are rewritten or removed
-before uet runs git in it: the tool may have changed them.
+trust, so the slot's ``.git`` is made anew on each reuse (the tool may have changed its config,
+hooks, attributes or index, or replaced it with a pointer elsewhere) and uet's own copy of the
+index it wrote last time is put in.
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from activities.lib.git import Git, checkout, objects_dir
+from activities.lib.git import Git, checkout, objects_dir, run_git
 
 #: Slots per repository: more steps at once than this make checkouts of their own.
 MAX_SLOTS = 16
-#: What a slot's git config is reset to (what `git init` writes, nothing a tool added).
-CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
 
 
 @dataclass
@@ -42,6 +40,16 @@ class Slot:
     #: Cached directories (path → cache key) already in the tree and still valid.
     caches: dict[str, str] = field(default_factory=dict)
     reused: bool = False
+    #: uet's copy of the index its reset wrote (outside the tree), and its hash.
+    index_copy: Path | None = None
+    index_hash: str | None = None
+
+    def pristine_index(self) -> Path | None:
+        """An index of the commit with stat data of the files as uet left them, if its copy
+        is still what uet wrote (seeds the capture: unchanged files are not hashed again)."""
+        if self.index_copy is None or _hash(self.index_copy) != self.index_hash:
+            return None
+        return self.index_copy
 
 
 def pool_dir(home: Path) -> Path:
@@ -69,56 +77,80 @@ async def checkout_slot(
         meta_path = slot_dir / "slot.json"
         meta = _read(meta_path)
         tree = slot_dir / "tree"
-        if meta is None or not (tree / ".git").is_dir() or meta.get("repo") != str(repo.git_dir):
-            shutil.rmtree(slot_dir, ignore_errors=True)
+        usable = (
+            meta is not None
+            and meta.get("repo") == str(repo.git_dir)
+            and tree.is_dir()
+            and not tree.is_symlink()
+        )
+        if not usable:
+            _remove(slot_dir)
             tree.mkdir(parents=True)
             git = await checkout(repo, commit, tree)
             slot = Slot(tree, git)
             meta = {"repo": str(repo.git_dir), "caches": {}}
         else:
-            git = Git(git_dir=tree / ".git", work_tree=tree)
+            assert meta is not None
             kept = {p: k for p, k in meta.get("caches", {}).items() if keep.get(p) == k}
-            await _reset(git, repo, commit, kept, meta.get("index"))
+            git = await _reset(tree, slot_dir / "index", repo, commit, kept)
             slot = Slot(tree, git, caches=kept, reused=True)
-        meta["index"] = _index_hash(tree)
+        slot.index_copy = slot_dir / "index"
+        shutil.copyfile(tree / ".git" / "index", slot.index_copy)
+        slot.index_hash = meta["index"] = _hash(slot.index_copy)
         meta["caches"] = dict(slot.caches)
         meta["commit"] = commit
         _write(meta_path, meta)
         yield slot
         # What the step leaves for the next one: the caches it restored or saved.
-        meta["caches"] = {p: k for p, k in keep.items() if (tree / p).is_dir()}
+        meta["caches"] = {p: k for p, k in keep.items() if _real_dir(tree / p)}
         _write(meta_path, meta)
     finally:
         os.close(lock)
 
 
-async def _reset(
-    git: Git, repo: Git, commit: str, kept: dict[str, str], index_hash: str | None
-) -> None:
-    """The slot back to what a fresh checkout of ``commit`` is, but for ``kept``."""
-    dot = git.git_dir
-    (dot / "config").write_text(CONFIG)
-    shutil.rmtree(dot / "hooks", ignore_errors=True)
-    for name in ("attributes", "exclude", "sparse-checkout"):
-        with contextlib.suppress(FileNotFoundError):
-            (dot / "info" / name).unlink()
-    (dot / "objects" / "info").mkdir(parents=True, exist_ok=True)
-    (dot / "objects" / "info" / "alternates").write_text(f"{objects_dir(repo)}\n")
-    if index_hash is None or _index_hash(git.work_tree or dot.parent) != index_hash:
-        with contextlib.suppress(FileNotFoundError):
-            (dot / "index").unlink()  # every file is written anew
+async def _reset(tree: Path, index_copy: Path, repo: Git, commit: str, kept: dict[str, str]) -> Git:
+    """The slot back to what a fresh checkout of ``commit`` is, but for ``kept``.
+
+    Its ``.git`` is made anew whatever the step did to it (a file pointing elsewhere, a
+    symlink, hooks, config, attributes); uet's own copy of the index it wrote last time goes
+    in, so that ``reset --hard`` rewrites only the files that changed since (their stat data
+    differs: git compares ctime too, which no tool can set back)."""
+    _remove(tree / ".git")
+    git = await checkout_repository(repo, tree)
+    if index_copy.is_file():
+        shutil.copyfile(index_copy, tree / ".git" / "index")
     await git.update_ref("refs/heads/uet", commit)
-    await git.run("symbolic-ref", "HEAD", "refs/heads/uet")
     await git.run("reset", "--quiet", "--hard", "refs/heads/uet")
     excludes = [arg for path in kept for arg in ("-e", f"/{path.strip('/')}")]
     await git.run("clean", "-ffdxq", *excludes)
+    return git
 
 
-def _index_hash(tree: Path) -> str | None:
-    index = tree / ".git" / "index"
+async def checkout_repository(repo: Git, tree: Path) -> Git:
+    """A new, empty ``.git`` in ``tree`` borrowing ``repo``'s objects (as ``checkout`` makes)."""
+    await run_git("init", "--quiet", "--template=", "--initial-branch=uet", str(tree), cwd=tree)
+    alternates = tree / ".git" / "objects" / "info" / "alternates"
+    alternates.parent.mkdir(parents=True, exist_ok=True)
+    alternates.write_text(f"{objects_dir(repo)}\n")
+    return Git(git_dir=tree / ".git", work_tree=tree)
+
+
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _remove(path: Path) -> None:
+    """``path`` gone, whatever it is; a symlink is removed, never followed."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _hash(path: Path) -> str | None:
     try:
-        return hashlib.sha256(index.read_bytes()).hexdigest()
-    except FileNotFoundError:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
         return None
 
 

@@ -135,6 +135,30 @@ async def _caches_or_setup(
 ) -> None:
     keys = await cache.cache_keys(repo, commit, spec.cache, spec.setup)
     found = [cache.lookup(state.home, key) for key in keys]
+    missing = [
+        k for k, f in zip(keys, found, strict=True) if f is None and kept.get(k.entry.path) != k.key
+    ]
+    async with cache.populating(state.home, missing):
+        # Whoever held the lock before may have saved them meanwhile.
+        found = [cache.lookup(state.home, key) for key in keys]
+        await _restore_or_setup(
+            spec, ready, state, repo, commit, tree, scratch, user_tree, kept, keys, found
+        )
+
+
+async def _restore_or_setup(
+    spec: WorkspaceSpec,
+    ready: Prepared,
+    state: StateDir,
+    repo: Git,
+    commit: str,
+    tree: Path,
+    scratch: Path,
+    user_tree: Path | None,
+    kept: dict[str, str],
+    keys: list[cache.CacheKey],
+    found: list[Path | None],
+) -> None:
     if keys and all(
         folder is not None or kept.get(key.entry.path) == key.key
         for key, folder in zip(keys, found, strict=True)
