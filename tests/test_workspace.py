@@ -140,6 +140,9 @@ async def test_a_failing_setup_fails_the_workstream_with_setup_failed(
     reason = str(record.workstreams["broken"].reason)
     assert "setup_failed" in reason and "exited with 3" in reason and "no compiler" in reason
     assert tries.read_text().splitlines() == ["try", "try"]  # once more on a fresh checkout
+    events = (Path(str(record.report_dir)) / "events.jsonl").read_text()
+    (failed,) = [json.loads(e) for e in events.splitlines() if '"WORKSTREAM_FAILED"' in e]
+    assert failed["workstream_id"] == "broken" and "setup_failed" in failed["message"]
 
 
 async def test_ports_are_free_and_distinct(

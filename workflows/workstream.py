@@ -102,12 +102,13 @@ class WorkstreamWorkflow:
                 ) from None
             return result
         except Failed as failed:
-            result = self._result(WorkstreamState.FAILED, reason=failed.reason, patch=failed.patch)
+            # The event first: the result carries the events, and the run's report with it.
             self._journal.event(
                 EventType.WORKSTREAM_FAILED,
                 f"{ws_id} failed: {headline(failed.reason)}",
                 workstream_id=ws_id,
             )
+            result = self._result(WorkstreamState.FAILED, reason=failed.reason, patch=failed.patch)
             # Failed in the Web UI too; the parent reads the result from the details. Most
             # reasons from activities already name the workstream.
             prefix = f"{ws_id}: "
