@@ -28,8 +28,7 @@ from activities.lib.telemetry.recorder import (
     error_fact,
     now,
 )
-from activities.lib.workspace.pool import checkout_slot
-from activities.lib.workspace.prepare import prepared, user_work_tree, wanted_caches
+from activities.lib.workspace.prepare import workspace_checkout
 from activities.recovery import candidate_fixers, run_fixer
 from schemas.gates import GateResult, GateRunInput, GateRunResult
 from schemas.learning import Resolving
@@ -71,22 +70,14 @@ class GateActivities:
     async def run_gates(self, input: GateRunInput) -> GateRunResult:
         repo = await open_repository(input.repo_path)
         scratch = self.state.scratch(input.run_id, input.label, f"gates-{input.commit_sha[:12]}")
-        wanted = await wanted_caches(input.workspace, repo, input.commit_sha)
-        async with (
-            checkout_slot(
-                self.state.home, repo, input.commit_sha, wanted, fallback=scratch / "tree"
-            ) as slot,
-            prepared(
-                input.workspace,
-                state=self.state,
-                repo=repo,
-                user_tree=user_work_tree(repo, input.repo_path),
-                commit=input.commit_sha,
-                tree=slot.tree,
-                scratch=scratch,
-                kept=slot.caches,
-            ) as ready,
-        ):
+        async with workspace_checkout(
+            input.workspace,
+            state=self.state,
+            repo=repo,
+            repo_path=input.repo_path,
+            commit=input.commit_sha,
+            scratch=scratch,
+        ) as (slot, ready):
             tree = slot.tree
             # The gates see what the tool saw: setup, caches, included files, env and ports.
             within = input.model_copy(update={"env": {**ready.env, **input.env}})

@@ -24,8 +24,7 @@ from activities.lib.telemetry.recorder import (
     now,
     scope_signature,
 )
-from activities.lib.workspace.pool import checkout_slot
-from activities.lib.workspace.prepare import prepared, user_work_tree, wanted_caches
+from activities.lib.workspace.prepare import workspace_checkout
 from schemas.tools import ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.
@@ -129,22 +128,14 @@ class ToolActivities:
         env: dict[str, str],
     ) -> tuple[ToolEnd, tuple[bytes | None, list[str]]]:
         """The tool in a throwaway checkout at the base; its change captured as a diff."""
-        wanted = await wanted_caches(input.workspace, repo, input.base_sha)
-        async with (
-            checkout_slot(
-                self.state.home, repo, input.base_sha, wanted, fallback=scratch / "tree"
-            ) as slot,
-            prepared(
-                input.workspace,
-                state=self.state,
-                repo=repo,
-                user_tree=user_work_tree(repo, input.repo_path),
-                commit=input.base_sha,
-                tree=slot.tree,
-                scratch=scratch,
-                kept=slot.caches,
-            ) as ready,
-        ):
+        async with workspace_checkout(
+            input.workspace,
+            state=self.state,
+            repo=repo,
+            repo_path=input.repo_path,
+            commit=input.base_sha,
+            scratch=scratch,
+        ) as (slot, ready):
             tree, local = slot.tree, slot.git
             env = {**ready.env, **env}
             ctx = ToolContext(

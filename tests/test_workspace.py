@@ -185,24 +185,28 @@ async def test_ports_are_free_and_distinct(
 
 async def test_a_cache_key_follows_its_files_the_setup_and_nothing_else(make_repo) -> None:
     from activities.lib.git import open_repository
-    from activities.lib.workspace.cache import cache_keys
+    from activities.lib.workspace.cache import cache_keys, tree_listing
     from schemas.spec import CacheEntry
 
     repo_dir: Path = make_repo({"deps.lock": "a==1\n", "src/x.py": "x = 1\n"})
     repo = await open_repository(repo_dir)
     entry = [CacheEntry(path=".venv", key=["deps.lock", "requirements*.txt"])]
     first = git_out(repo_dir, "rev-parse", "HEAD")
-    (one,) = await cache_keys(repo, first, entry, ["make deps"])
+    (one,) = cache_keys(await tree_listing(repo, first), entry, ["make deps"])
     (repo_dir / "src/x.py").write_text("x = 2\n")
     git_out(repo_dir, "commit", "-qam", "code only")
-    (same,) = await cache_keys(repo, git_out(repo_dir, "rev-parse", "HEAD"), entry, ["make deps"])
+    (same,) = cache_keys(
+        await tree_listing(repo, git_out(repo_dir, "rev-parse", "HEAD")), entry, ["make deps"]
+    )
     assert same.key == one.key  # code changed, the key files did not
-    (other_setup,) = await cache_keys(repo, first, entry, ["make deps FAST=1"])
+    (other_setup,) = cache_keys(await tree_listing(repo, first), entry, ["make deps FAST=1"])
     assert other_setup.key != one.key
     (repo_dir / "requirements-dev.txt").write_text("b==2\n")
     git_out(repo_dir, "add", "requirements-dev.txt")
     git_out(repo_dir, "commit", "-qm", "a new requirements file")
-    (grown,) = await cache_keys(repo, git_out(repo_dir, "rev-parse", "HEAD"), entry, ["make deps"])
+    (grown,) = cache_keys(
+        await tree_listing(repo, git_out(repo_dir, "rev-parse", "HEAD")), entry, ["make deps"]
+    )
     assert grown.key != one.key and [f for f, _ in grown.files] == [
         "deps.lock",
         "requirements-dev.txt",

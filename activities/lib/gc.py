@@ -19,7 +19,6 @@ owner in its worktrees counts as open whatever the caller says.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.lib.state_dir import OWNER_FILE, boot_id, process_start, read_owner
+from activities.lib.workspace.pool import is_free
 
 #: A run whose report says one of these has ended.
 CLOSED_STATES = {"completed", "failed", "rolled_back", "canceled"}
@@ -485,25 +485,10 @@ def _plan_pool(plan: GcPlan, limit: float) -> None:
     """Pooled checkouts (activities/lib/workspace/pool.py) not used since the limit."""
     for repo in _subdirs(plan.home / "pool"):
         for slot in _subdirs(repo):
-            if _mtime(slot / "slot.json") < limit and _slot_free(slot):
+            if _mtime(slot / "slot.json") < limit and is_free(slot):
                 plan.items.append(
                     GcItem("pool", str(slot), tree_size(slot), "a pooled checkout unused since")
                 )
-
-
-def _slot_free(slot: Path) -> bool:
-    """Nobody holds the slot's lock now."""
-    try:
-        fd = os.open(slot.parent / f"{slot.name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
 
 
 def _maybe_tmp(plan: GcPlan, path: Path) -> None:
@@ -566,7 +551,7 @@ def _still_goes(item: GcItem, limit: float) -> str | None:
             return "used since the plan"
     elif item.kind == "artifact" and _mtime(path) >= limit:
         return "stored again since the plan"
-    elif item.kind == "pool" and (_mtime(path / "slot.json") >= limit or not _slot_free(path)):
+    elif item.kind == "pool" and (_mtime(path / "slot.json") >= limit or not is_free(path)):
         return "in use again"
     return None
 

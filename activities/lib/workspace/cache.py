@@ -49,26 +49,29 @@ def caches_dir(home: Path) -> Path:
     return home / "caches"
 
 
-async def cache_keys(
-    repo: Git, commit: str, entries: list[CacheEntry], setup: list[Command]
-) -> list[CacheKey]:
-    """Each entry's key, from the blob ids of its key files at ``commit`` (git hashes the
-    content already: nothing is read from disk)."""
+async def tree_listing(repo: Git, commit: str) -> dict[str, str]:
+    """Every file at ``commit``: path → blob id (git has hashed the content already)."""
     listing = await repo.out("ls-tree", "-r", "-z", "--full-tree", commit)
-    blobs: list[tuple[str, str]] = []
+    blobs: dict[str, str] = {}
     for record in listing.split("\0"):
-        if not record:
-            continue
         meta, _, path = record.partition("\t")
         parts = meta.split()
         if len(parts) == 3 and parts[1] == "blob":
-            blobs.append((path, parts[2]))
+            blobs[path] = parts[2]
+    return blobs
+
+
+def cache_keys(
+    blobs: dict[str, str], entries: list[CacheEntry], setup: list[Command]
+) -> list[CacheKey]:
+    """Each entry's key, from the blob ids of its key files (``tree_listing``): nothing is
+    read from disk."""
     keys = []
     for entry in entries:
         files = tuple(
             sorted(
                 (path, blob)
-                for path, blob in blobs
+                for path, blob in blobs.items()
                 if any(fnmatch.fnmatch(path, pattern) for pattern in entry.key)
             )
         )

@@ -154,6 +154,21 @@ def _hash(path: Path) -> str | None:
         return None
 
 
+def is_free(slot: Path) -> bool:
+    """Nobody holds the lock of the slot at ``slot`` (``pool/<repo>/<n>``) now."""
+    try:
+        fd = os.open(slot.parent / f"{slot.name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def _take(folder: Path) -> tuple[int, int] | None:
     """A free slot's lock (fd) and number (a new number when all in use are taken); None
     when MAX_SLOTS are in use."""

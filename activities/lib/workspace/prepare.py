@@ -23,6 +23,7 @@ from activities.lib.git import Git, checkout, clean_env
 from activities.lib.process import exit_description, run_process
 from activities.lib.state_dir import StateDir
 from activities.lib.workspace import cache
+from activities.lib.workspace.pool import Slot, checkout_slot
 from activities.lib.workspace.ports import leased_ports, port_env
 from schemas.spec import WorkspaceSpec
 
@@ -45,12 +46,6 @@ def user_work_tree(repo: Git, repo_path: str) -> Path | None:
     return None if repo.git_dir.resolve() == root else root
 
 
-async def wanted_caches(spec: WorkspaceSpec, repo: Git, commit: str) -> dict[str, str]:
-    """Cached path → key, for ``commit``: what a reused checkout may keep."""
-    keys = await cache.cache_keys(repo, commit, spec.cache, spec.setup)
-    return {key.entry.path: key.key for key in keys}
-
-
 def private_paths(spec: WorkspaceSpec) -> tuple[str, ...]:
     """Globs (git pathspec ``glob`` magic) for everything the workspace puts in a checkout."""
     out: list[str] = []
@@ -62,47 +57,116 @@ def private_paths(spec: WorkspaceSpec) -> tuple[str, ...]:
 
 
 @contextlib.asynccontextmanager
-async def prepared(
+async def workspace_checkout(
     spec: WorkspaceSpec,
     *,
     state: StateDir,
     repo: Git,
-    user_tree: Path | None,
+    repo_path: str,
     commit: str,
-    tree: Path,
     scratch: Path,
-    kept: dict[str, str] | None = None,
-) -> AsyncIterator[Prepared]:
-    """``tree`` (a checkout of ``commit``) ready for the step, its ports held meanwhile.
-    ``kept``: cached paths (→ key) a reused checkout has already."""
-    started = time.monotonic()
-    with leased_ports(state.home, spec.ports) as ports:
-        env = {**spec.env, **port_env(ports)}
-        ready = Prepared(env=env, private_paths=private_paths(spec))
-        if spec.include or spec.setup or spec.cache:
-            await _include(spec, repo, user_tree, commit, tree)
-            await _caches_or_setup(
-                spec, ready, state, repo, commit, tree, scratch, user_tree, kept or {}
+) -> AsyncIterator[tuple[Slot, Prepared]]:
+    """A checkout of ``commit`` (pooled: activities/lib/workspace/pool.py) ready for the
+    step, the tool's or the gates', its ports held meanwhile."""
+    needed = bool(spec.include or spec.setup or spec.cache)
+    # One listing of the commit serves the cache keys and the include check.
+    tracked = await cache.tree_listing(repo, commit) if needed else {}
+    keys = cache.cache_keys(tracked, spec.cache, spec.setup)
+    wanted = {key.entry.path: key.key for key in keys}
+    async with checkout_slot(state.home, repo, commit, wanted, fallback=scratch / "tree") as slot:
+        started = time.monotonic()
+        with leased_ports(state.home, spec.ports) as ports:
+            ready = Prepared(env={**spec.env, **port_env(ports)}, private_paths=private_paths(spec))
+            if needed:
+                step = _Step(
+                    spec, state, repo, commit, slot.tree, scratch,
+                    user_work_tree(repo, repo_path), ready, tracked,
+                )  # fmt: skip
+                step.include()
+                await step.caches_or_setup(keys, slot.caches)
+            ready.seconds = round(time.monotonic() - started, 3)
+            yield slot, ready
+
+
+@dataclass
+class _Step:
+    """One step's checkout being made ready."""
+
+    spec: WorkspaceSpec
+    state: StateDir
+    repo: Git
+    commit: str
+    tree: Path
+    scratch: Path
+    user_tree: Path | None
+    ready: Prepared
+    tracked: dict[str, str]
+
+    def include(self) -> None:
+        """Untracked files of the user's work tree (``.env``, local config) copied in: read,
+        never written; a tracked path keeps the commit's content."""
+        if not self.spec.include or self.user_tree is None:
+            return
+        for path in _matches(self.user_tree, self.spec.include):
+            relative = path.relative_to(self.user_tree).as_posix()
+            if relative in self.tracked or path.is_symlink() or not path.is_file():
+                continue  # a symlink could lead a tool back into the user's tree
+            target = self.tree / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+    async def caches_or_setup(self, keys: list[cache.CacheKey], kept: dict[str, str]) -> None:
+        """Every cache restored (or kept by a reused checkout), else setup run and the
+        missing caches saved; one checkout populates a key while the others wait for it."""
+        home = self.state.home
+        missing = [
+            k for k in keys if cache.lookup(home, k) is None and kept.get(k.entry.path) != k.key
+        ]
+        async with cache.populating(home, missing):
+            # Whoever held the lock before may have saved them meanwhile.
+            found = [cache.lookup(home, key) for key in keys]
+            if keys and all(
+                folder is not None or kept.get(key.entry.path) == key.key
+                for key, folder in zip(keys, found, strict=True)
+            ):
+                for key, folder in zip(keys, found, strict=True):
+                    if kept.get(key.entry.path) != key.key:  # a reused checkout may have it
+                        assert folder is not None
+                        await asyncio.to_thread(cache.restore, folder, key, self.tree)
+                    elif folder is not None:
+                        cache.touch(folder)
+                    self.ready.cache_hits.append(key.entry.path)
+                return
+            if not self.spec.setup:
+                return
+            await self.setup()
+            self.ready.setup_ran = True
+            for key, folder in zip(keys, found, strict=True):
+                if folder is None:
+                    await asyncio.to_thread(cache.save, home, key, self.tree)
+
+    async def setup(self) -> None:
+        """The setup commands in order, within ``setup_timeout_s``; once more on a fresh
+        checkout when they fail."""
+        for attempt in (1, 2):
+            failure = await _run_setup(self.spec, self.ready, self.tree, self.scratch, attempt)
+            if failure is None:
+                return
+            if attempt == 1:
+                shutil.rmtree(self.tree)
+                self.tree.mkdir()
+                await checkout(self.repo, self.commit, self.tree)
+                self.include()
+                continue
+            log = self.state.artifacts.put_file(self.scratch / "setup.log", "text/plain")
+            raise ApplicationError(
+                f"setup_failed: {failure} (after a second try on a fresh checkout); its log is "
+                f"artifact {log.sha256[:12]} ({log.uri}); fix the workspace's setup commands "
+                "or what they need",
+                {"reason_code": "setup_failed", "log": log.model_dump(mode="json")},
+                type="SetupFailed",
+                non_retryable=True,
             )
-        ready.seconds = round(time.monotonic() - started, 3)
-        yield ready
-
-
-async def _include(
-    spec: WorkspaceSpec, repo: Git, user_tree: Path | None, commit: str, tree: Path
-) -> None:
-    """Untracked files of the user's work tree (``.env``, local config) copied in: read, never
-    written; a tracked path keeps the commit's content."""
-    if not spec.include or user_tree is None:
-        return
-    tracked = set((await repo.out("ls-tree", "-r", "-z", "--name-only", commit)).split("\0"))
-    for path in _matches(user_tree, spec.include):
-        relative = path.relative_to(user_tree).as_posix()
-        if relative in tracked or path.is_symlink() or not path.is_file():
-            continue  # a symlink could lead a tool back into the user's tree
-        target = tree / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
 
 
 def _matches(root: Path, patterns: list[str]) -> list[Path]:
@@ -115,102 +179,10 @@ def _matches(root: Path, patterns: list[str]) -> list[Path]:
                 found.append(candidate)
             continue
         for path in root.glob(pattern):
-            if ".git" not in path.relative_to(root).parts and fnmatch.fnmatch(
-                path.relative_to(root).as_posix(), pattern
-            ):
+            relative = path.relative_to(root)
+            if ".git" not in relative.parts and fnmatch.fnmatch(relative.as_posix(), pattern):
                 found.append(path)
     return sorted(set(found))
-
-
-async def _caches_or_setup(
-    spec: WorkspaceSpec,
-    ready: Prepared,
-    state: StateDir,
-    repo: Git,
-    commit: str,
-    tree: Path,
-    scratch: Path,
-    user_tree: Path | None,
-    kept: dict[str, str],
-) -> None:
-    keys = await cache.cache_keys(repo, commit, spec.cache, spec.setup)
-    found = [cache.lookup(state.home, key) for key in keys]
-    missing = [
-        k for k, f in zip(keys, found, strict=True) if f is None and kept.get(k.entry.path) != k.key
-    ]
-    async with cache.populating(state.home, missing):
-        # Whoever held the lock before may have saved them meanwhile.
-        found = [cache.lookup(state.home, key) for key in keys]
-        await _restore_or_setup(
-            spec, ready, state, repo, commit, tree, scratch, user_tree, kept, keys, found
-        )
-
-
-async def _restore_or_setup(
-    spec: WorkspaceSpec,
-    ready: Prepared,
-    state: StateDir,
-    repo: Git,
-    commit: str,
-    tree: Path,
-    scratch: Path,
-    user_tree: Path | None,
-    kept: dict[str, str],
-    keys: list[cache.CacheKey],
-    found: list[Path | None],
-) -> None:
-    if keys and all(
-        folder is not None or kept.get(key.entry.path) == key.key
-        for key, folder in zip(keys, found, strict=True)
-    ):
-        for key, folder in zip(keys, found, strict=True):
-            if kept.get(key.entry.path) != key.key:  # a reused checkout may have it already
-                assert folder is not None
-                await asyncio.to_thread(cache.restore, folder, key, tree)
-            elif folder is not None:
-                cache.touch(folder)
-            ready.cache_hits.append(key.entry.path)
-        return
-    if not spec.setup:
-        return
-    await _setup(spec, ready, state, repo, commit, tree, scratch, user_tree)
-    ready.setup_ran = True
-    for key, folder in zip(keys, found, strict=True):
-        if folder is None:
-            await asyncio.to_thread(cache.save, state.home, key, tree)
-
-
-async def _setup(
-    spec: WorkspaceSpec,
-    ready: Prepared,
-    state: StateDir,
-    repo: Git,
-    commit: str,
-    tree: Path,
-    scratch: Path,
-    user_tree: Path | None,
-) -> None:
-    """The setup commands in order, within ``setup_timeout_s``; once more on a fresh
-    checkout when they fail."""
-    for attempt in (1, 2):
-        failure = await _run_setup(spec, ready, tree, scratch, attempt)
-        if failure is None:
-            return
-        if attempt == 1:
-            shutil.rmtree(tree)
-            tree.mkdir()
-            await checkout(repo, commit, tree)
-            await _include(spec, repo, user_tree, commit, tree)
-            continue
-        log = state.artifacts.put_file(scratch / "setup.log", "text/plain")
-        raise ApplicationError(
-            f"setup_failed: {failure} (after a second try on a fresh checkout); its log is "
-            f"artifact {log.sha256[:12]} ({log.uri}); fix the workspace's setup commands or "
-            "what they need",
-            {"reason_code": "setup_failed", "log": log.model_dump(mode="json")},
-            type="SetupFailed",
-            non_retryable=True,
-        )
 
 
 async def _run_setup(
