@@ -15,7 +15,7 @@ from temporalio import activity
 
 from activities.lib.errors.engine import Classification, classify
 from activities.lib.expectations import read_output, unmet_expectation
-from activities.lib.git import Git, checkout, clean_env, open_repository
+from activities.lib.git import Git, clean_env, open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import missing_program, run_process
 from activities.lib.state_dir import StateDir
@@ -28,6 +28,7 @@ from activities.lib.telemetry.recorder import (
     error_fact,
     now,
 )
+from activities.lib.workspace.cache import tree_listing
 from activities.lib.workspace.prepare import workspace_checkout
 from activities.recovery import candidate_fixers, run_fixer
 from schemas.gates import GateResult, GateRunInput, GateRunResult
@@ -248,10 +249,8 @@ class GateActivities:
         self, input: GateRunInput, resolving: Resolving, repo: Git, scratch: Path
     ) -> str | None:
         """The first candidate fixer that, run on the failing tree, makes every gate pass."""
-        probe = scratch / "failing"
-        probe.mkdir()
-        await checkout(repo, resolving.failed_commit, probe)
-        candidates = candidate_fixers(probe, resolving.category, resolving.candidates)
+        tracked = await tree_listing(repo, resolving.failed_commit)  # no checkout just to look
+        candidates = candidate_fixers(tracked, resolving.category, resolving.candidates)
         for index, (command, timeout_s) in enumerate(candidates):
             if not _has_time(reserve_s=timeout_s):
                 break

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,12 +65,12 @@ def command_text(command: Command) -> str:
 
 
 def candidate_fixers(
-    tree: Path, category: str | None, phase_rules: list[RecoveryRule]
+    paths: Iterable[str], category: str | None, phase_rules: list[RecoveryRule]
 ) -> list[tuple[str, float]]:
-    """(command, timeout) to try on a failing tree: the phase's own fixers, then the defaults
-    whose program is installed and whose files are in the tree."""
+    """(command, timeout) to try on a failing tree (its tracked ``paths``): the phase's own
+    fixers, then the defaults whose program is installed and whose files are in the tree."""
     found: list[tuple[str, float]] = [(command_text(r.command), r.timeout_s) for r in phase_rules]
-    names = [p.name for p in _files(tree)]
+    names = sorted({path.rsplit("/", 1)[-1] for path in paths})
     for fixer in DEFAULT_FIXERS:
         if category not in fixer.categories or shutil.which(argv_for(fixer.command)[0]) is None:
             continue
@@ -79,17 +80,6 @@ def candidate_fixers(
     for command, timeout in found:
         unique.setdefault(command, timeout)
     return list(unique.items())
-
-
-def _files(tree: Path, limit: int = 5000) -> list[Path]:
-    out = []
-    for path in tree.rglob("*"):
-        if ".git" in path.parts:
-            continue
-        out.append(path)
-        if len(out) >= limit:
-            break
-    return out
 
 
 async def run_fixer(
