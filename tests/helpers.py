@@ -76,6 +76,7 @@ async def wait_for_status(
     from temporalio.service import RPCError
 
     deadline = asyncio.get_running_loop().time() + timeout_s
+    status: RunRecord | None = None
     while True:
         try:
             status = await handle.query(PhaseWorkflow.status)
@@ -84,8 +85,18 @@ async def wait_for_status(
         except RPCError:
             pass
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the run never reached the expected state")
+            # Say where the run was, so a failure on CI explains itself.
+            seen = "no status" if status is None else _describe(status)
+            raise AssertionError(f"the run never reached the expected state; last seen: {seen}")
         await asyncio.sleep(0.1)
+
+
+def _describe(status: RunRecord) -> str:
+    streams = ", ".join(
+        f"{ws_id}={ws.status}" + (f" ({ws.reason})" if ws.reason else "")
+        for ws_id, ws in status.workstreams.items()
+    )
+    return f"{status.status} ({status.reason or 'no reason'}); {streams}"
 
 
 async def start_phase(
