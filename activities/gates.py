@@ -30,7 +30,7 @@ from activities.lib.telemetry.recorder import (
 )
 from activities.lib.workspace.cache import tree_listing
 from activities.lib.workspace.prepare import workspace_checkout
-from activities.recovery import candidate_fixers, run_fixer
+from activities.recovery import candidate_fixers, fixed_tree
 from schemas.gates import GateResult, GateRunInput, GateRunResult
 from schemas.learning import Resolving
 from schemas.spec import GateSpec
@@ -255,20 +255,24 @@ class GateActivities:
             if not _has_time(reserve_s=timeout_s):
                 break
             where = scratch / f"fixer-{index}"
-            _ok, patch, _files, _tail = await run_fixer(
+            where.mkdir()
+            async with fixed_tree(
                 repo,
                 self.state,
                 run_id=input.run_id,
+                repo_path=input.repo_path,
                 start_sha=resolving.failed_commit,
                 base_sha=resolving.failed_commit,
                 command=command,
                 timeout_s=timeout_s,
                 scratch=where,
                 env={"UET_RUN_ID": input.run_id},
-            )
-            if patch is None:
-                continue
-            gated = await self._run_all(input, where / "tree", where, retry_flaky=False)
+                workspace=input.workspace,
+            ) as fixed:
+                if fixed.patch is None:
+                    continue
+                within = input.model_copy(update={"env": {**fixed.env, **input.env}})
+                gated = await self._run_all(within, fixed.tree, where, retry_flaky=False)
             if not gated.failed:
                 return command
         return None

@@ -2,31 +2,34 @@
 
 A gate failed with signature S. ``find_recovery`` answers from the workstream's and the
 phase's ``recoveries:`` rules and from S's active learned pattern; ``run_recovery`` runs the
-fixer in a fresh checkout of the failing commit and captures the result as a patch against
-the workstream's base, like any tool's change — so it is validated, applied and gated the
-same way, and no AI tool call is paid for when it heals.
+fixer in a checkout of the failing commit (with the workstream's workspace: a fixer may come
+from its setup) and captures the result as a patch against the workstream's base, like any
+tool's change — so it is validated, applied and gated the same way, and no AI tool call is
+paid for when it heals.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio import activity
 
-from activities.lib.git import Git, checkout, clean_env, open_repository
+from activities.lib.git import Git, clean_env, open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import argv_for, run_process
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry import patterns
 from activities.lib.telemetry.recorder import PatternUseFact, now
+from activities.lib.workspace.prepare import workspace_checkout
 from activities.tools import capture_change
 from schemas.learning import RecoveryLookup, RecoveryPlan, RecoveryRunInput
-from schemas.spec import Command, RecoveryRule
+from schemas.spec import Command, RecoveryRule, WorkspaceSpec
 from schemas.tools import ToolRunResult
 
 
@@ -82,35 +85,59 @@ def candidate_fixers(
     return list(unique.items())
 
 
-async def run_fixer(
+@dataclass
+class Fixed:
+    """A fixer's run on a checkout of the failing tree, the checkout still held."""
+
+    ok: bool  # it exited 0 in time
+    patch: bytes | None  # the tree's change against the base
+    files: list[str]
+    tail: str
+    tree: Path
+    env: dict[str, str]  # the workspace's env and ports, for gates run on the tree
+
+
+@contextlib.asynccontextmanager
+async def fixed_tree(
     repo: Git,
     state: StateDir,
     *,
     run_id: str,
+    repo_path: str,
     start_sha: str,
     base_sha: str,
     command: Command,
     timeout_s: float,
     scratch: Path,
     env: dict[str, str],
+    workspace: WorkspaceSpec,
     private_paths: tuple[str, ...] = (),
-) -> tuple[bool, bytes | None, list[str], str]:
-    """The fixer in a fresh checkout of ``start_sha``: (it exited 0, the tree's change against
-    ``base_sha``, the files it touches, the output's tail)."""
-    tree = scratch / "tree"
-    tree.mkdir(parents=True)
-    await checkout(repo, start_sha, tree)
-    run = await run_process(
-        command,
-        cwd=tree,
-        env=clean_env(env),
-        timeout_s=timeout_s,
-        log_path=scratch / "recovery.log",
-        heartbeat_every_s=5,
-    )
-    ok = run.exit_code == 0 and not run.timed_out
-    patch, files = await capture_change(repo, tree, base_sha, state, run_id, private_paths)
-    return ok, patch, files, run.tail[-2000:]
+) -> AsyncIterator[Fixed]:
+    """The fixer run in a checkout of ``start_sha`` with the workstream's workspace (a fixer
+    such as ``ruff`` may come from the setup's environment), its change captured."""
+    async with workspace_checkout(
+        workspace, state=state, repo=repo, repo_path=repo_path, commit=start_sha, scratch=scratch
+    ) as (slot, ready):
+        run = await run_process(
+            command,
+            cwd=slot.tree,
+            env=clean_env({**ready.env, **env}),
+            timeout_s=timeout_s,
+            log_path=scratch / "recovery.log",
+            heartbeat_every_s=5,
+        )
+        with ready.step("capture"):
+            patch, files = await capture_change(
+                repo,
+                slot.tree,
+                base_sha,
+                state,
+                run_id,
+                (*private_paths, *ready.private_paths),
+                seed_index=slot.pristine_index(),
+            )
+        ok = run.exit_code == 0 and not run.timed_out
+        yield Fixed(ok, patch, files, run.tail[-2000:], slot.tree, ready.env)
 
 
 class RecoveryActivities:
@@ -155,18 +182,21 @@ class RecoveryActivities:
             "UET_BASE_SHA": input.base_sha,
             "UET_RECOVERY": input.pattern_id,
         }
-        ok, patch, files, tail = await run_fixer(
+        async with fixed_tree(
             repo,
             self.state,
             run_id=input.run_id,
+            repo_path=input.repo_path,
             start_sha=input.start_sha,
             base_sha=input.base_sha,
             command=input.command,
             timeout_s=input.timeout_s,
             scratch=scratch,
             env=env,
+            workspace=input.workspace,
             private_paths=tuple(input.private_paths),
-        )
+        ) as fixed:
+            ok, patch, files, tail = fixed.ok, fixed.patch, fixed.files, fixed.tail
         log = self.state.artifacts.put_file(scratch / "recovery.log", "text/plain")
         result = ToolRunResult(
             outcome="changed",

@@ -5,12 +5,14 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.lib.git import checkout, clean_env, open_repository
+from activities.lib.git import clean_env, open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import run_process
 from activities.lib.state_dir import StateDir
+from activities.lib.workspace.prepare import workspace_checkout
 from schemas.refs import branch_ref, workstream_branch
 from schemas.saga import CompensateInput, CompensateResult
+from schemas.spec import WorkspaceSpec
 
 
 class SagaActivities:
@@ -56,24 +58,31 @@ class SagaActivities:
         scratch = self.state.scratch(
             input.run_id, "compensation", f"{step.step_id}.{activity.info().attempt}"
         )
-        tree = scratch / "tree"
-        tree.mkdir()
-        await checkout(repo, head, tree)
-        env = clean_env(
-            {
-                "UET_RUN_ID": input.run_id,
-                "UET_WORKSTREAM_ID": step.workstream_id or "",
-                "UET_COMPENSATION": "1",
-                "UET_INTEGRATION_SHA": head,
-            }
-        )
-        result = await run_process(
-            step.command,
-            cwd=tree,
-            env=env,
-            timeout_s=input.timeout_s,
-            log_path=scratch / "compensation.log",
-        )
+        # The workstream's workspace: an undo script may need the project's setup too.
+        async with workspace_checkout(
+            step.workspace or WorkspaceSpec(),
+            state=self.state,
+            repo=repo,
+            repo_path=input.repo_path,
+            commit=head,
+            scratch=scratch,
+        ) as (slot, ready):
+            env = clean_env(
+                {
+                    **ready.env,
+                    "UET_RUN_ID": input.run_id,
+                    "UET_WORKSTREAM_ID": step.workstream_id or "",
+                    "UET_COMPENSATION": "1",
+                    "UET_INTEGRATION_SHA": head,
+                }
+            )
+            result = await run_process(
+                step.command,
+                cwd=slot.tree,
+                env=env,
+                timeout_s=input.timeout_s,
+                log_path=scratch / "compensation.log",
+            )
         if result.exit_code != 0:
             what = "timed out" if result.timed_out else f"exited with {result.exit_code}"
             raise ApplicationError(

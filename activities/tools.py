@@ -152,15 +152,16 @@ class ToolActivities:
             if not end.ok:
                 return end, (None, [])
             # What the workspace put in (caches, included files) is never part of the change.
-            change = await capture_change(
-                repo,
-                tree,
-                input.base_sha,
-                self.state,
-                input.run_id,
-                (*adapter.private_paths, *ready.private_paths),
-                seed_index=slot.pristine_index(),
-            )
+            with ready.step("capture"):
+                change = await capture_change(
+                    repo,
+                    tree,
+                    input.base_sha,
+                    self.state,
+                    input.run_id,
+                    (*adapter.private_paths, *ready.private_paths),
+                    seed_index=slot.pristine_index(),
+                )
             return end, change
 
     @staticmethod

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import statistics
@@ -148,9 +149,35 @@ def spec(phase_id: str, workstreams: int, workspace: dict[str, Any], times: Path
     )
 
 
+class WorkspaceLog(logging.Handler):
+    """The ``workspace used`` line each tool and gate step logs (activities/lib/workspace/
+    prepare.py): its preparation steps' seconds, whether the checkout was a reused one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "workspace used":
+            self.records.append(record)
+
+    def of_run(self, run_id: str) -> dict[str, list[tuple[str, bool, dict[str, float]]]]:
+        """Workstream → (step kind ``tool``/``gates``, reused, steps) of each step."""
+        out: dict[str, list[tuple[str, bool, dict[str, float]]]] = {}
+        for record in self.records:
+            parts = Path(record.scratch).parts  # type: ignore[attr-defined]
+            if run_id not in parts:
+                continue
+            ws, kind = parts[parts.index(run_id) + 1], parts[parts.index(run_id) + 2]
+            steps = dict(record.steps)  # type: ignore[attr-defined]
+            out.setdefault(ws, []).append((kind.split("-")[0], record.reused, steps))  # type: ignore[attr-defined]
+        return out
+
+
 @dataclass
 class Mode:
     name: str
+    workstreams: list[str]
     outside: list[float]  # span minus the commands' own time
     outside_report: list[float]  # span minus the report's tool and gate durations
     spans: list[float]
@@ -158,6 +185,36 @@ class Mode:
     setup_runs: int
     makespan: float
     activities: dict[str, tuple[float, float]]
+    #: Per workstream, its tool's and gates' workspace steps.
+    workspace: dict[str, list[tuple[str, bool, dict[str, float]]]]
+
+    def breakdown(self) -> list[str]:
+        """Per workstream: outside time, the workspace's part of it by step, and the rest
+        (Temporal round trips, validation, commit and merge activities)."""
+        rows = []
+        totals: dict[str, float] = {}
+        for ws, outside in zip(self.workstreams, self.outside, strict=True):
+            steps: dict[str, float] = {}
+            fresh = 0
+            for kind, reused, timings in self.workspace.get(ws, []):
+                fresh += not reused
+                for step, seconds in timings.items():
+                    steps[f"{kind}.{step}"] = steps.get(f"{kind}.{step}", 0.0) + seconds
+            used = sum(steps.values())
+            for step, seconds in steps.items():
+                totals[step] = totals.get(step, 0.0) + seconds
+            totals["rest"] = totals.get("rest", 0.0) + outside - used
+            shown = " ".join(f"{k} {v:.2f}" for k, v in sorted(steps.items()) if v >= 0.005)
+            rows.append(
+                f"  {ws}: outside {outside:6.2f}s = workspace {used:6.2f}s "
+                f"({fresh} new checkouts; {shown}) + rest {outside - used:5.2f}s"
+            )
+        n = max(1, len(self.workstreams))
+        rows.append(
+            "  mean per workstream: "
+            + ", ".join(f"{k} {v / n:.3f}s" for k, v in sorted(totals.items(), key=lambda i: -i[1]))
+        )
+        return rows
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -172,6 +229,7 @@ def measure(
     counter: Path,
     makespan: float,
     activities: dict[str, tuple[float, float]],
+    workspace: dict[str, list[tuple[str, bool, dict[str, float]]]],
 ) -> Mode:
     folder = Path(str(record.report_dir))
     events = lines(folder / "events.jsonl")
@@ -207,6 +265,8 @@ def measure(
     wss = sorted(span)
     return Mode(
         name=name,
+        workstreams=wss,
+        workspace=workspace,
         outside=[span[ws] - commands.get(ws, 0.0) for ws in wss],
         outside_report=[span[ws] - tools.get(ws, 0.0) - gates.get(ws, 0.0) for ws in wss],
         spans=[span[ws] for ws in wss],
@@ -348,6 +408,9 @@ async def main(args: argparse.Namespace) -> None:
             dev_server_extra_args=dynamic_config_args(),
         )
         settings = Settings(home=root / "home", task_queue="bench", ui_port=0)
+        steps = WorkspaceLog()
+        logging.getLogger("uet.workspace").addHandler(steps)
+        logging.getLogger("uet.workspace").setLevel(logging.INFO)
         modes: list[Mode] = []
         async with build_worker(env.client, settings):
             for name, phase_id, cached in (
@@ -377,7 +440,16 @@ async def main(args: argparse.Namespace) -> None:
                             print(f"  {ws}: {result.status}: {result.reason}", flush=True)
                     raise SystemExit(1)
                 activities = await activity_times(env.client, record.workflow_id, args.workstreams)
-                mode = measure(name, record, settings, times, counter, makespan, activities)
+                mode = measure(
+                    name,
+                    record,
+                    settings,
+                    times,
+                    counter,
+                    makespan,
+                    activities,
+                    steps.of_run(record.run_id),
+                )
                 modes.append(mode)
                 print(
                     f"{name:13} outside tool+gates per workstream: mean {mean(mode.outside):6.2f}s"
@@ -397,6 +469,7 @@ async def main(args: argparse.Namespace) -> None:
                     ),
                     flush=True,
                 )
+                print("\n".join(mode.breakdown()), flush=True)
         await env.shutdown()
     a, b = modes
     print(

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from schemas.base import GitSha, Model
-from schemas.spec import Command, Learning, RecoveryRule
+from schemas.spec import Command, Learning, RecoveryRule, WorkspaceSpec
 
 PatternState = Literal["draft", "active", "quarantined", "retired"]
 
@@ -58,6 +58,9 @@ class RecoveryRunInput(Model):
     pattern_id: str
     version: str | None = None
     private_paths: list[str] = Field(default_factory=list)
+    workspace: WorkspaceSpec = Field(
+        default_factory=WorkspaceSpec, description="the workstream's: the fixer sees its setup"
+    )
 
 
 class Resolving(Model):

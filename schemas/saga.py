@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import GitSha, Model
-from schemas.spec import Command
+from schemas.spec import Command, WorkspaceSpec
 
 StepKind = Literal["reset_ref", "delete_ref", "delete_branches", "user_command"]
 
@@ -27,6 +27,9 @@ class CompensationStep(Model):
         default_factory=list, description="delete_branches: whose workstream branches (a wave's)"
     )
     command: Command | None = None
+    workspace: WorkspaceSpec | None = Field(
+        default=None, description="user_command: the workstream's workspace it runs in"
+    )
 
 
 class CompensateInput(Model):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from schemas.base import Identifier, Model
 
@@ -234,13 +234,28 @@ class Defaults(Model):
         description="gates every workstream gets (a workstream's gates are added after these; "
         "one with the same gate_id replaces the default's)",
     )
-    workspace: dict[str, Any] = Field(default_factory=dict)
+    workspace: dict[str, Any] = Field(
+        default_factory=dict,
+        description="every workstream's workspace (deep-merged under its own), and the phase "
+        "gates'",
+    )
     resilience_policy: dict[str, Any] = Field(default_factory=dict)
     patch_policy: dict[str, Any] = Field(default_factory=dict)
     review: ReviewMode | None = None
     retry_flaky: bool = Field(
         default=False, description="every gate that does not say: re-run once if known flaky"
     )
+
+    @field_validator("workspace")
+    @classmethod
+    def _workspace_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked as written: every workstream may override all of it, the phase gates not.
+        WorkspaceSpec.model_validate(value)
+        return value
+
+    def phase_workspace(self) -> WorkspaceSpec:
+        """The workspace of the steps outside any workstream: the phase gates."""
+        return WorkspaceSpec.model_validate(self.workspace)
 
 
 #: What a template variable may be given as.

@@ -238,3 +238,48 @@ def test_two_workers_saving_one_key_at_once_leave_one_whole_cache(tmp_path: Path
     cache.restore(folder, key, target)
     # Each file named the tree it was made in: now the one it was restored to.
     assert (target / "deps/f7").read_text() == f"{target}/deps/f7\n"
+
+
+async def test_every_step_gets_the_workspace_fixer_phase_gates_and_compensation(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    """Not only the tool and its gates: a recovery command from the setup's venv heals the
+    gate failure, the phase gates import the installed package and read the `.env`, and the
+    compensation of the rolled-back phase runs in the same workspace."""
+    repo = project(make_repo)
+    counter, undone = tmp_path / "setup-runs", tmp_path / "undone"
+    fixer = (  # only the setup's venv has the package (.pth) to import
+        ".venv/bin/python -c \"import greet, pathlib; "
+        "pathlib.Path('src/greet/__init__.py').write_text('VERSION = %r' % '2')\""
+    )
+    ws = workstream("fixme", "2", resilience_policy={"max_fix_attempts": 1})
+    ws["execution_request"]["command"] = "echo 'VERSION = \"wrong\"' > src/greet/__init__.py"
+    ws["compensation"] = {
+        "command": f'.venv/bin/python -c "import greet; print(greet.VERSION)" > {undone}; '
+        f"cat .env >> {undone}"
+    }
+    spec = phase(
+        defaults={"workspace": workspace(counter)},
+        recoveries=[{"match": {"category": "test_assertion"}, "command": fixer}],
+        gates=[
+            {"gate_id": "phase-unit", "command": GATE, "env": {"EXPECTED": "2"}},
+            {"gate_id": "phase-last", "after": ["phase-unit"], "command": "exit 1"},
+        ],
+        workstreams=[ws],
+    )
+    record = await run(client, settings, spec, repo)
+    kinds = [e["type"] for e in events(record)]
+    assert "RECOVERY_APPLIED" in kinds, kinds
+    assert [(g.gate_id, g.status) for g in record.phase_gates] == [
+        ("phase-unit", "passed"),
+        ("phase-last", "failed"),
+    ]
+    # The last phase gate failed: the phase rolled back, its compensation saw the workspace.
+    assert record.status == PhaseState.ROLLED_BACK
+    assert undone.read_text().split() == ["2", "GREETING=hello"]
+    assert counter.read_text().splitlines() == ["ran"]  # one key: setup once for all of it
+
+
+def events(record: RunRecord) -> list[dict]:
+    lines = (Path(str(record.report_dir)) / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]

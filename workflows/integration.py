@@ -157,6 +157,7 @@ class Integration:
                     f"compensation of {ws.workstream_id}",
                     workstream_id=ws.workstream_id,
                     command=ws.compensation.command,
+                    workspace=ws.workspace,
                 )
         self.board.show()
         return integrated.outcomes
@@ -189,6 +190,8 @@ class Integration:
                 commit_sha=self.head,
                 gates=self.phase.gates,
                 attempt=number,
+                # The gates need what the workstreams' gates had: setup, caches, includes.
+                workspace=self.phase.defaults.phase_workspace(),
             ),
             gates([g.timeout_s for g in self.phase.gates], QUICK),
             summary=f"phase gates after wave {number}",

@@ -332,6 +332,7 @@ class WorkstreamWorkflow:
                 timeout_s=plan.timeout_s,
                 pattern_id=str(plan.pattern_id),
                 version=plan.version if plan.source == "pattern" else None,
+                workspace=self._ws.workspace,
             ),
             options=step_options.WORKSTREAM.within(plan.timeout_s + 120),
             summary=f"recovery {plan.label} for {ws_id}",

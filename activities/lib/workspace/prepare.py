@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import logging
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from activities.lib.workspace.pool import Slot, checkout_slot
 from activities.lib.workspace.ports import leased_ports, port_env
 from schemas.spec import WorkspaceSpec
 
+_log = logging.getLogger("uet.workspace")
+
 
 @dataclass
 class Prepared:
@@ -38,6 +41,17 @@ class Prepared:
     setup_ran: bool = False
     cache_hits: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds per preparation step (listing, checkout, include, caches, setup): logged, and
+    #: what bench/workspace.py breaks the time outside the tool and the gates down by.
+    steps: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.steps[name] = round(self.steps.get(name, 0.0) + time.monotonic() - started, 4)
 
 
 def user_work_tree(repo: Git, repo_path: str) -> Path | None:
@@ -68,24 +82,44 @@ async def workspace_checkout(
 ) -> AsyncIterator[tuple[Slot, Prepared]]:
     """A checkout of ``commit`` (pooled: activities/lib/workspace/pool.py) ready for the
     step, the tool's or the gates', its ports held meanwhile."""
+    started = time.monotonic()
+    ready = Prepared(env=dict(spec.env), private_paths=private_paths(spec))
     needed = bool(spec.include or spec.setup or spec.cache)
     # One listing of the commit serves the cache keys and the include check.
-    tracked = await cache.tree_listing(repo, commit) if needed else {}
+    with ready.step("listing"):
+        tracked = await cache.tree_listing(repo, commit) if needed else {}
     keys = cache.cache_keys(tracked, spec.cache, spec.setup)
     wanted = {key.entry.path: key.key for key in keys}
-    async with checkout_slot(state.home, repo, commit, wanted, fallback=scratch / "tree") as slot:
-        started = time.monotonic()
-        with leased_ports(state.home, spec.ports) as ports:
-            ready = Prepared(env={**spec.env, **port_env(ports)}, private_paths=private_paths(spec))
-            if needed:
-                step = _Step(
-                    spec, state, repo, commit, slot.tree, scratch,
-                    user_work_tree(repo, repo_path), ready, tracked,
-                )  # fmt: skip
+    async with contextlib.AsyncExitStack() as held:
+        with ready.step("checkout"):
+            fallback = scratch / "tree"
+            slot = await held.enter_async_context(
+                checkout_slot(state.home, repo, commit, wanted, fallback=fallback)
+            )
+        ready.env.update(port_env(held.enter_context(leased_ports(state.home, spec.ports))))
+        if needed:
+            step = _Step(
+                spec, state, repo, commit, slot.tree, scratch,
+                user_work_tree(repo, repo_path), ready, tracked,
+            )  # fmt: skip
+            with ready.step("include"):
                 step.include()
-                await step.caches_or_setup(keys, slot.caches)
-            ready.seconds = round(time.monotonic() - started, 3)
-            yield slot, ready
+            await step.caches_or_setup(keys, slot.caches)
+        ready.seconds = round(time.monotonic() - started, 3)
+        yield slot, ready
+        # One line per step: what its workspace cost, the step's own additions (the tool's
+        # capture) included.
+        _log.info(
+            "workspace used",
+            extra={
+                "scratch": str(scratch),
+                "commit": commit,
+                "reused": slot.reused,
+                "setup_ran": ready.setup_ran,
+                "seconds": ready.seconds,
+                "steps": dict(ready.steps),
+            },
+        )
 
 
 @dataclass
@@ -122,7 +156,9 @@ class _Step:
         missing = [
             k for k in keys if cache.lookup(home, k) is None and kept.get(k.entry.path) != k.key
         ]
-        async with cache.populating(home, missing):
+        async with contextlib.AsyncExitStack() as held:
+            with self.ready.step("wait"):
+                await held.enter_async_context(cache.populating(home, missing))
             # Whoever held the lock before may have saved them meanwhile.
             found = [cache.lookup(home, key) for key in keys]
             if keys and all(
@@ -132,18 +168,21 @@ class _Step:
                 for key, folder in zip(keys, found, strict=True):
                     if kept.get(key.entry.path) != key.key:  # a reused checkout may have it
                         assert folder is not None
-                        await asyncio.to_thread(cache.restore, folder, key, self.tree)
+                        with self.ready.step("restore"):
+                            await asyncio.to_thread(cache.restore, folder, key, self.tree)
                     elif folder is not None:
                         cache.touch(folder)
                     self.ready.cache_hits.append(key.entry.path)
                 return
             if not self.spec.setup:
                 return
-            await self.setup()
+            with self.ready.step("setup"):
+                await self.setup()
             self.ready.setup_ran = True
-            for key, folder in zip(keys, found, strict=True):
-                if folder is None:
-                    await asyncio.to_thread(cache.save, home, key, self.tree)
+            with self.ready.step("save"):
+                for key, folder in zip(keys, found, strict=True):
+                    if folder is None:
+                        await asyncio.to_thread(cache.save, home, key, self.tree)
 
     async def setup(self) -> None:
         """The setup commands in order, within ``setup_timeout_s``; once more on a fresh
