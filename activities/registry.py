@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.caches import CacheActivities
 from activities.gates import GateActivities
 from activities.lib.state_dir import StateDir
 from activities.parts import PartActivities
@@ -22,6 +23,7 @@ ACTIVITY_CLASSES: tuple[type, ...] = (
     ToolActivities,
     PatchActivities,
     GateActivities,
+    CacheActivities,
     RecoveryActivities,
     SagaActivities,
     PartActivities,

@@ -13,6 +13,8 @@ from schemas.base import Model
 
 class EventType(StrEnum):
     RUN_STARTED = "RUN_STARTED"
+    CACHES_PREPARED = "CACHES_PREPARED"
+    CACHES_FAILED = "CACHES_FAILED"
     WAVE_STARTED = "WAVE_STARTED"
     WORKSTREAM_STARTED = "WORKSTREAM_STARTED"
     TOOL_FINISHED = "TOOL_FINISHED"
@@ -62,6 +64,7 @@ class EventType(StrEnum):
 #: Events a person following a run wants to see as they happen (``uet run`` prints them).
 NOTEWORTHY = frozenset(
     {
+        EventType.CACHES_FAILED,
         EventType.GATE_FAILED,
         EventType.FIX_ATTEMPT,
         EventType.RECOVERY_STARTED,

@@ -66,6 +66,10 @@ class PhaseWorkflowState(Model):
     )
     budget: BudgetState = Field(default_factory=BudgetState)
     router: RouterState = Field(default_factory=RouterState)
+    unprepared: dict[str, str] = Field(
+        default_factory=dict,
+        description="workstream → why its workspace's caches could not be prepared (it fails)",
+    )
 
     @model_validator(mode="before")
     @classmethod

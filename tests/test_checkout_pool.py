@@ -184,3 +184,27 @@ async def test_a_slot_whose_git_was_swapped_for_another_repository_never_touches
             assert (slot.tree / "a.txt").read_text() == "a\n"
     assert (git_out(other, "for-each-ref"), (other / ".git" / "config").read_text()) == before
     assert git_out(other, "status", "--porcelain") == ""
+
+
+async def test_a_step_takes_the_free_slot_that_holds_its_cache(make_repo, tmp_path: Path) -> None:
+    """Of the free slots, one that holds the wanted cache is taken (no restore); a step
+    without caches takes the lowest."""
+    repo_dir: Path = make_repo({"a.txt": "a\n", ".gitignore": ".deps/\n"})
+    repo = await open_repository(repo_dir)
+    head = git_out(repo_dir, "rev-parse", "HEAD")
+    home = tmp_path / "home"
+    wanted = {".deps": "K1"}
+    async with (
+        checkout_slot(home, repo, head, {}, fallback=tmp_path / "f") as plain,
+        checkout_slot(home, repo, head, wanted, fallback=tmp_path / "f") as cached,
+    ):
+        (cached.tree / ".deps").mkdir()
+        (cached.tree / ".deps" / "lib.js").write_text("kept\n")
+    assert plain.tree != cached.tree
+    async with checkout_slot(home, repo, head, wanted, fallback=tmp_path / "f") as again:
+        assert again.tree == cached.tree and again.caches == wanted
+        assert (again.tree / ".deps" / "lib.js").read_text() == "kept\n"
+    async with checkout_slot(home, repo, head, {".deps": "K2"}, fallback=tmp_path / "f") as other:
+        assert other.tree == plain.tree  # nobody holds K2: the lowest
+    async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "f") as none:
+        assert none.tree == plain.tree

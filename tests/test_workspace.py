@@ -212,6 +212,52 @@ async def test_a_cache_key_follows_its_files_the_setup_and_nothing_else(make_rep
         "requirements-dev.txt",
     ]
 
+    # Asking only for what the patterns can match gives the same keys as the whole listing.
+    head = git_out(repo_dir, "rev-parse", "HEAD")
+    literal = [CacheEntry(path=".venv", key=["deps.lock", "src/x.py", "missing.lock"])]
+    narrow = await tree_listing(repo, head, ["deps.lock", "src/x.py", "missing.lock"])
+    assert narrow == {p: b for p, b in (await tree_listing(repo, head)).items() if p in narrow}
+    assert sorted(narrow) == ["deps.lock", "src/x.py"]
+    assert cache_keys(narrow, literal, []) == cache_keys(
+        await tree_listing(repo, head), literal, []
+    )
+
+
+async def test_include_copies_untracked_files_only(make_repo, tmp_path: Path) -> None:
+    """Included files come from the user's work tree; a tracked one keeps the commit's
+    content, a symlink is never followed, the user's files are only read."""
+    from activities.lib.git import open_repository
+    from activities.lib.state_dir import StateDir
+    from activities.lib.workspace.prepare import workspace_checkout
+    from schemas.spec import WorkspaceSpec
+
+    repo_dir: Path = make_repo(
+        {"config/base.yaml": "tracked\n", ".gitignore": ".env\nconfig/local*.yaml\n"}
+    )
+    (repo_dir / "config/base.yaml").write_text("the user's edit\n")
+    (repo_dir / "config/local.yaml").write_text("mine\n")
+    (repo_dir / "config/local-link.yaml").symlink_to("/etc/hostname")
+    (repo_dir / ".env").write_text("A=1\n")
+    before = git_out(repo_dir, "status", "--porcelain", "--ignored")
+    repo = await open_repository(repo_dir)
+    spec = WorkspaceSpec(include=[".env", "config/*.yaml"])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    async with workspace_checkout(
+        spec,
+        state=StateDir(tmp_path / "home"),
+        repo=repo,
+        repo_path=str(repo_dir),
+        commit=git_out(repo_dir, "rev-parse", "HEAD"),
+        scratch=scratch,
+    ) as (slot, ready):
+        assert (slot.tree / "config/local.yaml").read_text() == "mine\n"
+        assert (slot.tree / "config/base.yaml").read_text() == "tracked\n"
+        assert (slot.tree / ".env").read_text() == "A=1\n"
+        assert not (slot.tree / "config/local-link.yaml").exists()
+        assert set(ready.steps) >= {"listing", "checkout", "include"}
+    assert git_out(repo_dir, "status", "--porcelain", "--ignored") == before
+
 
 def test_two_workers_saving_one_key_at_once_leave_one_whole_cache(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
@@ -249,7 +295,7 @@ async def test_every_step_gets_the_workspace_fixer_phase_gates_and_compensation(
     repo = project(make_repo)
     counter, undone = tmp_path / "setup-runs", tmp_path / "undone"
     fixer = (  # only the setup's venv has the package (.pth) to import
-        ".venv/bin/python -c \"import greet, pathlib; "
+        '.venv/bin/python -c "import greet, pathlib; '
         "pathlib.Path('src/greet/__init__.py').write_text('VERSION = %r' % '2')\""
     )
     ws = workstream("fixme", "2", resilience_policy={"max_fix_attempts": 1})
@@ -283,3 +329,49 @@ async def test_every_step_gets_the_workspace_fixer_phase_gates_and_compensation(
 def events(record: RunRecord) -> list[dict]:
     lines = (Path(str(record.report_dir)) / "events.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+async def test_caches_are_prepared_once_before_any_tool_and_a_broken_setup_runs_none(
+    client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
+) -> None:
+    """A workspace that fills a cache is set up once at the base before the first wave; when
+    that setup cannot succeed, its workstreams fail with setup_failed and no tool runs (no
+    AI call is paid for a checkout that could never pass its gates)."""
+    repo = project(make_repo)
+    counter, tools = tmp_path / "setup-runs", tmp_path / "tool-runs"
+    good = phase(
+        defaults={"workspace": workspace(counter)},
+        workstreams=[workstream(f"w{n}", "2") for n in range(3)],
+    )
+    record = await run(client, settings, good, repo)
+    assert record.status == PhaseState.COMPLETED, record.reason
+    (prepared,) = [e for e in events(record) if e["type"] == "CACHES_PREPARED"]
+    assert prepared["data"]["setup_ran"] is True and prepared["data"]["workstream_ids"] == [
+        "w0",
+        "w1",
+        "w2",
+    ]
+    assert counter.read_text().splitlines() == ["ran"]
+
+    broken = dict(workspace(counter), setup=[f"echo try >> {counter}", "exit 4"])
+    streams = [workstream(f"b{n}", "2", workspace=broken) for n in range(2)]
+    for ws in streams:
+        ws["execution_request"]["command"] = f"echo ran >> {tools}"
+    streams.append(
+        {
+            "workstream_id": "other",
+            "execution_request": {"command": "echo x > other.txt"},
+            "review": "never",
+        }
+    )
+    record = await run(client, settings, phase(workstreams=streams), repo)
+    assert record.status == PhaseState.FAILED
+    for ws_id in ("b0", "b1"):
+        reason = str(record.workstreams[ws_id].reason)
+        assert reason.startswith("setup_failed: `exit 4` exited with 4"), reason
+    assert record.workstreams["other"].status == "completed"  # it has no workspace
+    assert not tools.exists()
+    # Setup was tried twice in all (once more on a fresh checkout), not twice per workstream.
+    assert counter.read_text().splitlines() == ["ran", "try", "try"]
+    kinds = [e["type"] for e in events(record)]
+    assert kinds.count("CACHES_FAILED") == 1 and kinds.count("WORKSTREAM_FAILED") == 2

@@ -20,6 +20,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.board import LIVE, Board, new_record
+from workflows.caches import prepare_caches
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.integration import Integration
@@ -245,6 +246,15 @@ class PhaseWorkflow:
             if is_cancelled_exception(err):
                 raise
             return await self._finish(reason=f"could not start: {cause_message(err)}")
+        # Before any tool: each workspace's setup once, its caches ready for every workstream.
+        self._state.unprepared = await prepare_caches(
+            self._phase,
+            self._steps,
+            self._journal,
+            repo_path=input.repo_path,
+            run_id=input.run_id,
+            base=self._integration.head,
+        )
         stop = await (self._run_eager() if eager else self._run_waves(plan.waves))
         return await self._conclude(stop)
 

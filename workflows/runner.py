@@ -117,6 +117,14 @@ class WorkstreamRunner:
     ) -> WorkstreamResult:
         """One child execution, inside a slot (reviews wait outside one), within budget."""
         ws_id = request.workstream.workstream_id
+        unprepared = self.state.unprepared.get(ws_id)
+        if unprepared is not None:  # its workspace's setup failed already: no tool is run
+            self.journal.event(
+                EventType.WORKSTREAM_FAILED, f"{ws_id} failed: {unprepared}", workstream_id=ws_id
+            )
+            return WorkstreamResult(
+                workstream_id=ws_id, status=WorkstreamState.FAILED, reason=unprepared
+            )
         refused = await self.budget.admit(ws_id)
         if refused is not None:
             return refused

@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +50,38 @@ def caches_dir(home: Path) -> Path:
     return home / "caches"
 
 
-async def tree_listing(repo: Git, commit: str) -> dict[str, str]:
-    """Every file at ``commit``: path → blob id (git has hashed the content already)."""
-    listing = await repo.out("ls-tree", "-r", "-z", "--full-tree", commit)
+#: Full listings of recent commits (a commit's files never change): the steps of one wave
+#: share their base, and a listing of a big tree costs a tenth of a second.
+_LISTINGS: OrderedDict[str, dict[str, str]] = OrderedDict()
+_LISTINGS_KEPT = 4
+
+
+async def tree_listing(
+    repo: Git, commit: str, patterns: Iterable[str] | None = None
+) -> dict[str, str]:
+    """The files at ``commit``: path → blob id (git has hashed the content already). With
+    ``patterns`` (``fnmatch``, as cache keys are matched), only enough to match them: literal
+    paths are asked for by name, a glob needs the whole listing."""
+    wanted = None if patterns is None else sorted(set(patterns))
+    if wanted is not None and not any(_is_glob(p) for p in wanted):
+        if not wanted:
+            return {}
+        return _blobs(await repo.out("ls-tree", "-z", "--full-tree", commit, "--", *wanted))
+    if commit in _LISTINGS:
+        _LISTINGS.move_to_end(commit)
+        return _LISTINGS[commit]
+    blobs = _blobs(await repo.out("ls-tree", "-r", "-z", "--full-tree", commit))
+    _LISTINGS[commit] = blobs
+    while len(_LISTINGS) > _LISTINGS_KEPT:
+        _LISTINGS.popitem(last=False)
+    return blobs
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _blobs(listing: str) -> dict[str, str]:
     blobs: dict[str, str] = {}
     for record in listing.split("\0"):
         meta, _, path = record.partition("\t")

@@ -66,7 +66,7 @@ async def checkout_slot(
     digest = hashlib.sha256(str(repo.git_dir.resolve()).encode()).hexdigest()[:16]
     folder = pool_dir(home) / digest
     folder.mkdir(parents=True, exist_ok=True)
-    taken = _take(folder)
+    taken = _take(folder, _preference(folder, commit, keep))
     if taken is None:
         fallback.mkdir(parents=True, exist_ok=True)
         yield Slot(fallback, await checkout(repo, commit, fallback))
@@ -169,10 +169,27 @@ def is_free(slot: Path) -> bool:
     return True
 
 
-def _take(folder: Path) -> tuple[int, int] | None:
-    """A free slot's lock (fd) and number (a new number when all in use are taken); None
-    when MAX_SLOTS are in use."""
-    for number in range(MAX_SLOTS):
+def _preference(folder: Path, commit: str, keep: dict[str, str]) -> list[int]:
+    """Slot numbers, best first: those holding the most of the wanted caches (no restore),
+    then existing ones (a reset, not a new checkout), then those last at ``commit`` (fewer
+    files rewritten), then the lowest. Read without the locks: a wrong guess only costs a
+    restore."""
+
+    def score(number: int) -> tuple[int, int, int, int]:
+        meta = _read(folder / str(number) / "slot.json")
+        caches = (meta or {}).get("caches")
+        caches = caches if isinstance(caches, dict) else {}
+        held = sum(1 for path, key in keep.items() if caches.get(path) == key)
+        there = 0 if meta is not None else 1
+        return (-held, there, 0 if (meta or {}).get("commit") == commit else 1, number)
+
+    return sorted(range(MAX_SLOTS), key=score)
+
+
+def _take(folder: Path, order: list[int]) -> tuple[int, int] | None:
+    """A free slot's lock (fd) and number, in ``order`` (a new number when all in use are
+    taken); None when MAX_SLOTS are in use."""
+    for number in order:
         fd = os.open(folder / f"{number}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -85,10 +85,10 @@ async def workspace_checkout(
     started = time.monotonic()
     ready = Prepared(env=dict(spec.env), private_paths=private_paths(spec))
     needed = bool(spec.include or spec.setup or spec.cache)
-    # One listing of the commit serves the cache keys and the include check.
-    with ready.step("listing"):
-        tracked = await cache.tree_listing(repo, commit) if needed else {}
-    keys = cache.cache_keys(tracked, spec.cache, spec.setup)
+    with ready.step("listing"):  # of the key files only, when they are named literally
+        patterns = [pattern for entry in spec.cache for pattern in entry.key]
+        keyed = await cache.tree_listing(repo, commit, patterns) if spec.cache else {}
+    keys = cache.cache_keys(keyed, spec.cache, spec.setup)
     wanted = {key.entry.path: key.key for key in keys}
     async with contextlib.AsyncExitStack() as held:
         with ready.step("checkout"):
@@ -98,12 +98,10 @@ async def workspace_checkout(
             )
         ready.env.update(port_env(held.enter_context(leased_ports(state.home, spec.ports))))
         if needed:
-            step = _Step(
-                spec, state, repo, commit, slot.tree, scratch,
-                user_work_tree(repo, repo_path), ready, tracked,
-            )  # fmt: skip
+            user_tree = user_work_tree(repo, repo_path)
+            step = _Step(spec, state, repo, commit, slot.tree, scratch, user_tree, ready)
             with ready.step("include"):
-                step.include()
+                await step.include()
             await step.caches_or_setup(keys, slot.caches)
         ready.seconds = round(time.monotonic() - started, 3)
         yield slot, ready
@@ -134,16 +132,19 @@ class _Step:
     scratch: Path
     user_tree: Path | None
     ready: Prepared
-    tracked: dict[str, str]
 
-    def include(self) -> None:
+    async def include(self) -> None:
         """Untracked files of the user's work tree (``.env``, local config) copied in: read,
         never written; a tracked path keeps the commit's content."""
         if not self.spec.include or self.user_tree is None:
             return
-        for path in _matches(self.user_tree, self.spec.include):
-            relative = path.relative_to(self.user_tree).as_posix()
-            if relative in self.tracked or path.is_symlink() or not path.is_file():
+        found = {
+            path.relative_to(self.user_tree).as_posix(): path
+            for path in _matches(self.user_tree, self.spec.include)
+        }
+        tracked = await cache.tree_listing(self.repo, self.commit, found)
+        for relative, path in sorted(found.items()):
+            if relative in tracked or path.is_symlink() or not path.is_file():
                 continue  # a symlink could lead a tool back into the user's tree
             target = self.tree / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,7 @@ class _Step:
                 shutil.rmtree(self.tree)
                 self.tree.mkdir()
                 await checkout(self.repo, self.commit, self.tree)
-                self.include()
+                await self.include()
                 continue
             log = self.state.artifacts.put_file(self.scratch / "setup.log", "text/plain")
             raise ApplicationError(
