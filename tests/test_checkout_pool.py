@@ -98,15 +98,28 @@ async def test_a_reused_checkout_is_a_fresh_one(make_repo, tmp_path: Path) -> No
                 check=True,
             ).stdout
             assert status == ""
-            # A cached dir, made by this step (its key K is wanted): the next may keep it.
+            # A cached dir, made by this step (its key K is wanted) and sealed as the
+            # workspace does once setup or restore made it: the next may keep it.
             (slot.tree / ".venv").mkdir(exist_ok=True)
             (slot.tree / ".venv" / "kept").write_text("cached\n")
+            slot.seal([".venv"])
     # The last round kept .venv (its key held); a fresh checkout has none, the rest is equal.
     async with checkout_slot(home, repo, first, {".venv": "K"}, fallback=tmp_path / "x") as slot:
         assert slot.caches == {".venv": "K"}
         assert (slot.tree / ".venv" / "kept").read_text() == "cached\n"
         got = {k: v for k, v in snapshot(slot.tree).items() if not k.startswith(".venv")}
         assert got == snapshot(tmp_path / f"fresh-{first[:7]}")
+        # The step writes into it after it got it, as a tool may.
+        (slot.tree / ".venv" / "kept").write_text("changed by the tool\n")
+    # Changed since it was sealed: not kept (the workspace restores it from the cache).
+    async with checkout_slot(home, repo, first, {".venv": "K"}, fallback=tmp_path / "x") as slot:
+        assert slot.caches == {} and not (slot.tree / ".venv").exists()
+        (slot.tree / ".venv").mkdir()
+        (slot.tree / ".venv" / "kept").write_text("cached\n")
+        slot.seal([".venv"])
+        (slot.tree / ".venv" / "new-file").write_text("a file added counts too\n")
+    async with checkout_slot(home, repo, first, {".venv": "K"}, fallback=tmp_path / "x") as slot:
+        assert slot.caches == {}
     # Another key: the cached dir goes.
     async with checkout_slot(
         home, repo, first, {".venv": "OTHER"}, fallback=tmp_path / "x"
@@ -200,6 +213,7 @@ async def test_a_step_takes_the_free_slot_that_holds_its_cache(make_repo, tmp_pa
     ):
         (cached.tree / ".deps").mkdir()
         (cached.tree / ".deps" / "lib.js").write_text("kept\n")
+        cached.seal([".deps"])
     assert plain.tree != cached.tree
     async with checkout_slot(home, repo, head, wanted, fallback=tmp_path / "f") as again:
         assert again.tree == cached.tree and again.caches == wanted

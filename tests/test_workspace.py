@@ -52,7 +52,12 @@ def workstream(ws_id: str, version: str, **extra: object) -> dict:
             "echo junk >> .env; mkdir -p .venv/extra; echo junk > .venv/extra/x"
         },
         "acceptance_criteria": {
-            "gates": [{"gate_id": "unit", "command": GATE, "env": {"EXPECTED": version}}]
+            "gates": [
+                # The gates see the cache as setup made it, not as the tool left it (a reused
+                # checkout included), and the user's .env, not the tool's.
+                {"gate_id": "pristine", "command": "test ! -e .venv/extra && ! grep junk .env"},
+                {"gate_id": "unit", "command": GATE, "env": {"EXPECTED": version}},
+            ]
         },
         "review": "never",
         **extra,

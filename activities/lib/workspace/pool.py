@@ -17,6 +17,7 @@ index it wrote last time is put in.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from activities.lib.git import Git, checkout, objects_dir, run_git
+from activities.lib.workspace.cache import fingerprint
 
 #: Slots per repository: more steps at once than this make checkouts of their own.
 MAX_SLOTS = 16
@@ -39,10 +41,22 @@ class Slot:
     git: Git
     #: Cached directories (path → cache key) already in the tree and still valid.
     caches: dict[str, str] = field(default_factory=dict)
+    #: Cached directories as the step got them (path → ``cache.fingerprint``): the next step
+    #: keeps one only if nothing under it changed since — a tool writing into ``.venv`` must
+    #: not leave its change to the gates that follow in this checkout.
+    prints: dict[str, str] = field(default_factory=dict)
     reused: bool = False
     #: uet's copy of the index its reset wrote (outside the tree), and its hash.
     index_copy: Path | None = None
     index_hash: str | None = None
+
+    def seal(self, paths: list[str]) -> None:
+        """The cached directories are as the step should get them: remember how they are."""
+        for path in paths:
+            print_ = self.prints.get(path) if path in self.caches else None
+            print_ = print_ or fingerprint(self.tree / path)
+            if print_ is not None:
+                self.prints[path] = print_
 
     def pristine_index(self) -> Path | None:
         """An index of the commit with stat data of the files as uet left them, if its copy
@@ -91,9 +105,15 @@ async def checkout_slot(
             meta = {"repo": str(repo.git_dir), "caches": {}}
         else:
             assert meta is not None
-            kept = {p: k for p, k in meta.get("caches", {}).items() if keep.get(p) == k}
+            prints: dict[str, str] = meta.get("prints") or {}
+            # A cache is kept only when its key holds and nothing under it changed since the
+            # last step got it (else it is restored from the cache).
+            held = {p: k for p, k in meta.get("caches", {}).items() if keep.get(p) == k}
+            now = {p: await asyncio.to_thread(fingerprint, tree / p) for p in held}
+            kept = {p: k for p, k in held.items() if now[p] is not None and now[p] == prints.get(p)}
             git = await _reset(tree, slot_dir / "index", repo, commit, kept)
             slot = Slot(tree, git, caches=kept, reused=True)
+            slot.prints = {p: str(now[p]) for p in kept}
         slot.index_copy = slot_dir / "index"
         shutil.copyfile(tree / ".git" / "index", slot.index_copy)
         slot.index_hash = meta["index"] = _hash(slot.index_copy)
@@ -101,8 +121,9 @@ async def checkout_slot(
         meta["commit"] = commit
         _write(meta_path, meta)
         yield slot
-        # What the step leaves for the next one: the caches it restored or saved.
-        meta["caches"] = {p: k for p, k in keep.items() if _real_dir(tree / p)}
+        # What the step leaves for the next one: the caches it got, and how it got them.
+        meta["caches"] = {p: k for p, k in keep.items() if p in slot.prints}
+        meta["prints"] = {p: slot.prints[p] for p in meta["caches"]}
         _write(meta_path, meta)
     finally:
         os.close(lock)

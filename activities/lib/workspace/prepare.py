@@ -103,6 +103,8 @@ async def workspace_checkout(
             with ready.step("include"):
                 await step.include()
             await step.caches_or_setup(keys, slot.caches)
+            with ready.step("seal"):
+                await asyncio.to_thread(slot.seal, [key.entry.path for key in keys])
         ready.seconds = round(time.monotonic() - started, 3)
         yield slot, ready
         # One line per step: what its workspace cost, the step's own additions (the tool's
