@@ -212,25 +212,20 @@ def save(home: Path, key: CacheKey, tree: Path) -> bool:
 def fingerprint(path: Path) -> str | None:
     """What ``path``'s files are now, by their stat data (git trusts its index the same way):
     a step that wrote, added, removed or replaced anything under it changes it — ctime and
-    inode included, which no tool sets back. None when ``path`` is not a real directory."""
+    inode included, which no tool sets back. None when ``path`` is not a real directory.
+    (``find`` stats a big ``node_modules`` several times faster than a Python walk.)"""
     if path.is_symlink() or not path.is_dir():
         return None
-    digest = hashlib.sha256()
-    stack = [path]
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                info = entry.stat(follow_symlinks=False)
-                digest.update(
-                    f"{os.path.relpath(entry.path, path)}\0{info.st_mode}\0{info.st_size}\0"
-                    f"{info.st_mtime_ns}\0{info.st_ctime_ns}\0{info.st_ino}\n".encode(
-                        "utf-8", "surrogateescape"
-                    )
-                )
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-    return digest.hexdigest()
+    listed = subprocess.run(
+        ["find", ".", "-printf", "%P\\0%y%m\\0%s\\0%T@\\0%C@\\0%i\\0\\0"],
+        cwd=path,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        return None  # unreadable: not trusted, restored
+    records = sorted(listed.stdout.split(b"\0\0"))
+    return hashlib.sha256(b"\n".join(records)).hexdigest()
 
 
 def copy_tree(source: Path, target: Path) -> None:
