@@ -432,6 +432,9 @@ async def main(args: argparse.Namespace) -> None:
             for name, phase_id, kind in (
                 ("(a) no cache", "PH-NOCACHE", "setup"),
                 ("(b) cache", "PH-CACHE", "cache"),
+                # The same phase once more on the same worker: what a long-lived worker's
+                # steps cost once its pooled checkouts hold the caches.
+                ("(b2) again", "PH-CACHE2", "cache"),
                 ("(c) baseline", "PH-BASELINE", "none"),
             ):
                 counter = root / f"setup-runs-{phase_id}"
@@ -492,7 +495,7 @@ async def main(args: argparse.Namespace) -> None:
                 )
                 print("\n".join(mode.breakdown()), flush=True)
         await env.shutdown()
-    a, b, c = modes
+    a, b, b2, c = modes
     print(
         f"ratio (a)/(b): outside tool+gates mean {mean(a.outside) / mean(b.outside):.1f}x, "
         f"p90 {p90(a.outside) / p90(b.outside):.1f}x; setup runs {a.setup_runs}/{b.setup_runs}; "
@@ -511,15 +514,19 @@ async def main(args: argparse.Namespace) -> None:
     # Orchestration (child workflow, activity dispatch, validation, commit, telemetry) is paid
     # by every workstream whatever its checkout: (c) measures it on a 10-file repository
     # with no workspace; what (b) spends beyond it is the workspace's own cost.
-    own = [x - mean(c.outside) for x in b.outside]
-    fast_own = mean(own) < TARGET_OUTSIDE_S
     print(
         f"(c) orchestration alone (10 files, no workspace): mean {mean(c.outside):.2f}s, p90 "
-        f"{p90(c.outside):.2f}s; (b) beyond it, the workspace's own cost: mean {mean(own):.2f}s "
-        f"(median {statistics.median(own):.2f}s) — < {TARGET_OUTSIDE_S}s: "
-        f"{'MET' if fast_own else 'NOT MET'}",
+        f"{p90(c.outside):.2f}s",
         flush=True,
     )
+    for mode in (b, b2):
+        own = [x - mean(c.outside) for x in mode.outside]
+        print(
+            f"{mode.name} beyond (c), the workspace's own cost per workstream: mean "
+            f"{mean(own):.2f}s (median {statistics.median(own):.2f}s, p90 {p90(own):.2f}s) — "
+            f"< {TARGET_OUTSIDE_S}s: {'MET' if mean(own) < TARGET_OUTSIDE_S else 'NOT MET'}",
+            flush=True,
+        )
     print(f"bench total: {time.monotonic() - began:.0f}s", flush=True)
 
 

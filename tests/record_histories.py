@@ -205,6 +205,21 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             },
         ],
     },
+    # v6 on (issue 15): caches prepared before the first wave — here a setup that cannot
+    # succeed, so its workstream fails before any tool while the other one runs.
+    "caches_failed": {
+        "workstreams": [
+            {
+                "workstream_id": "ws-broken",
+                "workspace": {
+                    "setup": ["echo 'no compiler' >&2; exit 3"],
+                    "cache": [{"path": ".deps", "key": ["f.txt"]}],
+                },
+                "execution_request": {"command": "echo never > never.txt"},
+            },
+            {"workstream_id": "ws-fine", "execution_request": {"command": "echo ok > ok.txt"}},
+        ]
+    },
     "no_change": {
         "workstreams": [
             {
