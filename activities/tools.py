@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from activities.lib.errors.engine import Classification, classify
 from activities.lib.feedback import render_feedback
 from activities.lib.git import Git, clean_env, open_repository
 from activities.lib.heartbeat import heartbeating
-from activities.lib.repo_guard import Snapshot, check_untouched
+from activities.lib.repo_guard import Snapshot, WorkTreeSnapshot, check_untouched, check_work_tree
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry.recorder import (
     ExecutionFact,
@@ -24,7 +25,7 @@ from activities.lib.telemetry.recorder import (
     now,
     scope_signature,
 )
-from activities.lib.workspace.prepare import workspace_checkout
+from activities.lib.workspace.prepare import user_work_tree, workspace_checkout
 from schemas.tools import ToolRunInput, ToolRunResult
 
 #: Flags that make the diff exact and reproducible, whatever the user's config says.
@@ -142,6 +143,10 @@ class ToolActivities:
                 input, local, env, scratch / "tool.log", self.state.artifacts, scratch
             )
             guard = Snapshot.take(repo.git_dir)
+            user_tree = user_work_tree(repo, input.repo_path)
+            before = None
+            if user_tree is not None:
+                before = await asyncio.to_thread(WorkTreeSnapshot.take, user_tree, repo.git_dir)
             try:
                 end = await adapter.run(ctx)
             except BaseException:
@@ -149,6 +154,8 @@ class ToolActivities:
                 raise
             # Before any git command of uet's touches the tool's work (capture runs filters).
             check_untouched(guard, input.workstream_id)
+            if before is not None:
+                await asyncio.to_thread(check_work_tree, before, repo.git_dir, input.workstream_id)
             if not end.ok:
                 return end, (None, [])
             # What the workspace put in (caches, included files) is never part of the change.

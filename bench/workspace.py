@@ -242,6 +242,7 @@ def measure(
     settings: Settings,
     times: Path,
     counter: Path,
+    runs_before: int,
     makespan: float,
     activities: dict[str, tuple[float, float]],
     workspace: dict[str, list[tuple[str, bool, dict[str, float]]]],
@@ -286,7 +287,7 @@ def measure(
         outside_report=[span[ws] - tools.get(ws, 0.0) - gates.get(ws, 0.0) for ws in wss],
         spans=[span[ws] for ws in wss],
         tool_s=[tools.get(ws, 0.0) for ws in wss],
-        setup_runs=len(counter.read_text().splitlines()) if counter.exists() else 0,
+        setup_runs=(len(counter.read_text().splitlines()) if counter.exists() else 0) - runs_before,
         makespan=makespan,
         activities=activities,
     )
@@ -437,7 +438,10 @@ async def main(args: argparse.Namespace) -> None:
                 ("(b2) again", "PH-CACHE2", "cache"),
                 ("(c) baseline", "PH-BASELINE", "none"),
             ):
-                counter = root / f"setup-runs-{phase_id}"
+                # (b2) shares (b)'s setup command, hence its cache key: its runs are counted
+                # from where (b)'s ended.
+                counter = root / f"setup-runs-{'PH-CACHE' if phase_id == 'PH-CACHE2' else phase_id}"
+                runs_before = len(counter.read_text().splitlines()) if counter.exists() else 0
                 times = root / f"times-{phase_id}"
                 workspace: dict[str, Any] = {
                     "setup": [setup_command(counter, script, args.setup_s, args.setup_mb)]
@@ -470,6 +474,7 @@ async def main(args: argparse.Namespace) -> None:
                     settings,
                     times,
                     counter,
+                    runs_before,
                     makespan,
                     activities,
                     steps.of_run(record.run_id),

@@ -136,3 +136,26 @@ async def test_rewritten_git_pointer_and_outside_symlink(
     assert (snapshot(other), git_out(other, "for-each-ref")) == other_before
     assert snapshot(repo) == before
     assert (outside / "secret.txt").read_text() == "do not read\n"
+
+
+async def test_a_write_into_the_users_work_tree_fails_the_workstream(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    """Through the alternates path to the user's work tree: a stray file and an edit there
+    fail the workstream with RepositoryTampered naming them; nothing of the tool's change
+    is integrated."""
+    repo: Path = make_repo({"app.txt": "original\n", "b.txt": "b\n"})
+    walk_up = (
+        'user="$(dirname "$(dirname "$(cat .git/objects/info/alternates)")")"; '
+        'echo pwned > "$user/PWNED.txt"; echo edited >> "$user/b.txt"; echo mine > app.txt'
+    )
+    spec = phase(
+        defaults={"review": "never"},
+        workstreams=[{"workstream_id": "ws-evil", "execution_request": {"command": walk_up}}],
+    )
+    record = await run_phase(client, settings, run_input(spec, repo))
+    evil = record.workstreams["ws-evil"]
+    assert evil.status == WorkstreamState.FAILED
+    reason = evil.reason or ""
+    assert "PWNED.txt, b.txt in your work tree" in reason and "changed while the tool ran" in reason
+    assert record.head_sha == record.base_sha  # nothing integrated

@@ -5,10 +5,17 @@ A tool can find the user's git dir (its checkout borrows the user's objects thro
 hooks — that git would then execute for uet *and* for the user. What git executes or obeys
 there is snapshotted before every tool run; any change is undone afterwards and fails the
 workstream, before uet runs a single git command over the tool's work.
+
+The same path leads to the user's work tree. The sandbox hides it (activities/lib/sandbox.py);
+as a second line, and the only one with ``sandbox: {mode: none}``, the work tree and the index
+are listed by their stat data before and after each tool run (``WorkTreeSnapshot``): anything
+added, removed or written there fails the workstream, naming the paths. That cannot be undone
+for the user — it may be their own edit — so it is reported, not reverted.
 """
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +75,59 @@ def check_untouched(snapshot: Snapshot, workstream_id: str) -> None:
             type="RepositoryTampered",
             non_retryable=True,
         )
+
+
+#: ``find`` prints one record per path: its name, then its type, mode, size, times and inode.
+_STAT_FORMAT = "%P\\0%y%m %s %T@ %C@ %i\\0"
+
+
+@dataclass(frozen=True)
+class WorkTreeSnapshot:
+    """The user's work tree and index by their stat data (ctime and inode included, which no
+    tool can set back): what changed between two is what was written there."""
+
+    root: Path
+    entries: dict[str, str]
+
+    @classmethod
+    def take(cls, root: Path, git_dir: Path) -> WorkTreeSnapshot:
+        listed = subprocess.run(
+            ["find", ".", "-path", "./.git", "-type", "d", "-prune", "-o", "-printf", _STAT_FORMAT],
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
+        fields = listed.stdout.decode("utf-8", "surrogateescape").split("\0")
+        entries = dict(zip(fields[0:-1:2], fields[1::2], strict=False))
+        entries.pop("", None)  # the root itself: its times change with every file added
+        index = git_dir / "index"
+        if index.exists():
+            stat = index.stat()
+            entries[".git/index"] = f"{stat.st_size} {stat.st_mtime_ns} {stat.st_ctime_ns}"
+        return cls(root, entries)
+
+    def changed_since(self, before: WorkTreeSnapshot) -> list[str]:
+        return sorted(
+            path
+            for path in set(before.entries) | set(self.entries)
+            if before.entries.get(path) != self.entries.get(path)
+        )
+
+
+def check_work_tree(before: WorkTreeSnapshot, git_dir: Path, workstream_id: str) -> None:
+    """Fail the workstream when the user's work tree or index changed while its tool ran."""
+    changed = WorkTreeSnapshot.take(before.root, git_dir).changed_since(before)
+    if not changed:
+        return
+    shown = ", ".join(changed[:10]) + (
+        f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+    )
+    raise ApplicationError(
+        f"{workstream_id}: {shown} in your work tree ({before.root}) changed while the tool "
+        "ran; uet refuses the change. If you edited them yourself, run again; otherwise see "
+        "`git status` there and put back what you did not write (README: What a hostile tool "
+        "or patch cannot do)",
+        {"paths": changed},
+        type="RepositoryTampered",
+        non_retryable=True,
+    )
