@@ -15,10 +15,11 @@ from temporalio import activity
 
 from activities.lib.errors.engine import Classification, classify
 from activities.lib.expectations import read_output, unmet_expectation
-from activities.lib.git import Git, clean_env, open_repository
+from activities.lib.git import Git, open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import missing_program, run_process
 from activities.lib.state_dir import StateDir
+from activities.lib.step_env import step_env
 from activities.lib.telemetry.insights import is_flaky
 from activities.lib.telemetry.recorder import (
     ExecutionFact,
@@ -146,14 +147,15 @@ class GateActivities:
         *,
         rerun: bool = False,
     ) -> tuple[GateResult, Classification | None]:
-        env = clean_env(
+        env = step_env(
             {
                 **input.env,
                 **gate.env,
                 "UET_RUN_ID": input.run_id,
                 "UET_GATE_ID": gate.gate_id,
                 "UET_COMMIT_SHA": input.commit_sha,
-            }
+            },
+            passthrough=input.workspace.env_passthrough,
         )
         run = await run_process(
             gate.command,

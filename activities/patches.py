@@ -48,6 +48,7 @@ class PatchActivities:
             input.policy,
             history,
             extra_protected=self._state_dir_patterns(input.repo_path),
+            data=data,
         )
         artifact = PatchArtifact(
             patch_id=input.patch_id,

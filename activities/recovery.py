@@ -20,10 +20,11 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.lib.git import Git, clean_env, open_repository
+from activities.lib.git import Git, open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import argv_for, run_process
 from activities.lib.state_dir import StateDir
+from activities.lib.step_env import step_env
 from activities.lib.telemetry import patterns
 from activities.lib.telemetry.recorder import PatternUseFact, now
 from activities.lib.workspace.prepare import workspace_checkout
@@ -121,7 +122,7 @@ async def fixed_tree(
         run = await run_process(
             command,
             cwd=slot.tree,
-            env=clean_env({**ready.env, **env}),
+            env=step_env({**ready.env, **env}, passthrough=workspace.env_passthrough),
             timeout_s=timeout_s,
             log_path=scratch / "recovery.log",
             heartbeat_every_s=5,

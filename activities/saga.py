@@ -5,10 +5,11 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.lib.git import clean_env, open_repository
+from activities.lib.git import open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import run_process
 from activities.lib.state_dir import StateDir
+from activities.lib.step_env import step_env
 from activities.lib.workspace.prepare import workspace_checkout
 from schemas.refs import branch_ref, workstream_branch
 from schemas.saga import CompensateInput, CompensateResult
@@ -67,14 +68,15 @@ class SagaActivities:
             commit=head,
             scratch=scratch,
         ) as (slot, ready):
-            env = clean_env(
+            env = step_env(
                 {
                     **ready.env,
                     "UET_RUN_ID": input.run_id,
                     "UET_WORKSTREAM_ID": step.workstream_id or "",
                     "UET_COMPENSATION": "1",
                     "UET_INTEGRATION_SHA": head,
-                }
+                },
+                passthrough=(step.workspace or WorkspaceSpec()).env_passthrough,
             )
             result = await run_process(
                 step.command,

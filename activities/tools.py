@@ -13,10 +13,11 @@ from temporalio.exceptions import ApplicationError
 from activities.lib.adapters import ADAPTERS, Adapter, ToolContext, ToolEnd
 from activities.lib.errors.engine import Classification, classify
 from activities.lib.feedback import render_feedback
-from activities.lib.git import Git, clean_env, open_repository
+from activities.lib.git import Git, open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.repo_guard import Snapshot, WorkTreeSnapshot, check_untouched, check_work_tree
 from activities.lib.state_dir import StateDir
+from activities.lib.step_env import step_env
 from activities.lib.telemetry.recorder import (
     ExecutionFact,
     Fact,
@@ -79,7 +80,7 @@ class ToolActivities:
         started = time.monotonic()
         repo = await open_repository(input.repo_path)
         scratch = self.state.scratch(input.run_id, input.workstream_id, f"tool-{input.attempt}")
-        env = self._tool_env(input)
+        env = self._tool_env(input, adapter)
         if input.feedback is not None:
             # Outside the tree, so it never ends up in the patch.
             feedback_file = scratch / "feedback.md"
@@ -172,15 +173,18 @@ class ToolActivities:
             return end, change
 
     @staticmethod
-    def _tool_env(input: ToolRunInput) -> dict[str, str]:
-        return clean_env(
+    def _tool_env(input: ToolRunInput, adapter: Adapter) -> dict[str, str]:
+        """Least privilege: the tool's own keys, what the workspace passes through, uet's."""
+        return step_env(
             {
                 **input.request.env,
                 "UET_RUN_ID": input.run_id,
                 "UET_WORKSTREAM_ID": input.workstream_id,
                 "UET_BASE_SHA": input.base_sha,
                 "UET_ATTEMPT": str(input.attempt),
-            }
+            },
+            needs=adapter.env_vars,
+            passthrough=input.workspace.env_passthrough,
         )
 
 

@@ -84,6 +84,7 @@ ProblemCode = Literal[
     "too_many_hunks",
     "too_large",
     "oscillation",
+    "secret_in_patch",  # an added line carries a worker secret's value or a credential format
 ]
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from schemas.base import Identifier, Model
+from schemas.base import Identifier, Model, Sha256
 
 GateKind = Literal["lint", "unit", "integration", "security", "custom"]
 ReviewMode = Literal["never", "on_failure", "always"]
@@ -101,6 +101,16 @@ class ResiliencePolicy(Model):
 DEFAULT_PROTECTED_PATHS: tuple[str, ...] = (".gitmodules", ".gitattributes", ".github/workflows/**")
 
 
+class SecretAllow(Model):
+    """A line the secret scan flags that is no secret (a test fixture, a documented example),
+    named by file and line hash: the same text elsewhere, or a changed line, is scanned again."""
+
+    path: str = Field(min_length=1, description="the file, as the patch names it")
+    line_sha256: Sha256 = Field(
+        description="sha256 (hex) of the added line's text, as the secret_in_patch report prints it"
+    )
+
+
 class PatchPolicy(Model):
     """Limits checked on the diff itself, before git sees it."""
 
@@ -118,6 +128,11 @@ class PatchPolicy(Model):
     protected_paths: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PROTECTED_PATHS),
         description="globs no patch may touch (replaces the default list when set)",
+    )
+    secret_allowlist: list[SecretAllow] = Field(
+        default_factory=list,
+        description="added lines the secret scan may let through (secret_in_patch false "
+        "positives), by file and line hash",
     )
 
 
@@ -219,9 +234,22 @@ class WorkspaceSpec(Model):
         description="untracked files (globs) copied from the repository's work tree",
     )
     env: dict[str, str] = Field(default_factory=dict, description="for setup, tool and gates")
+    env_passthrough: list[str] = Field(
+        default_factory=list,
+        description="variables of the worker's environment the steps may see (names, or "
+        "PREFIX_*); the rest is withheld but a safe base, uet's own and the AI tool's key",
+    )
     ports: int = Field(
         default=0, ge=0, le=16, description="free ports as UET_PORT_0…, unique among running ones"
     )
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\*?", name):
+                raise ValueError(f"{name!r} is not a variable name (or a PREFIX_* pattern)")
+        return value
 
 
 class Defaults(Model):

@@ -1,16 +1,26 @@
 """The verdict on a patch: format, scope and constraints, each problem with a stable code.
 
-Checked on the diff itself, before git ever sees it. Pure functions.
+Checked on the diff itself, before git ever sees it. Pure functions (the environment whose
+secrets a patch must not carry is passed in; the activity passes the worker's own).
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from activities.lib.patch_parse import ParsedPatch
+from activities.lib.secrets import (
+    added_lines,
+    format_secrets,
+    masked_text,
+    scan,
+    scan_names,
+    secret_env_values,
+)
 from schemas.globs import matches_any
 from schemas.patch import FileChange, PatchArtifact, PatchProblem, ValidationReport
 from schemas.spec import FileScope, PatchPolicy
@@ -24,6 +34,7 @@ CONSTRAINT_CODES = frozenset(
         "too_many_hunks",
         "too_large",
         "oscillation",
+        "secret_in_patch",
     }
 )
 
@@ -43,7 +54,14 @@ def validate(
     policy: PatchPolicy,
     history: History,
     extra_protected: Iterable[str] = (),
+    *,
+    data: bytes | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ValidationReport:
+    """``data``: the raw patch, whose added lines are scanned for secrets (the values of
+    ``env``'s secret-named variables, default the worker's environment, and well-known
+    credential formats); without it that scan is skipped."""
+    env = os.environ if env is None else env
     problems = list(parsed.problems)
     files = parsed.stats.files
     protected = [*policy.protected_paths, *extra_protected]
@@ -70,6 +88,10 @@ def validate(
     # refuse the patch (review: a person decides, see workflows/patch_steps.py).
     allowed = oscillation if policy.oscillation == "allow" else []
     problems += [] if allowed else oscillation
+    if data is not None:
+        problems += _secret_problems(parsed, data, policy, env)
+        # No message repeats a secret: not a hit's, nor a line quoted by the format checks.
+        problems = _masked(problems, env)
     codes = {p.code for p in problems}
     return ValidationReport(
         format_ok=not codes & FORMAT_CODES,
@@ -178,6 +200,35 @@ def _oscillation_problems(parsed: ParsedPatch, history: History) -> list[PatchPr
                 )
             )
     return problems
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def _secret_problems(
+    parsed: ParsedPatch, data: bytes, policy: PatchPolicy, env: Mapping[str, str]
+) -> list[PatchProblem]:
+    paths = [f.path for f in parsed.stats.files]
+    hits = scan_names([f.path for f in parsed.stats.files if f.kind != "deleted"], env)
+    hits += scan(added_lines(data, paths), env, policy.secret_allowlist)
+    return [_p("secret_in_patch", hit.path, hit.describe()) for hit in hits]
+
+
+def _masked(problems: list[PatchProblem], env: Mapping[str, str]) -> list[PatchProblem]:
+    if not problems:
+        return problems
+    values = list(secret_env_values(env))
+    text = "\n".join(f"{p.path or ''} {p.message}" for p in problems)
+    values += [value for _, value in format_secrets(text)]
+    return [
+        p.model_copy(
+            update={
+                "message": masked_text(p.message, values),
+                "path": p.path and masked_text(p.path, values),
+            }
+        )
+        for p in problems
+    ]
 
 
 def _after(artifact: PatchArtifact, path: str) -> str | None:

@@ -35,6 +35,12 @@ _SCALE = {"": 1, "k": 1_000, "M": 1_000_000}
 class AiderAdapter:
     private_paths: tuple[str, ...] = (".aider*", ".aider*/**")
     needs_work_tree = True
+    #: aider reaches many providers through litellm; each reads its own key.
+    env_vars: tuple[str, ...] = (
+        "AIDER_*", "OPENAI_*", "ANTHROPIC_*", "GEMINI_*", "OPENROUTER_*", "DEEPSEEK_*",
+        "GROQ_*", "MISTRAL_*", "AZURE_*", "OLLAMA_*",
+    )  # fmt: skip
+    config_paths: tuple[str, ...] = (".aider.conf.yml", ".aider.model.settings.yml", ".env")
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

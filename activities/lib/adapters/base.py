@@ -47,5 +47,10 @@ class Adapter(Protocol):
     #: False for adapters that only write to ``ctx.checkout``'s index (``patch``): they skip
     #: the checkout, by far the largest cost of a trivial workstream.
     needs_work_tree: bool
+    #: Names (``PREFIX_*`` for a prefix) of the worker's environment the tool needs: it sees
+    #: those, a safe base and uet's own, never the rest (activities/lib/step_env.py).
+    env_vars: tuple[str, ...]
+    #: Paths under the home directory the tool reads its login and settings from.
+    config_paths: tuple[str, ...]
 
     async def run(self, ctx: ToolContext) -> ToolEnd: ...

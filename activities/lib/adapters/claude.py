@@ -29,6 +29,10 @@ class ClaudeAdapter:
     # Claude Code keeps its state in ~/.claude; a project-local settings file may appear.
     private_paths: tuple[str, ...] = (".claude/settings.local.json",)
     needs_work_tree = True
+    #: What Claude Code reads of the environment (its key, endpoints, Bedrock/Vertex switches).
+    env_vars: tuple[str, ...] = ("ANTHROPIC_*", "CLAUDE_*", "DISABLE_*", "MAX_THINKING_TOKENS")
+    #: Its login and settings in the home directory (seeded read-only into a private home).
+    config_paths: tuple[str, ...] = (".claude", ".claude.json")
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

@@ -25,6 +25,8 @@ from schemas.tools import ToolUsage
 class CodexAdapter:
     private_paths: tuple[str, ...] = ()  # Codex keeps its state in ~/.codex
     needs_work_tree = True
+    env_vars: tuple[str, ...] = ("OPENAI_*", "CODEX_*")
+    config_paths: tuple[str, ...] = (".codex",)
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

@@ -11,6 +11,8 @@ from activities.lib.git import apply_patch
 class PatchAdapter:
     private_paths: tuple[str, ...] = ()
     needs_work_tree = False
+    env_vars: tuple[str, ...] = ()
+    config_paths: tuple[str, ...] = ()
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         ref = ctx.input.patch_file

@@ -11,6 +11,8 @@ from activities.lib.process import exit_description, run_process
 class ShellAdapter:
     private_paths: tuple[str, ...] = ()
     needs_work_tree = True
+    env_vars: tuple[str, ...] = ()
+    config_paths: tuple[str, ...] = ()
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         command = ctx.input.request.command

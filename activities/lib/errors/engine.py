@@ -40,6 +40,7 @@ UET_CODES = {
             "too_large",
             "deletion_not_allowed",
             "oscillation",
+            "secret_in_patch",
         ],
         "policy",
     ),

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
 
-from activities.lib.git import Git, checkout, clean_env
+from activities.lib.git import Git, checkout
 from activities.lib.process import exit_description, run_process
 from activities.lib.state_dir import StateDir
+from activities.lib.step_env import step_env
 from activities.lib.workspace import cache
 from activities.lib.workspace.pool import Slot, checkout_slot
 from activities.lib.workspace.ports import leased_ports, port_env
@@ -231,7 +232,9 @@ async def _run_setup(
     spec: WorkspaceSpec, ready: Prepared, tree: Path, scratch: Path, attempt: int
 ) -> str | None:
     deadline = time.monotonic() + spec.setup_timeout_s
-    env = clean_env({**ready.env, "UET_SETUP_ATTEMPT": str(attempt)})
+    env = step_env(
+        {**ready.env, "UET_SETUP_ATTEMPT": str(attempt)}, passthrough=spec.env_passthrough
+    )
     for command in spec.setup:
         left = deadline - time.monotonic()
         shown = command if isinstance(command, str) else " ".join(command)
