@@ -18,8 +18,10 @@ from activities.lib.expectations import read_output, unmet_expectation
 from activities.lib.git import Git, open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import missing_program, run_process
+from activities.lib.sandbox import LIMIT_REASONS, describe_limit
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
+from activities.lib.step_sandbox import step_sandbox
 from activities.lib.telemetry.insights import is_flaky
 from activities.lib.telemetry.recorder import (
     ExecutionFact,
@@ -157,17 +159,32 @@ class GateActivities:
             },
             passthrough=input.workspace.env_passthrough,
         )
+        limits = gate.sandbox or input.workspace.sandbox
+        sandbox = step_sandbox(
+            limits,
+            "gate",
+            tree=tree,
+            repo=await open_repository(input.repo_path),
+            repo_path=input.repo_path,
+            state=self.state,
+            scratch=scratch,
+            env=env,
+        )
         run = await run_process(
             gate.command,
             cwd=tree,
             env=env,
             timeout_s=gate.timeout_s,
             log_path=scratch / f"{gate.gate_id}{'.rerun' if rerun else ''}.log",
+            sandbox=sandbox,
         )
         log = self.state.artifacts.put_file(run.log_path, "text/plain")
         code = program = unmet = reason = None
         passing = gate.expect.exit_code if gate.expect is not None else 0
-        if run.timed_out:
+        if run.limit_hit is not None and sandbox is not None:
+            status, code = "failed", LIMIT_REASONS[run.limit_hit]
+            reason = f"{code}: {describe_limit(run.limit_hit, limits.limits)}"
+        elif run.timed_out:
             status, reason = "timeout", f"timed out after {gate.timeout_s:g}s"
         elif run.exit_code == passing and gate.expect is not None:
             # Ground truth beyond the exit code: the whole log (stdout and stderr), the files.

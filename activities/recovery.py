@@ -25,6 +25,7 @@ from activities.lib.heartbeat import heartbeating
 from activities.lib.process import argv_for, run_process
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
+from activities.lib.step_sandbox import step_sandbox
 from activities.lib.telemetry import patterns
 from activities.lib.telemetry.recorder import PatternUseFact, now
 from activities.lib.workspace.prepare import workspace_checkout
@@ -119,13 +120,24 @@ async def fixed_tree(
     async with workspace_checkout(
         workspace, state=state, repo=repo, repo_path=repo_path, commit=start_sha, scratch=scratch
     ) as (slot, ready):
+        fixer_env = step_env({**ready.env, **env}, passthrough=workspace.env_passthrough)
         run = await run_process(
             command,
             cwd=slot.tree,
-            env=step_env({**ready.env, **env}, passthrough=workspace.env_passthrough),
+            env=fixer_env,
             timeout_s=timeout_s,
             log_path=scratch / "recovery.log",
             heartbeat_every_s=5,
+            sandbox=step_sandbox(
+                workspace.sandbox,
+                "fixer",
+                tree=slot.tree,
+                repo=repo,
+                repo_path=repo_path,
+                state=state,
+                scratch=scratch,
+                env=fixer_env,
+            ),
         )
         with ready.step("capture"):
             patch, files = await capture_change(

@@ -10,6 +10,7 @@ from activities.lib.heartbeat import heartbeating
 from activities.lib.process import run_process
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
+from activities.lib.step_sandbox import step_sandbox
 from activities.lib.workspace.prepare import workspace_checkout
 from schemas.refs import branch_ref, workstream_branch
 from schemas.saga import CompensateInput, CompensateResult
@@ -84,6 +85,16 @@ class SagaActivities:
                 env=env,
                 timeout_s=input.timeout_s,
                 log_path=scratch / "compensation.log",
+                sandbox=step_sandbox(
+                    (step.workspace or WorkspaceSpec()).sandbox,
+                    "compensation",
+                    tree=slot.tree,
+                    repo=repo,
+                    repo_path=input.repo_path,
+                    state=self.state,
+                    scratch=scratch,
+                    env=env,
+                ),
             )
         if result.exit_code != 0:
             what = "timed out" if result.timed_out else f"exited with {result.exit_code}"

@@ -18,6 +18,7 @@ from activities.lib.heartbeat import heartbeating
 from activities.lib.repo_guard import Snapshot, WorkTreeSnapshot, check_untouched, check_work_tree
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
+from activities.lib.step_sandbox import step_sandbox
 from activities.lib.telemetry.recorder import (
     ExecutionFact,
     Fact,
@@ -140,8 +141,20 @@ class ToolActivities:
         ) as (slot, ready):
             tree, local = slot.tree, slot.git
             env = {**ready.env, **env}
+            # AI tools reach their APIs; a shell tool, by default, nothing.
+            sandbox = step_sandbox(
+                input.workspace.sandbox,
+                "ai" if adapter.env_vars else "shell",
+                tree=tree,
+                repo=repo,
+                repo_path=input.repo_path,
+                state=self.state,
+                scratch=scratch,
+                env=env,
+                config_paths=adapter.config_paths,
+            )
             ctx = ToolContext(
-                input, local, env, scratch / "tool.log", self.state.artifacts, scratch
+                input, local, env, scratch / "tool.log", self.state.artifacts, scratch, sandbox
             )
             guard = Snapshot.take(repo.git_dir)
             user_tree = user_work_tree(repo, input.repo_path)
@@ -228,6 +241,8 @@ async def diff_index(git: Git, base_sha: str) -> tuple[bytes | None, list[str]]:
 
 def _code_of(error: ApplicationError) -> str | None:
     """uet's own code for a final tool error, when it has one."""
+    if error.type == "LimitExceeded" and error.details:
+        return str(error.details[0].get("reason_code"))
     return {
         "CommandNotFound": "command_not_found",
         "ToolApiError": "api_error",

@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.lib import gc
 from activities.lib.state_dir import StateDir
+from activities.lib.step_sandbox import startup_note
 from activities.registry import all_activities
 from runtime.connect import connect, target_from_env
 from runtime.settings import Settings
@@ -55,6 +56,9 @@ class UetPlugin(SimplePlugin):
 async def _started(home: Path) -> AsyncIterator[None]:
     """Before the worker polls (so none of its own activities is making a scratch dir yet)."""
     await asyncio.to_thread(clean_after_dead_workers, home)
+    note = await asyncio.to_thread(startup_note)
+    if note is not None:  # phases that do not say get no sandbox here: say so once
+        logging.getLogger("uet.worker").warning(note)
     yield
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from schemas.base import Identifier, Model, Sha256
+from schemas.sandbox import SandboxSpec
 
 GateKind = Literal["lint", "unit", "integration", "security", "custom"]
 ReviewMode = Literal["never", "on_failure", "always"]
@@ -77,6 +78,9 @@ class GateSpec(Model):
     after: list[str] = Field(default_factory=list, description="gate ids that must pass first")
     timeout_s: float = Field(default=600, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
+    sandbox: SandboxSpec | None = Field(
+        default=None, description="this gate's own (default: the workspace's sandbox)"
+    )
     retry_flaky: bool | None = Field(
         default=None,
         description="re-run once on failure when telemetry knows this gate as flaky "
@@ -241,6 +245,10 @@ class WorkspaceSpec(Model):
     )
     ports: int = Field(
         default=0, ge=0, le=16, description="free ports as UET_PORT_0…, unique among running ones"
+    )
+    sandbox: SandboxSpec = Field(
+        default_factory=SandboxSpec,
+        description="what the tool, setup, fixers, gates and compensation may see and use",
     )
 
     @field_validator("env_passthrough")

@@ -12,8 +12,9 @@ from schemas.spec import ExecutionRequest, WorkspaceSpec
 ToolOutcome = Literal["changed", "no_change", "failed", "timeout"]
 #: Why a tool run did not produce a change (stable: matched on by people and scripts).
 ToolReason = Literal[
-    "", "api_error", "max_turns", "permission_denied", "no_change", "tool_failed", "timeout"
-]
+    "", "api_error", "max_turns", "permission_denied", "no_change", "tool_failed", "timeout",
+    "limit_memory", "limit_pids", "limit_cpu", "limit_file_size",
+]  # fmt: skip
 
 
 class ToolUsage(Model):

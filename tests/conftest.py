@@ -23,6 +23,10 @@ from workflows import search
 ROOT = Path(__file__).resolve().parent.parent
 # Commands run by tools and gates find this interpreter (and its pytest) first.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# Most tests watch what their tools write outside the checkout (counters, fake CLIs' logs):
+# they run unsandboxed, as an operator's UET_SANDBOX=none would; the containment tests ask for
+# `sandbox: {mode: bwrap}` in their phases, which this does not change.
+os.environ.setdefault("UET_SANDBOX", "none")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,11 @@
 The process group is what makes cancellation real: ``/bin/sh -c "pytest"`` forks, and killing
 only the shell would leave pytest running. On timeout or activity cancellation the whole group
 gets SIGTERM, then SIGKILL after a grace period.
+
+With a sandbox plan (activities/lib/sandbox.py) the command runs under bubblewrap, with the
+plan's rlimits and in its cgroups; whatever is left in those when it ends is killed (a child
+that left the process group cannot leave its cgroup), and the result says which limit a failed
+run went over.
 """
 
 from __future__ import annotations
@@ -10,18 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio import activity
 
 from activities.lib.redact import redact, redact_file, secret_values
+from activities.lib.sandbox import SandboxPlan, SandboxRun
+from schemas.sandbox import LimitName
 from schemas.spec import Command
 
 TAIL_BYTES = 4096
@@ -38,6 +46,8 @@ class ProcessResult:
     duration_s: float
     tail: str
     log_path: Path
+    #: The sandbox limit a failed run went over (reason code ``limit_<name>``), or None.
+    limit_hit: LimitName | None = None
 
 
 def exit_description(code: int | None) -> str:
@@ -94,13 +104,56 @@ async def run_process(
     heartbeat_every_s: float | None = None,
     stdin_path: Path | None = None,
     stdout_path: Path | None = None,
+    sandbox: SandboxPlan | None = None,
 ) -> ProcessResult:
     """Run ``command``; its output (stderr, and stdout unless ``stdout_path`` takes it apart
     for structured parsing) goes to ``log_path``. ``stdin_path`` feeds its standard input:
-    prompts travel as files, never through a shell string."""
+    prompts travel as files, never through a shell string. ``sandbox``: run it under that plan
+    (its argv prefix, environment and limits)."""
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = argv_for(command)
+    run: SandboxRun | None = None
+    if sandbox is not None:
+        env = {**env, **sandbox.env}
+        run = sandbox.start()
+    try:
+        return await _run(
+            command,
+            argv,
+            cwd=cwd,
+            env=env,
+            timeout_s=timeout_s,
+            log_path=log_path,
+            log_limit=log_limit,
+            heartbeat_every_s=heartbeat_every_s,
+            stdin_path=stdin_path,
+            stdout_path=stdout_path,
+            sandbox=sandbox,
+            run=run,
+            started=started,
+        )
+    finally:
+        if run is not None:
+            await run.close()
+
+
+async def _run(
+    command: Command,
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    log_path: Path,
+    log_limit: int,
+    heartbeat_every_s: float | None,
+    stdin_path: Path | None,
+    stdout_path: Path | None,
+    sandbox: SandboxPlan | None,
+    run: SandboxRun | None,
+    started: float,
+) -> ProcessResult:
     # Our own pipe rather than asyncio's: asyncio's Process.wait() also waits for its pipes to
     # close, which a daemonised grandchild holding stdout would delay forever. Owning the read
     # end, we can stop reading and close it whatever the children do.
@@ -110,14 +163,14 @@ async def run_process(
         stdout = files.enter_context(stdout_path.open("wb")) if stdout_path else None
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *(sandbox.wrap(argv, cwd) if sandbox is not None else argv),
                 cwd=str(cwd),
                 env=dict(env),
                 stdin=stdin or asyncio.subprocess.DEVNULL,
                 stdout=stdout or write_fd,
                 stderr=write_fd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_child_setup, run.preexec if run else None),
             )
         except (FileNotFoundError, PermissionError) as exc:
             os.close(read_fd)
@@ -138,16 +191,19 @@ async def run_process(
         await asyncio.wait_for(proc.wait(), timeout=timeout_s)
     except TimeoutError:
         timed_out = True
-        await _kill_group(proc)
+        await _kill_group(proc, spare_leader=bool(sandbox and sandbox.prefix))
     except BaseException:
         # Activity cancelled (or worker shutting down): the tool must not outlive us.
-        await _kill_group(proc)
+        await _kill_group(proc, spare_leader=bool(sandbox and sandbox.prefix))
         raise
     finally:
         beat.cancel()
         # Background children that inherited stdout die with the group ...
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        # ... and whatever left it, with its cgroup ...
+        if run is not None:
+            await run.kill()
         # ... and one that left the group (setsid) cannot keep us reading.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(pump), timeout=DRAIN_TIMEOUT_S)
@@ -155,6 +211,12 @@ async def run_process(
         transport.close()
     exit_code = None if timed_out else proc.returncode
     not_found = exit_code == 127 and isinstance(command, str)
+    if sandbox is not None and exit_code == 1 and sandbox.exec_failed(output.tail, argv[0]):
+        # bwrap could not start the program: what the exec error above is without a sandbox.
+        exit_code, not_found = None, True
+    limit_hit = None
+    if run is not None:
+        limit_hit = await run.finish(exit_code, timed_out, output.tail)
     # Whatever the command printed of its environment's secrets stops here.
     secrets = secret_values(env)
     redact_file(log_path, secrets)
@@ -167,7 +229,15 @@ async def run_process(
         time.monotonic() - started,
         redact(output.tail, secrets),
         log_path,
+        limit_hit,
     )
+
+
+def _child_setup(sandboxed: Callable[[], None] | None) -> None:
+    """In the child before exec: die with the worker; join the sandbox's cgroups and limits."""
+    _die_with_parent()
+    if sandboxed is not None:
+        sandboxed()
 
 
 def _die_with_parent() -> None:
@@ -219,10 +289,20 @@ async def _heartbeat(every_s: float | None, started: float) -> None:
         await asyncio.sleep(every_s)
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+async def _kill_group(proc: asyncio.subprocess.Process, *, spare_leader: bool = False) -> None:
+    """SIGTERM the group, SIGKILL what is left after a grace period. ``spare_leader``: the
+    SIGTERM skips the leader, bwrap, which would die of it at once and take the sandbox with it
+    (``--die-with-parent``, the pid namespace) before the command could stop by itself; the
+    command exits, bwrap follows with its status."""
     for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+        if sig == signal.SIGTERM and spare_leader:
+            for pid in _group_members(proc.pid):
+                if pid != proc.pid:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, sig)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
         try:
             await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=wait_s)
             break
@@ -231,3 +311,22 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
     # The leader may be gone while children in its group linger: make sure none survive.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes in process group ``pgid`` (from /proc; empty where it cannot be read)."""
+    found = []
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    data = stat.read()
+            except OSError:
+                continue
+            # pid (comm) state ppid pgrp …: comm may hold anything, so from its last ")".
+            fields = data[data.rfind(b")") + 2 :].split()
+            if len(fields) > 2 and fields[2] == str(pgid).encode():
+                found.append(int(entry.name))
+    return found

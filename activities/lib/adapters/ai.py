@@ -13,6 +13,7 @@ from activities.lib.adapters.base import ToolContext, ToolEnd
 from activities.lib.adapters.models import model_info
 from activities.lib.feedback import render_feedback
 from activities.lib.process import ProcessResult, run_process
+from activities.lib.sandbox import LIMIT_REASONS, describe_limit
 from schemas.globs import matches_any
 
 #: API failures worth another try (the activity's retry policy makes it); the rest are final.
@@ -86,12 +87,22 @@ async def run_cli(ctx: ToolContext, argv: list[str], stdin: str | None = None) -
         log_path=ctx.log_path,
         stdin_path=stdin_path,
         stdout_path=stdout_path,
+        sandbox=ctx.sandbox,
     )
     if process.not_found:
         raise ApplicationError(
             f"{ctx.input.workstream_id}: {argv[0]} is not installed or not on PATH "
             f"({process.tail.strip()[-200:]})",
             type="CommandNotFound",
+            non_retryable=True,
+        )
+    if process.limit_hit is not None and ctx.sandbox is not None:
+        code = LIMIT_REASONS[process.limit_hit]
+        raise ApplicationError(
+            f"{ctx.input.workstream_id}: {argv[0]} "
+            f"{describe_limit(process.limit_hit, ctx.sandbox.limits)} ({code})",
+            {"reason_code": code},
+            type="LimitExceeded",
             non_retryable=True,
         )
     stdout = stdout_path.read_bytes().decode("utf-8", "replace") if stdout_path.exists() else ""

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from activities.lib.artifacts import ArtifactStore
 from activities.lib.git import Git
+from activities.lib.sandbox import SandboxPlan
 from schemas.tools import ToolReason, ToolRunInput, ToolUsage
 
 
@@ -21,6 +22,8 @@ class ToolContext:
     log_path: Path
     artifacts: ArtifactStore
     scratch: Path  # outside the work tree: prompts, tool histories, structured output
+    #: How the tool's process is contained (None: unsandboxed, no limits).
+    sandbox: SandboxPlan | None = None
 
     @property
     def cwd(self) -> Path:

@@ -6,6 +6,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.lib.adapters.base import ToolContext, ToolEnd
 from activities.lib.process import exit_description, run_process
+from activities.lib.sandbox import LIMIT_REASONS, describe_limit
 
 
 class ShellAdapter:
@@ -23,6 +24,7 @@ class ShellAdapter:
             env=ctx.env,
             timeout_s=ctx.input.timeout_s,
             log_path=ctx.log_path,
+            sandbox=ctx.sandbox,
         )
         if result.not_found:
             # Retrying cannot make a missing program appear.
@@ -31,6 +33,15 @@ class ShellAdapter:
                 f"({result.tail.strip()[-300:]})",
                 type="CommandNotFound",
                 non_retryable=True,
+            )
+        if result.limit_hit is not None and ctx.sandbox is not None:
+            return ToolEnd(
+                ok=False,
+                reason=describe_limit(result.limit_hit, ctx.sandbox.limits),
+                reason_code=LIMIT_REASONS[result.limit_hit],  # type: ignore[arg-type]
+                exit_code=result.exit_code,
+                timed_out=result.timed_out,
+                output_tail=result.tail,
             )
         if result.timed_out:
             return ToolEnd(

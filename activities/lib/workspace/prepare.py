@@ -22,8 +22,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.lib.git import Git, checkout
 from activities.lib.process import exit_description, run_process
+from activities.lib.sandbox import SandboxPlan, describe_limit
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
+from activities.lib.step_sandbox import step_sandbox
 from activities.lib.workspace import cache
 from activities.lib.workspace.pool import Slot, checkout_slot
 from activities.lib.workspace.ports import leased_ports, port_env
@@ -100,7 +102,7 @@ async def workspace_checkout(
         ready.env.update(port_env(held.enter_context(leased_ports(state.home, spec.ports))))
         if needed:
             user_tree = user_work_tree(repo, repo_path)
-            step = _Step(spec, state, repo, commit, slot.tree, scratch, user_tree, ready)
+            step = _Step(spec, state, repo, repo_path, commit, slot.tree, scratch, user_tree, ready)
             with ready.step("include"):
                 await step.include()
             await step.caches_or_setup(keys, slot.caches)
@@ -130,6 +132,7 @@ class _Step:
     spec: WorkspaceSpec
     state: StateDir
     repo: Git
+    repo_path: str
     commit: str
     tree: Path
     scratch: Path
@@ -192,7 +195,22 @@ class _Step:
         """The setup commands in order, within ``setup_timeout_s``; once more on a fresh
         checkout when they fail."""
         for attempt in (1, 2):
-            failure = await _run_setup(self.spec, self.ready, self.tree, self.scratch, attempt)
+            env = step_env(
+                {**self.ready.env, "UET_SETUP_ATTEMPT": str(attempt)},
+                passthrough=self.spec.env_passthrough,
+            )
+            # Installing dependencies needs the network: setup has it unless the spec says no.
+            sandbox = step_sandbox(
+                self.spec.sandbox,
+                "setup",
+                tree=self.tree,
+                repo=self.repo,
+                repo_path=self.repo_path,
+                state=self.state,
+                scratch=self.scratch,
+                env=env,
+            )
+            failure = await _run_setup(self.spec, env, sandbox, self.tree, self.scratch, attempt)
             if failure is None:
                 return
             if attempt == 1:
@@ -229,12 +247,14 @@ def _matches(root: Path, patterns: list[str]) -> list[Path]:
 
 
 async def _run_setup(
-    spec: WorkspaceSpec, ready: Prepared, tree: Path, scratch: Path, attempt: int
+    spec: WorkspaceSpec,
+    env: dict[str, str],
+    sandbox: SandboxPlan | None,
+    tree: Path,
+    scratch: Path,
+    attempt: int,
 ) -> str | None:
     deadline = time.monotonic() + spec.setup_timeout_s
-    env = step_env(
-        {**ready.env, "UET_SETUP_ATTEMPT": str(attempt)}, passthrough=spec.env_passthrough
-    )
     for command in spec.setup:
         left = deadline - time.monotonic()
         shown = command if isinstance(command, str) else " ".join(command)
@@ -246,8 +266,11 @@ async def _run_setup(
             env=env,
             timeout_s=left,
             log_path=scratch / f"setup-{attempt}.log",
+            sandbox=sandbox,
         )
         _append(scratch / "setup.log", scratch / f"setup-{attempt}.log")
+        if run.limit_hit is not None and sandbox is not None:
+            return f"`{shown}` {describe_limit(run.limit_hit, sandbox.limits)}"
         if run.timed_out:
             return f"`{shown}` timed out (setup_timeout_s {spec.setup_timeout_s:g}s)"
         if run.exit_code != 0:
