@@ -314,11 +314,11 @@ def plan_sandbox(
     covered = ["/tmp", *([home_inside] if home_inside else [])]
     shown = [(p, False) for p in spec.readable] + [(p, True) for p in spec.writable]
     extra = _extra_paths(shown, real_home, hide, covered)
-    if home_inside is not None and env is not None:
+    if env is not None:
         listed = {p for p, _ in extra}
         extra += [
             (p, False)
-            for p in _toolchain(env.get("PATH", ""), home_inside)
+            for p in _toolchain(env.get("PATH", ""), covered)
             if p not in listed and not any(_under(p, h) or _under(h, p) for h in hide)
         ]
 
@@ -400,19 +400,21 @@ def _extra_paths(
     return extra
 
 
-def _toolchain(path_env: str, home: str) -> list[str]:
-    """What the programs on ``path_env`` need of ``home`` to run: the PATH entries in it, the
-    directories that symlinks on PATH point to in it, and the prefix of a venv's interpreter
-    there (``home = …`` in its pyvenv.cfg)."""
+def _toolchain(path_env: str, covered: list[str]) -> list[str]:
+    """What the programs on ``path_env`` need of the places the sandbox covers with private
+    ones (the home, ``/tmp``) to run: the PATH entries there (a venv's whole directory, for
+    its site-packages), the directories that symlinks on PATH point to there, and the prefix
+    of a venv's interpreter there (``home = …`` in its pyvenv.cfg)."""
     found: list[str] = []
 
     def add(path: str) -> None:
-        if _under(path, home) and path != home and os.path.isdir(path):
+        if any(_under(path, c) and path != c for c in covered) and os.path.isdir(path):
             found.append(path)
 
     for entry in filter(None, path_env.split(os.pathsep)):
         entry_r = _real(entry)
-        add(entry_r)
+        venv = os.path.dirname(entry_r)
+        add(venv if os.path.isfile(os.path.join(venv, "pyvenv.cfg")) else entry_r)
         venv_home = None
         with contextlib.suppress(OSError):
             for line in Path(entry_r).parent.joinpath("pyvenv.cfg").read_text().splitlines():
@@ -421,13 +423,13 @@ def _toolchain(path_env: str, home: str) -> list[str]:
                     venv_home = _real(value.strip())
         if venv_home is not None:
             add(os.path.dirname(venv_home))  # the interpreter's prefix: bin/, lib/
-        if not _under(entry_r, home) and venv_home is None:
-            continue  # a system directory: nothing of the home to follow
+        if not _under_any(entry_r, covered) and venv_home is None:
+            continue  # a system directory: nothing covered to follow
         with contextlib.suppress(OSError), os.scandir(entry_r) as names:
             for item in names:
                 if item.is_symlink():
                     target = _real(item.path)
-                    if _under(target, home) and not _under(target, entry_r):
+                    if _under_any(target, covered) and not _under(target, entry_r):
                         add(os.path.dirname(target))
     return _outermost(found)
 
