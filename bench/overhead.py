@@ -1,11 +1,15 @@
 """What uet adds on top of the work itself.
 
-    python bench/overhead.py [--workstreams 200]
+    python bench/overhead.py [--workstreams 200] [--sandboxed 50]
 
 N trivial `patch` workstreams (each adds one small file), run by uet at max_parallel 1 and 8 on
 a local dev server, against a plain shell loop doing the same `git apply` + `git commit`.
 Prints uet's time per workstream, the loop's, the ratio, and the Temporal round trips (workflow
 and activity tasks) one workstream costs, counted in the histories.
+
+Then what the sandbox costs a tool run: ``--sandboxed`` `shell` workstreams (one file written,
+one gate) at max_parallel 4 with ``sandbox: {mode: none}`` and ``{mode: bwrap}``: ms per
+workstream each and the ratio (two sandboxed processes per workstream: the tool, the gate).
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ async def round_trips(client, workflow_id: str, n: int) -> tuple[float, float, f
     return wft / n, act / n, local / n
 
 
-async def main(n: int) -> None:
+async def main(n: int, sandboxed: int) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         data_converter=pydantic_data_converter,
@@ -134,12 +138,42 @@ async def main(n: int) -> None:
                     f"{act:.1f} activities (+{local:.1f} local) per workstream",
                     flush=True,
                 )
+            timed: dict[str, float] = {}
+            for mode in ("none", "bwrap") if sandboxed else ():
+                spec = phase(
+                    max_parallel=4,
+                    defaults={"workspace": {"sandbox": {"mode": mode}}, "review": "never"},
+                    workstreams=[
+                        {
+                            "workstream_id": f"ws-{i:04d}",
+                            "execution_request": {"command": f"echo {i} > f{i}.txt"},
+                            "acceptance_criteria": {
+                                "gates": [{"gate_id": "g", "command": f"test -f f{i}.txt"}]
+                            },
+                        }
+                        for i in range(sandboxed)
+                    ],
+                )
+                input = run_input(spec, make_repo(root / f"repo-{mode}"))
+                started = time.monotonic()
+                record = await run_phase(env.client, settings, input)
+                timed[mode] = 1000 * (time.monotonic() - started) / sandboxed
+                assert record.status == "completed", record.reason
+                print(f"shell + gate, sandbox {mode}: {timed[mode]:.1f} ms per workstream")
+            if timed:
+                print(
+                    f"sandbox bwrap / none: {timed['bwrap'] / timed['none']:.2f}x "
+                    f"(+{timed['bwrap'] - timed['none']:.1f} ms per workstream)",
+                    flush=True,
+                )
     await env.shutdown()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workstreams", type=int, default=200)
-    asyncio.run(main(parser.parse_args().workstreams))
+    parser.add_argument("--sandboxed", type=int, default=50, help="0: skip the sandbox's part")
+    args = parser.parse_args()
+    asyncio.run(main(args.workstreams, args.sandboxed))
     sys.stdout.flush()
     os._exit(0)  # skip interpreter finalization under the Temporal core's threads

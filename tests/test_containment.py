@@ -149,3 +149,50 @@ def test_auto_follows_the_worker_and_an_explicit_mode_wins(monkeypatch) -> None:
     monkeypatch.setenv("UET_SANDBOX", "docker")
     with pytest.raises(ApplicationError, match="UET_SANDBOX='docker'"):
         resolved_mode(SandboxSpec())
+
+
+async def test_memory_limit_and_a_gate_reading_a_shared_cache_listed_in_readable(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    """A tool allocating past memory_mb fails with the limit named; a gate that needs a shared
+    cache in the home (private in the sandbox) passes once the cache is listed in readable."""
+    import shutil
+    import uuid
+
+    shared = Path.home() / ".cache" / f"uet-test-shared-{uuid.uuid4().hex[:8]}"
+    shared.mkdir(parents=True)
+    (shared / "wheel.txt").write_text("cached\n")
+    repo: Path = make_repo({"app.txt": "a\n"})
+    hog = 'python3 -c "x = bytearray(400 * 1024 * 1024); print(len(x))"'
+    need = f"grep -q cached {shared}/wheel.txt"
+    try:
+        spec = phase(
+            defaults={"review": "never"},
+            workstreams=[
+                {
+                    "workstream_id": "hog",
+                    "execution_request": {"command": hog},
+                    "workspace": {"sandbox": {"mode": "bwrap", "limits": {"memory_mb": 64}}},
+                },
+                {
+                    "workstream_id": "blind",
+                    "execution_request": {"command": "echo b > b.txt"},
+                    "workspace": {"sandbox": BWRAP},
+                    "acceptance_criteria": {"gates": [{"gate_id": "cache", "command": need}]},
+                },
+                {
+                    "workstream_id": "sees",
+                    "execution_request": {"command": "echo s > s.txt"},
+                    "workspace": {"sandbox": {"mode": "bwrap", "readable": [str(shared)]}},
+                    "acceptance_criteria": {"gates": [{"gate_id": "cache", "command": need}]},
+                },
+            ],
+        )
+        record = await run_phase(client, settings, run_input(spec, repo))
+    finally:
+        shutil.rmtree(shared)
+    hog_ws = record.workstreams["hog"]
+    assert hog_ws.status == WorkstreamState.FAILED
+    assert "went over its memory limit (64 MB)" in (hog_ws.reason or ""), hog_ws.reason
+    assert record.workstreams["blind"].status == WorkstreamState.FAILED
+    assert record.workstreams["sees"].status == WorkstreamState.COMPLETED
