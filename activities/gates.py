@@ -85,7 +85,7 @@ class GateActivities:
             tree = slot.tree
             # The gates see what the tool saw: setup, caches, included files, env and ports.
             within = input.model_copy(update={"env": {**ready.env, **input.env}})
-            run = await self._run_all(within, tree, scratch, retry_flaky=True)
+            run = await self._run_all(within, repo, tree, scratch, retry_flaky=True)
         tree_sha = await repo.out("rev-parse", f"{input.commit_sha}^{{tree}}")
         details = None
         if input.resolving is not None and not run.failed:
@@ -108,7 +108,7 @@ class GateActivities:
         return GateRunResult(passed=not run.failed, results=run.results)
 
     async def _run_all(
-        self, input: GateRunInput, tree: Path, scratch: Path, *, retry_flaky: bool
+        self, input: GateRunInput, repo: Git, tree: Path, scratch: Path, *, retry_flaky: bool
     ) -> GateRun:
         run = GateRun()
         for gate in gate_order(input.gates):
@@ -123,12 +123,12 @@ class GateActivities:
                     )
                 )
                 continue
-            result, found = await self._run_one(input, gate, tree, scratch)
+            result, found = await self._run_one(input, repo, gate, tree, scratch)
             if found is not None and retry_flaky and gate.retry_flaky and self._flaky(gate):
                 # Known to fail and pass on one tree: once more before it counts against the
                 # change; both verdicts stay on the record.
                 first = f"{result.status}: {result.reason}"
-                result, found = await self._run_one(input, gate, tree, scratch, rerun=True)
+                result, found = await self._run_one(input, repo, gate, tree, scratch, rerun=True)
                 result.retried = first
             if found is not None:
                 run.failed.add(gate.gate_id)
@@ -143,6 +143,7 @@ class GateActivities:
     async def _run_one(
         self,
         input: GateRunInput,
+        repo: Git,
         gate: GateSpec,
         tree: Path,
         scratch: Path,
@@ -164,7 +165,7 @@ class GateActivities:
             limits,
             "gate",
             tree=tree,
-            repo=await open_repository(input.repo_path),
+            repo=repo,
             repo_path=input.repo_path,
             state=self.state,
             scratch=scratch,
@@ -291,7 +292,7 @@ class GateActivities:
                 if fixed.patch is None:
                     continue
                 within = input.model_copy(update={"env": {**fixed.env, **input.env}})
-                gated = await self._run_all(within, fixed.tree, where, retry_flaky=False)
+                gated = await self._run_all(within, repo, fixed.tree, where, retry_flaky=False)
             if not gated.failed:
                 return command
         return None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from activities.lib.pids import pid_exists
 from runtime.connect import Target, connect
 from runtime.errors import ExitCode, UserError
 from runtime.settings import Settings, is_loopback, temporal_binary
@@ -240,12 +241,8 @@ def is_running(settings: Settings, name: str) -> bool:
     pid = read_pid(settings, name)
     if pid is None:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
-    except PermissionError:
-        return True
     # A zombie child of ours still answers kill(0); reap it if it is ours.
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from activities.lib.pids import pid_exists
 from activities.lib.state_dir import OWNER_FILE, boot_id, process_start, read_owner
 from activities.lib.workspace.pool import is_free
 
@@ -177,15 +178,7 @@ def owner_alive(mark: dict[str, Any]) -> bool | None:
     if mark.get("boot_id") and boot_id() and mark["boot_id"] != boot_id():
         return False  # a reboot since: every process of then is gone
     pid = mark["pid"]
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # someone else's process: it exists
-    if _zombie(pid):
+    if not pid_exists(pid) or _zombie(pid):
         return False
     started = mark.get("pid_start")
     now_started = process_start(pid)

@@ -56,10 +56,15 @@ class GitResult:
         return self.stdout.decode("utf-8", "replace").strip()
 
 
+#: What every process uet starts runs with: git's messages as uet parses them, never a
+#: credential prompt, no optional locks taken in a repository it only reads.
+GIT_SAFE = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+
+
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The process environment without inherited GIT_* settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+    env.update(GIT_SAFE)
     env.update(extra or {})
     return env
 

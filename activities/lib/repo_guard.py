@@ -15,11 +15,12 @@ for the user — it may be their own edit — so it is reported, not reverted.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
+
+from activities.lib.stat_listing import stat_listing
 
 #: Files in a git dir whose contents git obeys (and may execute).
 GUARDED_FILES = ("config", "info/attributes", "info/exclude", "commondir")
@@ -77,10 +78,6 @@ def check_untouched(snapshot: Snapshot, workstream_id: str) -> None:
         )
 
 
-#: ``find`` prints one record per path: its name, then its type, mode, size, times and inode.
-_STAT_FORMAT = "%P\\0%y%m %s %T@ %C@ %i\\0"
-
-
 @dataclass(frozen=True)
 class WorkTreeSnapshot:
     """The user's work tree and index by their stat data (ctime and inode included, which no
@@ -91,14 +88,7 @@ class WorkTreeSnapshot:
 
     @classmethod
     def take(cls, root: Path, git_dir: Path) -> WorkTreeSnapshot:
-        listed = subprocess.run(
-            ["find", ".", "-path", "./.git", "-type", "d", "-prune", "-o", "-printf", _STAT_FORMAT],
-            cwd=root,
-            capture_output=True,
-            check=False,
-        )
-        fields = listed.stdout.decode("utf-8", "surrogateescape").split("\0")
-        entries = dict(zip(fields[0:-1:2], fields[1::2], strict=False))
+        entries, _whole = stat_listing(root, skip_git_dir=True)  # what it can read, it watches
         entries.pop("", None)  # the root itself: its times change with every file added
         index = git_dir / "index"
         if index.exists():

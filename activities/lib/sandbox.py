@@ -54,6 +54,7 @@ from typing import Literal
 
 from temporalio.exceptions import ApplicationError
 
+from activities.lib.pids import pid_exists
 from schemas.sandbox import LimitName, SandboxLimits, SandboxMode, SandboxSpec
 
 BWRAP = "bwrap"
@@ -662,20 +663,10 @@ def _sweep(parent: Path) -> None:
             if len(parts) < 3 or parts[0] != "uet" or not parts[1].isdigit():
                 continue
             pid = int(parts[1])
-            if pid == os.getpid() or _alive(pid):
+            if pid == os.getpid() or pid_exists(pid):
                 continue
             _kill_members(child)
             _remove_now(child)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _members(path: Path) -> list[int]:

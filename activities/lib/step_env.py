@@ -11,6 +11,8 @@ import fnmatch
 import os
 from collections.abc import Iterable, Mapping
 
+from activities.lib.git import GIT_SAFE
+
 #: What any program expects to find, and nothing that grants anything.
 SAFE_BASE: tuple[str, ...] = (
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TERM", "TZ",
@@ -41,7 +43,7 @@ def step_env(
         for name, value in source.items()
         if _listed(name, wanted) and not name.startswith("GIT_") and name not in NOT_FOR_TOOLS
     }
-    env.update(LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+    env.update(GIT_SAFE)
     env.update(extra or {})
     return env
 

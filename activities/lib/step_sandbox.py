@@ -81,7 +81,6 @@ def step_sandbox(
     git_dir = repo.git_dir.resolve()
     if git_dir == user_tree:  # a bare repository: nothing but its objects is shown
         user_tree = None
-    assert user_tree is None or user_tree.is_dir()
     hidden = [] if user_tree is not None and git_dir.is_relative_to(user_tree) else [git_dir]
     private = scratch / "sandbox"
     private.mkdir(parents=True, exist_ok=True)

@@ -101,8 +101,7 @@ async def workspace_checkout(
             )
         ready.env.update(port_env(held.enter_context(leased_ports(state.home, spec.ports))))
         if needed:
-            user_tree = user_work_tree(repo, repo_path)
-            step = _Step(spec, state, repo, repo_path, commit, slot.tree, scratch, user_tree, ready)
+            step = _Step(spec, state, repo, repo_path, commit, slot.tree, scratch, ready)
             with ready.step("include"):
                 await step.include()
             await step.caches_or_setup(keys, slot.caches)
@@ -136,17 +135,17 @@ class _Step:
     commit: str
     tree: Path
     scratch: Path
-    user_tree: Path | None
     ready: Prepared
 
     async def include(self) -> None:
         """Untracked files of the user's work tree (``.env``, local config) copied in: read,
         never written; a tracked path keeps the commit's content."""
-        if not self.spec.include or self.user_tree is None:
+        user_tree = user_work_tree(self.repo, self.repo_path)
+        if not self.spec.include or user_tree is None:
             return
         found = {
-            path.relative_to(self.user_tree).as_posix(): path
-            for path in _matches(self.user_tree, self.spec.include)
+            path.relative_to(user_tree).as_posix(): path
+            for path in _matches(user_tree, self.spec.include)
         }
         tracked = await cache.tree_listing(self.repo, self.commit, found)
         for relative, path in sorted(found.items()):
