@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from activities.lib.telemetry.recorder import (
     now,
     scope_signature,
 )
+from activities.lib.workspace.pool import copy_index
 from activities.lib.workspace.prepare import user_work_tree, workspace_checkout
 from schemas.tools import ToolRunInput, ToolRunResult
 
@@ -217,7 +217,7 @@ async def capture_change(
         if seed_index is not None and git.index_file is not None:
             # An index uet wrote for this very tree at the base (a pooled checkout's): its
             # stat data spares hashing every unchanged file again.
-            shutil.copyfile(seed_index, git.index_file)
+            copy_index(seed_index, git.index_file)
         else:
             await git.run("read-tree", base_sha)
         await git.run("add", "--all", "--", ".")

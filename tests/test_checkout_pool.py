@@ -222,3 +222,38 @@ async def test_a_step_takes_the_free_slot_that_holds_its_cache(make_repo, tmp_pa
         assert other.tree == plain.tree  # nobody holds K2: the lowest
     async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "f") as none:
         assert none.tree == plain.tree
+
+
+async def test_a_same_size_edit_in_the_checkouts_second_is_seen(make_repo, tmp_path: Path) -> None:
+    """Git compares whole seconds: a tool rewriting a file with as many bytes in the second
+    the checkout wrote it leaves stat data that matches the index. Only the index's own mtime
+    tells git to look again, so every copy of the index must keep it — else the change is
+    lost from the patch and stays in the tree for the next step (seen on CI: a revert that
+    the oscillation check never got to see)."""
+    import time
+
+    from activities.lib.state_dir import StateDir
+    from activities.tools import capture_change
+
+    repo_dir: Path = make_repo({"mode.txt": "safe\n"})
+    commit = git_out(repo_dir, "rev-parse", "HEAD")
+    repo = await open_repository(repo_dir)
+    home = tmp_path / "home"
+    state = StateDir(home)
+    for _ in range(5):  # the checkout and the edit must fall in one second
+        time.sleep(1 - time.time() % 1 + 0.01)
+        async with checkout_slot(home, repo, commit, {}, tmp_path / "fallback") as slot:
+            target = slot.tree / "mode.txt"
+            target.write_text("fast\n")
+            same_second = int(target.stat().st_mtime) == int(slot.pristine_index().stat().st_mtime)  # type: ignore[union-attr]
+            time.sleep(1 - time.time() % 1 + 0.01)  # the capture happens a second later
+            patch, files = await capture_change(
+                repo, slot.tree, commit, state, "run", seed_index=slot.pristine_index()
+            )
+        assert files == ["mode.txt"] and patch is not None and b"+fast" in patch
+        async with checkout_slot(home, repo, commit, {}, tmp_path / "fallback") as again:
+            assert again.reused
+            assert (again.tree / "mode.txt").read_text() == "safe\n"
+        if same_second:
+            return
+    raise AssertionError("the edit never fell in the checkout's second: the test proved nothing")

@@ -66,6 +66,15 @@ class Slot:
         return self.index_copy
 
 
+def copy_index(source: Path, target: Path) -> None:
+    """Copy an index file *with its mtime*. Git trusts an entry whose stat data matches the
+    file only when the file is older than the index; a file written in the same second as
+    the index (git compares whole seconds) is "racily clean" and hashed again. A copy with a
+    new mtime would hide a tool's same-size edit made in the checkout's second: the capture
+    would lose it and the next reset would leave it in the tree."""
+    shutil.copy2(source, target)
+
+
 def pool_dir(home: Path) -> Path:
     return home / "pool"
 
@@ -115,7 +124,7 @@ async def checkout_slot(
             slot = Slot(tree, git, caches=kept, reused=True)
             slot.prints = {p: str(now[p]) for p in kept}
         slot.index_copy = slot_dir / "index"
-        shutil.copyfile(tree / ".git" / "index", slot.index_copy)
+        copy_index(tree / ".git" / "index", slot.index_copy)
         slot.index_hash = meta["index"] = _hash(slot.index_copy)
         meta["caches"] = dict(slot.caches)
         meta["commit"] = commit
@@ -139,7 +148,7 @@ async def _reset(tree: Path, index_copy: Path, repo: Git, commit: str, kept: dic
     _remove(tree / ".git")
     git = await checkout_repository(repo, tree)
     if index_copy.is_file():
-        shutil.copyfile(index_copy, tree / ".git" / "index")
+        copy_index(index_copy, tree / ".git" / "index")
     await git.update_ref("refs/heads/uet", commit)
     await git.run("reset", "--quiet", "--hard", "refs/heads/uet")
     excludes = [arg for path in kept for arg in ("-e", f"/{path.strip('/')}")]
