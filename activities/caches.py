@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.lib.git import open_repository
 from activities.lib.heartbeat import heartbeating
+from activities.lib.remote_repo import open_run_repository
 from activities.lib.state_dir import StateDir
 from activities.lib.workspace.prepare import workspace_checkout
 from schemas.caches import PrepareCachesInput, PrepareCachesResult
@@ -22,7 +22,7 @@ class CacheActivities:
         """Idempotent: caches whose key holds are there already and setup does not run again
         (a retry, another worker, a later run). Fails like a step's setup: ``SetupFailed``,
         non-retryable, after a second try on a fresh checkout."""
-        repo = await open_repository(input.repo_path)
+        repo = await open_run_repository(self.state.home, input.repo_path, input.commit)
         scratch = self.state.scratch(input.run_id, "caches", input.label)
         async with workspace_checkout(
             input.workspace,

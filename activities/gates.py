@@ -7,6 +7,7 @@ it on the failing tree, that fixer as a recovery command).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -15,9 +16,10 @@ from temporalio import activity
 
 from activities.lib.errors.engine import Classification, classify
 from activities.lib.expectations import read_output, unmet_expectation
-from activities.lib.git import Git, open_repository
+from activities.lib.git import Git
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import missing_program, run_process
+from activities.lib.remote_repo import open_run_repository
 from activities.lib.sandbox import LIMIT_REASONS, describe_limit
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
@@ -72,7 +74,11 @@ class GateActivities:
     @activity.defn
     @heartbeating
     async def run_gates(self, input: GateRunInput) -> GateRunResult:
-        repo = await open_repository(input.repo_path)
+        # The commit a fix attempt resolves is kept on a remote by its patch tag: fetched too.
+        failed = [input.resolving.failed_commit] if input.resolving else []
+        repo = await open_run_repository(
+            self.state.home, input.repo_path, input.commit_sha, *failed
+        )
         scratch = self.state.scratch(input.run_id, input.label, f"gates-{input.commit_sha[:12]}")
         async with workspace_checkout(
             input.workspace,
@@ -179,7 +185,7 @@ class GateActivities:
             log_path=scratch / f"{gate.gate_id}{'.rerun' if rerun else ''}.log",
             sandbox=sandbox,
         )
-        log = self.state.artifacts.put_file(run.log_path, "text/plain")
+        log = await asyncio.to_thread(self.state.artifacts.put_file, run.log_path, "text/plain")
         code = program = unmet = reason = None
         passing = gate.expect.exit_code if gate.expect is not None else 0
         if run.limit_hit is not None and sandbox is not None:

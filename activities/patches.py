@@ -8,13 +8,13 @@ rewrite the tool's lines).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from temporalio import activity
 
 from activities.lib.heartbeat import heartbeating
 from activities.lib.patch_parse import parse_patch
 from activities.lib.patch_policy import History, validate
+from activities.lib.remote_repo import local_path
 from activities.lib.state_dir import StateDir
 from schemas.base import ArtifactRef
 from schemas.patch import (
@@ -74,8 +74,8 @@ class PatchActivities:
     def _state_dir_patterns(self, repo_path: str) -> list[str]:
         """uet's own state dir, when someone put it inside the repository."""
         home = self.state.home.resolve()
-        repo = Path(repo_path).resolve()
-        if home == repo or repo not in home.parents:
+        repo = local_path(repo_path)  # a URL: the repository is on no disk of ours
+        if repo is None or home == repo or repo not in home.parents:
             return []
         return [home.relative_to(repo).as_posix() + "/**"]
 

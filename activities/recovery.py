@@ -10,6 +10,7 @@ paid for when it heals.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fnmatch
 import shutil
@@ -20,9 +21,10 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.lib.git import Git, open_repository
+from activities.lib.git import Git
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import argv_for, run_process
+from activities.lib.remote_repo import open_run_repository
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
 from activities.lib.step_sandbox import step_sandbox
@@ -187,7 +189,9 @@ class RecoveryActivities:
     @heartbeating
     async def run_recovery(self, input: RecoveryRunInput) -> ToolRunResult:
         started = time.monotonic()
-        repo = await open_repository(input.repo_path)
+        repo = await open_run_repository(
+            self.state.home, input.repo_path, input.base_sha, input.start_sha
+        )
         scratch = self.state.scratch(input.run_id, input.workstream_id, f"recovery-{input.attempt}")
         env = {
             "UET_RUN_ID": input.run_id,
@@ -210,7 +214,9 @@ class RecoveryActivities:
             private_paths=tuple(input.private_paths),
         ) as fixed:
             ok, patch, files, tail = fixed.ok, fixed.patch, fixed.files, fixed.tail
-        log = self.state.artifacts.put_file(scratch / "recovery.log", "text/plain")
+        log = await asyncio.to_thread(
+            self.state.artifacts.put_file, scratch / "recovery.log", "text/plain"
+        )
         result = ToolRunResult(
             outcome="changed",
             output_tail=tail,

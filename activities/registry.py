@@ -14,6 +14,7 @@ from activities.planning import PlanningActivities
 from activities.recovery import RecoveryActivities
 from activities.saga import SagaActivities
 from activities.tools import ToolActivities
+from activities.workers import WorkerActivities
 from activities.workspace import WorkspaceActivities
 
 #: Each takes the worker's state dir; every method decorated ``@activity.defn`` is registered.
@@ -27,6 +28,7 @@ ACTIVITY_CLASSES: tuple[type, ...] = (
     RecoveryActivities,
     SagaActivities,
     PartActivities,
+    WorkerActivities,
 )
 
 

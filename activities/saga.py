@@ -5,9 +5,9 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.lib.git import open_repository
 from activities.lib.heartbeat import heartbeating
 from activities.lib.process import run_process
+from activities.lib.remote_repo import open_run_repository
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
 from activities.lib.step_sandbox import step_sandbox
@@ -25,7 +25,7 @@ class SagaActivities:
     @heartbeating
     async def compensate(self, input: CompensateInput) -> CompensateResult:
         step = input.step
-        repo = await open_repository(input.repo_path)
+        repo = await open_run_repository(self.state.home, input.repo_path)
         if step.kind == "reset_ref":
             assert step.ref and step.to_sha
             current = await repo.rev_parse(step.ref)
@@ -41,13 +41,11 @@ class SagaActivities:
             assert step.ref
             if await repo.rev_parse(step.ref) is None:
                 return CompensateResult(step_id=step.step_id, done=True, detail="already gone")
-            await repo.run("update-ref", "-d", step.ref)
+            await repo.delete_refs([step.ref])
             return CompensateResult(step_id=step.step_id, done=True, detail=f"deleted {step.ref}")
         if step.kind == "delete_branches":
             refs = [branch_ref(workstream_branch(input.run_id, w)) for w in step.workstream_ids]
-            # One transaction; `delete` of a ref that is not there is a no-op.
-            script = "".join(f"delete {ref}\n" for ref in refs)
-            await repo.run("update-ref", "--stdin", input=script.encode())
+            await repo.delete_refs(refs)  # one transaction; a ref not there is no error
             return CompensateResult(
                 step_id=step.step_id, done=True, detail=f"deleted {len(refs)} branches"
             )

@@ -12,8 +12,9 @@ from temporalio.exceptions import ApplicationError
 from activities.lib.adapters import ADAPTERS, Adapter, ToolContext, ToolEnd
 from activities.lib.errors.engine import Classification, classify
 from activities.lib.feedback import render_feedback
-from activities.lib.git import Git, open_repository
+from activities.lib.git import Git
 from activities.lib.heartbeat import heartbeating
+from activities.lib.remote_repo import open_run_repository
 from activities.lib.repo_guard import Snapshot, WorkTreeSnapshot, check_untouched, check_work_tree
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
@@ -79,7 +80,7 @@ class ToolActivities:
                 non_retryable=True,
             )
         started = time.monotonic()
-        repo = await open_repository(input.repo_path)
+        repo = await open_run_repository(self.state.home, input.repo_path, input.base_sha)
         scratch = self.state.scratch(input.run_id, input.workstream_id, f"tool-{input.attempt}")
         env = self._tool_env(input, adapter)
         if input.feedback is not None:
@@ -97,7 +98,9 @@ class ToolActivities:
                 )
                 end = await adapter.run(ctx)
                 change = await diff_index(index, input.base_sha) if end.ok else (None, [])
-        log = self.state.artifacts.put_file(scratch / "tool.log", "text/plain")
+        log = await asyncio.to_thread(
+            self.state.artifacts.put_file, scratch / "tool.log", "text/plain"
+        )
         result = ToolRunResult(
             outcome="changed",
             reason=end.reason,

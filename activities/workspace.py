@@ -12,6 +12,7 @@ there changes nothing the user or uet relies on.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -19,13 +20,15 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.lib.git import GitError, apply_patch, open_repository, resolve_commit
+from activities.lib.git import GitError, apply_patch, resolve_commit
 from activities.lib.heartbeat import heartbeating
 from activities.lib.journal_store import compose
+from activities.lib.remote_repo import open_run_repository
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry.recorder import RunFact
 from schemas.base import ArtifactRef
 from schemas.events import EventType
+from schemas.refs import patch_tag, tag_ref
 from schemas.workspace import (
     CloseRunInput,
     CloseRunResult,
@@ -47,7 +50,7 @@ class WorkspaceActivities:
     @heartbeating
     async def open_run(self, input: OpenRunInput) -> OpenRunResult:
         """Resolve the base and create the run's integration branch there."""
-        repo = await open_repository(input.repo_path)
+        repo = await open_run_repository(self.state.home, input.repo_path)
         rev = input.base_ref or "HEAD"
         base = await resolve_commit(repo, rev)
         if base is None:
@@ -73,8 +76,8 @@ class WorkspaceActivities:
     async def commit_patch(self, input: CommitPatchInput) -> CommitPatchResult:
         """Apply the patch to the base in a private index and commit it on the workstream
         branch. No work tree is involved, so nothing on disk can redirect the write."""
-        repo = await open_repository(input.repo_path)
-        patch = self.state.artifacts.verified_path(input.patch)
+        repo = await open_run_repository(self.state.home, input.repo_path, input.base_sha)
+        patch = await asyncio.to_thread(self.state.artifacts.verified_path, input.patch)
         async with self.state.private_index(repo, input.run_id) as git:
             await git.run("read-tree", input.base_sha)
             await apply_patch(
@@ -91,7 +94,9 @@ class WorkspaceActivities:
             f"Uet-Patch: {input.patch_id}\n"
         )
         commit = await repo.commit_tree(tree, [input.base_sha], message, input.timestamp)
-        await repo.update_ref(input.branch_ref, commit)
+        await repo.update_ref(
+            input.branch_ref, commit, keep=tag_ref(patch_tag(input.run_id, input.patch_id))
+        )
         return CommitPatchResult(commit_sha=commit, tree_sha=tree)
 
     @activity.defn
@@ -101,7 +106,7 @@ class WorkspaceActivities:
 
         The merge commits depend only on the inputs, so a retry computes the same head and
         the compare-and-swap at the end either applies it or finds it already applied."""
-        repo = await open_repository(input.repo_path)
+        repo = await open_run_repository(self.state.home, input.repo_path)
         head = input.expected_head
         outcomes = []
         for request in input.merges:

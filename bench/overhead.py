@@ -1,6 +1,6 @@
 """What uet adds on top of the work itself.
 
-    python bench/overhead.py [--workstreams 200] [--sandboxed 50]
+    python bench/overhead.py [--workstreams 200] [--sandboxed 50] [--artifacts-url URL]
 
 N trivial `patch` workstreams (each adds one small file), run by uet at max_parallel 1 and 8 on
 a local dev server, against a plain shell loop doing the same `git apply` + `git commit`.
@@ -10,12 +10,17 @@ and activity tasks) one workstream costs, counted in the histories.
 Then what the sandbox costs a tool run: ``--sandboxed`` `shell` workstreams (one file written,
 one gate) at max_parallel 4 with ``sandbox: {mode: none}`` and ``{mode: bwrap}``: ms per
 workstream each and the ratio (two sandboxed processes per workstream: the tool, the gate).
+
+``--artifacts-url`` puts the artifacts where ``UET_ARTIFACTS_URL`` would (default: the local
+folder): a path, a ``postgresql+psycopg://`` URL, or ``postgres`` for a temporary PostgreSQL
+server of the bench's own (Debian's binaries, started as the tests start theirs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,10 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import phase, run_input, run_phase  # noqa: E402
+from pg_server import postgres_bin, running_postgres  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from activities.lib.artifacts import ArtifactStore  # noqa: E402
+from activities.lib.artifacts import open_artifact_store  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
@@ -92,7 +98,20 @@ async def round_trips(client, workflow_id: str, n: int) -> tuple[float, float, f
     return wft / n, act / n, local / n
 
 
-async def main(n: int, sandboxed: int) -> None:
+async def main(n: int, sandboxed: int, artifacts_url: str) -> None:
+    with contextlib.ExitStack() as stack:
+        if artifacts_url == "postgres":
+            bindir = postgres_bin()
+            if bindir is None:
+                sys.exit("--artifacts-url postgres: no PostgreSQL (apt-get install postgresql)")
+            artifacts_url = stack.enter_context(running_postgres(bindir)).create_database("bench")
+        if artifacts_url:
+            # Read by the worker's state dir when it is built, as a deployment's would be.
+            os.environ["UET_ARTIFACTS_URL"] = artifacts_url
+        await _bench(n, sandboxed)
+
+
+async def _bench(n: int, sandboxed: int) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         data_converter=pydantic_data_converter,
@@ -109,7 +128,8 @@ async def main(n: int, sandboxed: int) -> None:
             flush=True,
         )
         settings = Settings(home=root / "home", task_queue="bench", ui_port=0)
-        store = ArtifactStore(settings.home / "artifacts")
+        store = open_artifact_store(settings.home)
+        print(f"artifacts: {type(store).__name__} at {store.location}", flush=True)
         refs = {f"ws-{i:04d}": store.put_bytes(patch_for(i), "text/x-diff") for i in range(n)}
         async with build_worker(env.client, settings):
             for parallel in (1, 8):
@@ -173,7 +193,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workstreams", type=int, default=200)
     parser.add_argument("--sandboxed", type=int, default=50, help="0: skip the sandbox's part")
+    parser.add_argument(
+        "--artifacts-url",
+        default="",
+        metavar="URL",
+        help="where artifacts go: a path, a postgresql+psycopg:// URL, or postgres (a temporary "
+        "server); default: the local folder",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.workstreams, args.sandboxed))
+    asyncio.run(main(args.workstreams, args.sandboxed, args.artifacts_url))
     sys.stdout.flush()
     os._exit(0)  # skip interpreter finalization under the Temporal core's threads

@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from helpers import phase, record_of, run_input, start_phase  # noqa: E402
 from overhead import make_repo, patch_for  # noqa: E402
 
-from activities.lib.artifacts import ArtifactStore  # noqa: E402
+from activities.lib.artifacts import LocalArtifactStore  # noqa: E402
 from activities.lib.parts import by_reference  # noqa: E402
 from runtime.connect import Target, connect  # noqa: E402
 from runtime.devserver import headless_server_args  # noqa: E402
@@ -86,7 +86,7 @@ async def main(n: int, waves: int, parallel: int) -> int:
             start_new_session=True,
         )
         settings = Settings(home=root / "home", task_queue="scale", ui_port=0)
-        store = ArtifactStore(settings.home / "artifacts")
+        store = LocalArtifactStore(settings.home / "artifacts")
         refs = {ws_id(i, width): store.put_bytes(patch_for(i), "text/x-diff") for i in range(n)}
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
         env.update(

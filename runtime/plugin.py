@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,12 @@ from activities.lib import gc
 from activities.lib.state_dir import StateDir
 from activities.lib.step_sandbox import startup_note
 from activities.registry import all_activities
+from activities.tools import ToolActivities
+from runtime.capabilities import Capabilities, detect
 from runtime.connect import connect, target_from_env
+from runtime.errors import ExitCode, UserError
 from runtime.settings import Settings
+from schemas.refs import tool_queue
 from workflows.phase import PhaseWorkflow
 from workflows.rollback import RollbackWorkflow
 from workflows.workstream import WorkstreamWorkflow
@@ -81,15 +85,84 @@ def clean_after_dead_workers(home: Path) -> int:
     return done.freed
 
 
-def build_worker(client: Client, settings: Settings, **options: Any) -> Worker:
-    return Worker(client, task_queue=settings.task_queue, plugins=[UetPlugin(settings)], **options)
+class UetWorker:
+    """One host's worker: the main task queue (workflows, git, gates: everything but tool
+    runs), and the queue of each tool this host has (runtime/capabilities.py), so tool runs
+    reach only hosts that can run them."""
+
+    def __init__(self, main: Worker, tools: dict[str, Worker], capabilities: Capabilities):
+        self.main = main
+        self.tools = tools
+        self.capabilities = capabilities
+        self._stack: AsyncExitStack | None = None
+
+    @property
+    def task_queue(self) -> str:
+        return self.main.task_queue
+
+    async def __aenter__(self) -> UetWorker:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.main)
+            for worker in self.tools.values():
+                await stack.enter_async_context(worker)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+
+
+def build_worker(
+    client: Client, settings: Settings, capabilities: Capabilities | None = None, **options: Any
+) -> UetWorker:
+    """``capabilities``: what this host offers (default: detected, runtime/capabilities.py)."""
+    offered = capabilities or detect()
+    identity = options.pop("identity", None) or offered.identity()
+    main = Worker(
+        client,
+        task_queue=settings.task_queue,
+        plugins=[UetPlugin(settings)],
+        identity=identity,
+        **options,
+    )
+    state = StateDir(settings.home)
+    tools = {t: tool_worker(client, settings, t, identity, state) for t in offered.tools}
+    return UetWorker(main, tools, offered)
+
+
+def tool_worker(
+    client: Client,
+    settings: Settings,
+    tool_id: str,
+    identity: str | None = None,
+    state: StateDir | None = None,
+) -> Worker:
+    """The worker of one tool's queue: tool runs only. (The main worker keeps run_tool too,
+    for runs whose history put tool runs on the main queue, before "tool-queues".)"""
+    run_tool = ToolActivities(state or StateDir(settings.home)).run_tool
+    return Worker(
+        client,
+        task_queue=tool_queue(settings.task_queue, tool_id),
+        activities=[run_tool],
+        identity=identity,
+    )
 
 
 async def serve(settings: Settings) -> None:
     """A worker until SIGINT or SIGTERM."""
     target = target_from_env()
-    client = await connect(target, timeout_s=30)
-    worker = build_worker(client, settings)
+    offered = detect()  # a wrong UET_WORKER_TOOLS is said before anything else
+    try:
+        client = await connect(target, timeout_s=30)
+    except Exception:
+        raise UserError(
+            f"Temporal at {target.address} is unreachable; check TEMPORAL_ADDRESS and that the "
+            "server there is up (`uet server start` for the embedded one)",
+            exit_code=ExitCode.TEMPORAL_UNAVAILABLE,
+        ) from None
+    worker = build_worker(client, settings, offered)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,6 +172,7 @@ async def serve(settings: Settings) -> None:
         log.setLevel(logging.INFO)  # this one line even where uet logs warnings only
         log.info(
             f"worker started: task queue {settings.task_queue!r} on {target.address} "
-            f"(namespace {target.namespace}), state dir {settings.home}, pid {os.getpid()}"
+            f"(namespace {target.namespace}), state dir {settings.home}, pid {os.getpid()}; "
+            f"tools: {', '.join(offered.tools)}; labels: {', '.join(offered.labels) or 'none'}"
         )
         await stop.wait()

@@ -43,7 +43,8 @@ class ProgressPrinter:
     def __init__(self, console: Console, *, everything: bool = False) -> None:
         self.console = console
         self.everything = everything
-        self._seen: dict[str, WorkstreamState] = {}
+        #: What was last shown of each workstream: its state, and what it waits for.
+        self._seen: dict[str, tuple[WorkstreamState, str | None]] = {}
         self._header = 0  # waves: the last wave whose header is printed
         self._events: set[str] = set()
         self._asked: set[str] = set()
@@ -64,7 +65,7 @@ class ProgressPrinter:
         changed = [
             ws_id
             for ws_id, entry in status.workstreams.items()
-            if self._seen.get(ws_id) != entry.status and not (eager and _unmerged(entry))
+            if self._seen.get(ws_id) != _shown(entry) and not (eager and _unmerged(entry))
         ]
         if eager:
             for ws_id in changed:
@@ -96,7 +97,7 @@ class ProgressPrinter:
             for ws_id in members:
                 self._change(ws_id, status.workstreams[ws_id], eager=False)
         for ws_id in changed:  # before the plan (wave 0), or in a wave not reached yet
-            if self._seen.get(ws_id) != status.workstreams[ws_id].status:
+            if self._seen.get(ws_id) != _shown(status.workstreams[ws_id]):
                 self._change(ws_id, status.workstreams[ws_id], eager=False)
 
     def _shows(self, entry: WorkstreamStatus) -> bool:
@@ -104,7 +105,7 @@ class ProgressPrinter:
 
     def _change(self, ws_id: str, entry: WorkstreamStatus, *, eager: bool) -> None:
         first = ws_id not in self._seen
-        self._seen[ws_id] = entry.status
+        self._seen[ws_id] = _shown(entry)
         if first and not self._shows(entry):
             return
         running = entry.status == WorkstreamState.RUNNING
@@ -117,6 +118,8 @@ class ProgressPrinter:
                 detail += f"  step {entry.step}"
         elif entry.status == WorkstreamState.COMPLETED:
             detail = "  (no change)"
+        elif running and entry.waiting:
+            detail = f" — {entry.waiting}"
         if entry.reason and entry.status in (
             WorkstreamState.FAILED,
             WorkstreamState.BLOCKED,
@@ -213,6 +216,10 @@ def decided_line(record: ReviewRecord) -> str:
         f"  review of {record.request.workstream_id}: {decision.decision}{how} by "
         f"{decision.reviewer}{comment}"
     )
+
+
+def _shown(entry: WorkstreamStatus) -> tuple[WorkstreamState, str | None]:
+    return entry.status, entry.waiting
 
 
 def headline(reason: str) -> str:

@@ -24,8 +24,8 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.lib.artifacts import ArtifactStore
 from activities.lib.journal_store import compose
+from runtime.artifact_store import artifact_store
 from runtime.connect import connect_existing, phase_handle, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.settings import Settings
@@ -159,7 +159,7 @@ async def _load_live(run_id: str, settings: Settings) -> RunView:
         ) from None
     if record.journal:  # what the phase already wrote out, in the workers' state dir
         try:
-            ledger, _ = compose(ArtifactStore(settings.home / "artifacts"), record.journal, ledger)
+            ledger, _ = compose(artifact_store(settings.home), record.journal, ledger)
         except ApplicationError as exc:
             raise UserError(f"run {run_id}: {exc.message}", exit_code=ExitCode.FAILED) from None
     if description.status == WorkflowExecutionStatus.RUNNING:

@@ -3,18 +3,24 @@ of its state a run leaves out. It only reads: never an index refresh, never a lo
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
 
-from activities.lib.git import open_repository, resolve_commit, run_git
+from activities.lib.git import open_repository, redact_url, resolve_commit, run_git
+from activities.lib.remote_repo import is_url
 from runtime.errors import UserError
 
 
-async def check_repo(repo: str, base_ref: str | None) -> Path:
+async def check_repo(repo: str, base_ref: str | None) -> str:
     """The user's repository: a work tree, a linked worktree or a bare repository (uet only
-    needs its git dir), with at least one commit or a base_ref that names one."""
+    needs its git dir), with at least one commit or a base_ref that names one; or a git URL
+    that workers fetch from and push uet's refs to. What the run carries as ``repo_path``."""
+    if is_url(repo):
+        await check_remote(repo, base_ref)
+        return repo
     path = Path(repo).expanduser().resolve()
     if not path.exists():
         raise UserError(f"--repo {repo}: no such directory; pass the path of a git repository")
@@ -31,7 +37,45 @@ async def check_repo(repo: str, base_ref: str | None) -> Path:
             f"base_ref {base_ref!r} does not name a commit in {path}; "
             "fix base_ref in the phase file or create the branch"
         )
-    return path
+    return str(path)
+
+
+async def check_remote(url: str, base_ref: str | None) -> None:
+    """A URL the CLI can read, with a commit to start from (workers are given the same URL:
+    they need the same access — their own keys or credential helper)."""
+    with tempfile.TemporaryDirectory() as cwd:
+        listed = await run_git("ls-remote", "--symref", "--", url, cwd=Path(cwd), check=False)
+    if listed.returncode != 0:
+        said = listed.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise UserError(
+            f"--repo {redact_url(url)}: cannot read it ({said[-1] if said else 'git failed'}); "
+            "check the URL and your access to it"
+        )
+    refs = {}
+    for line in listed.text.splitlines():
+        sha, _, name = line.partition("\t")
+        if not sha.startswith("ref: "):
+            refs[name] = sha
+    if "HEAD" not in refs and base_ref is None:
+        raise UserError(
+            f"--repo {redact_url(url)}: the repository has no commits (or no HEAD); push a "
+            "branch first or set base_ref in the phase file"
+        )
+    if base_ref is not None and not _names_ref(refs, base_ref):
+        raise UserError(
+            f"base_ref {base_ref!r} is not a branch or tag of {redact_url(url)}; fix base_ref "
+            "in the phase file or push the branch"
+        )
+
+
+def _names_ref(refs: dict[str, str], rev: str) -> bool:
+    """Whether ``rev`` names one of the remote's refs (or is a full commit id: the remote
+    cannot be asked about those, the worker's fetch will say)."""
+    if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev):
+        return True
+    return any(
+        name in refs for name in (rev, f"refs/heads/{rev}", f"refs/tags/{rev}", f"refs/{rev}")
+    )
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,7 @@ def import_patch_files(loaded: LoadedSpec, store: ArtifactStore) -> dict[str, Ar
                 raise UserError(f"{ws.workstream_id}: patch_file {source}: {exc.message}") from None
             except OSError as exc:
                 raise UserError(
-                    f"{ws.workstream_id}: cannot store patch_file {source} in {store.root} "
+                    f"{ws.workstream_id}: cannot store patch_file {source} in {store.location} "
                     f"({exc.strerror or exc}); check UET_HOME and the file's permissions"
                 ) from None
     return refs

@@ -13,21 +13,21 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from rich.console import Console
-from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from activities.lib.adapters import ADAPTERS
+from activities.lib.pollers import ACTIVITIES, live_pollers
+from runtime.capabilities import parse_identity
 from runtime.plugin import build_worker
 from runtime.settings import Settings
+from schemas.refs import tool_queue
 
-#: A live worker polls again at least once a minute (the server ends each long poll after 60 s);
-#: a dead one stays in the server's list with the time of its last poll for minutes.
-FRESH_S = 70.0
 #: How often a waiting command looks again.
 CHECK_EVERY_S = 1.0
 #: A task nobody picks up for this long has no live worker to go to.
@@ -36,23 +36,8 @@ STALL_S = 3.0
 
 async def live_workers(client: Client, task_queue: str) -> list[str]:
     """Identities of the workers that polled ``task_queue`` within the last FRESH_S."""
-    now = time.time()
-    seen: set[str] = set()
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-        try:
-            answer = await client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=client.namespace,
-                    task_queue=TaskQueue(name=task_queue),
-                    task_queue_type=kind,
-                )
-            )
-        except RPCError:
-            return ["(unknown)"]  # cannot tell: assume someone serves it rather than compete
-        for poller in answer.pollers:
-            if now - poller.last_access_time.ToSeconds() <= FRESH_S:
-                seen.add(poller.identity)
-    return sorted(seen)
+    found = await live_pollers(client, task_queue)
+    return ["(unknown)"] if found is None else found  # cannot tell: assume someone serves it
 
 
 async def stalled(client: Client, workflow_ids: list[str]) -> bool:
@@ -160,3 +145,81 @@ async def served(
                     await watcher
     finally:
         watcher.cancel()
+
+
+# -- uet workers -------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerRow:
+    identity: str
+    tools: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    code: str = ""
+    #: What it runs now: "run_tool for uet-01J…/ws/api", one per started activity.
+    running: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "identity": self.identity,
+            "tools": self.tools,
+            "labels": self.labels,
+            "code": self.code,
+            "running": self.running,
+            "load": len(self.running),
+        }
+
+
+#: Open workflows looked at for what each worker runs (a CLI command, not a census).
+LOAD_SCAN_LIMIT = 200
+
+
+async def worker_table(client: Client, task_queue: str) -> list[WorkerRow]:
+    """Live workers of ``task_queue``: the tools they offer (the tool queues they poll), their
+    labels (from their identity) and the activities they run now (open workflows' pending
+    activities, by the identity of the worker that started them)."""
+    rows: dict[str, WorkerRow] = {}
+
+    def row(identity: str) -> WorkerRow:
+        if identity not in rows:
+            _, labels, code = parse_identity(identity)
+            rows[identity] = WorkerRow(identity=identity, labels=list(labels), code=code)
+        return rows[identity]
+
+    for identity in await live_pollers(client, task_queue) or []:
+        row(identity)
+    for tool_id in ADAPTERS:
+        for identity in (
+            await live_pollers(client, tool_queue(task_queue, tool_id), ACTIVITIES) or []
+        ):
+            row(identity).tools.append(tool_id)
+    for identity, what in await _running(client, task_queue):
+        if identity in rows:
+            rows[identity].running.append(what)
+    return sorted(rows.values(), key=lambda r: r.identity)
+
+
+async def _running(client: Client, task_queue: str) -> list[tuple[str, str]]:
+    query = f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+    ids: list[str] = []
+    try:
+        async for execution in client.list_workflows(query, limit=LOAD_SCAN_LIMIT):
+            ids.append(execution.id)
+    except RPCError:
+        return []
+    gate = asyncio.Semaphore(8)
+
+    async def started(workflow_id: str) -> list[tuple[str, str]]:
+        async with gate:
+            try:
+                raw = (await client.get_workflow_handle(workflow_id).describe()).raw_description
+            except RPCError:
+                return []
+        return [
+            (p.last_worker_identity, f"{p.activity_type.name} for {workflow_id}")
+            for p in raw.pending_activities
+            if p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        ]
+
+    found = await asyncio.gather(*(started(i) for i in ids))
+    return [item for items in found for item in items]

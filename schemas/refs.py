@@ -8,6 +8,11 @@ from __future__ import annotations
 TASK_QUEUE = "uet"
 
 
+def tool_queue(task_queue: str, tool_id: str) -> str:
+    """Where a tool's runs go: only workers whose host has the tool poll it."""
+    return f"{task_queue}.tool.{tool_id}"
+
+
 def workflow_id(run_id: str) -> str:
     return f"uet-{run_id}"
 
@@ -34,6 +39,12 @@ def workstream_branch(run_id: str, workstream_id: str) -> str:
 
 def wave_tag(run_id: str, wave: int) -> str:
     return f"uet/{run_id}/wave-{wave}"
+
+
+def patch_tag(run_id: str, patch_id: str) -> str:
+    """Keeps a patch's commit reachable on a remote after its branch moves to a later attempt
+    (that attempt's gates diff against it); only repositories given by URL get one."""
+    return f"uet/{run_id}/patches/{patch_id}"
 
 
 def branch_ref(branch: str) -> str:

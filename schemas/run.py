@@ -74,7 +74,9 @@ class RunInput(Model):
 
     run_id: str
     phase: PhaseSpec | None = Field(default=None, description="None when given as `document`")
-    repo_path: str = Field(description="absolute path of the user's repository")
+    repo_path: str = Field(
+        description="the user's repository: its absolute path, or a git URL (workers mirror it)"
+    )
     patch_files: dict[str, ArtifactRef] = Field(
         default_factory=dict, description="workstream id → its patch_file, imported as an artifact"
     )
@@ -102,6 +104,10 @@ class WorkstreamStatus(Model):
     commit: GitSha | None = Field(default=None, description="the workstream's commit")
     branch: str | None = None
     reason: str | None = Field(default=None, description="why it failed or was blocked")
+    waiting: str | None = Field(
+        default=None,
+        description="what a running workstream waits for (e.g. no worker offers `claude`)",
+    )
     cost_usd: float = Field(default=0.0, description="what its tool runs cost so far")
     executions: int = Field(
         default=0, description="child workflow executions so far (a review or conflict re-runs it)"
@@ -219,3 +225,20 @@ class RollbackRunInput(Model):
     to_wave: int = Field(default=0, ge=0)
     reason: str = ""
     heartbeat_timeout_s: float = 30
+
+
+class WaitingNote(Model):
+    """A workstream's word to its phase: what it waits for now, or None when it goes on."""
+
+    workstream_id: str
+    note: str | None = None
+
+
+class OffersInput(Model):
+    task_queue: str
+
+
+class OffersResult(Model):
+    workers: list[str] | None = Field(
+        description="live workers polling the queue (None: the server could not tell)"
+    )

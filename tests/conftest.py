@@ -13,10 +13,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from runtime.devserver import dynamic_config_args
-from runtime.plugin import build_worker
+from runtime.plugin import UetWorker, build_worker
 from runtime.settings import Settings, temporal_binary
 from workflows import search
 
@@ -27,6 +26,10 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 # they run unsandboxed, as an operator's UET_SANDBOX=none would; the containment tests ask for
 # `sandbox: {mode: bwrap}` in their phases, which this does not change.
 os.environ.setdefault("UET_SANDBOX", "none")
+# Tests put the fake AI CLIs on PATH after the worker is built (fake_tools): the test worker
+# offers every tool, as a host with all of them would. Routing by what a host has is tested
+# with workers given their own UET_WORKER_TOOLS (tests/test_workers_anywhere.py).
+os.environ.setdefault("UET_WORKER_TOOLS", "shell,patch,aider,claude,codex")
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +61,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+async def worker(client: Client, settings: Settings) -> AsyncIterator[UetWorker]:
     async with build_worker(client, settings) as running:
         yield running
 
@@ -118,90 +121,66 @@ def fake_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 # -- PostgreSQL (Debian's `postgresql` package; .ci/run installs it) ---------------------------
 
 
-def _postgres_bin() -> Path | None:
-    """Debian's server binaries (initdb, pg_ctl), newest version first, else those on PATH."""
-    import glob
-    import shutil
-
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    found = candidates[0] if candidates else shutil.which("initdb")
-    return Path(found).parent if found else None
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server of the tests' own, on a free loopback port; the URL of an empty
     database on it. Without the server binaries the tests that need it are skipped, unless
     UET_REQUIRE_POSTGRES=1 (CI), which makes that a failure."""
-    import shutil
-    import socket
-    import tempfile
-    import time
+    from pg_server import postgres_bin, running_postgres
 
-    bindir = _postgres_bin()
+    bindir = postgres_bin()
     if bindir is None:
         if os.environ.get("UET_REQUIRE_POSTGRES") == "1":
             pytest.fail(
                 "PostgreSQL is required (UET_REQUIRE_POSTGRES=1): apt-get install postgresql"
             )
         pytest.skip("PostgreSQL not installed: apt-get install postgresql")
+    with running_postgres(bindir) as server:
+        yield server.create_database("uet_test")
+
+
+# -- git remotes on loopback --------------------------------------------------------------------
+
+
+@pytest.fixture
+def git_daemon(tmp_path: Path) -> Iterator[object]:
+    """``git_daemon(repo)`` → a ``git://127.0.0.1:PORT/NAME.git`` URL serving a bare clone of
+    ``repo`` from a real ``git daemon`` (pushes allowed), as a team's remote would."""
+    import socket
+    import time
+
+    root = tmp_path / "served"
+    root.mkdir()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    root = Path(tempfile.mkdtemp(prefix="uet-pg-", dir="/tmp"))
-    data = root / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        import pwd
-
-        user = pwd.getpwnam("postgres")
-        os.chown(root, user.pw_uid, user.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
+    daemon = subprocess.Popen(
         [
-            *as_user,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
+            "git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
+            "--informative-errors", f"--base-path={root}", "--listen=127.0.0.1",
+            f"--port={port}", str(root),
         ],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(root / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        import psycopg
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert daemon.poll() is None and time.monotonic() < deadline, "git daemon did not start"
+        time.sleep(0.05)
 
-        with psycopg.connect(
-            f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True
-        ) as admin:
-            admin.execute("CREATE DATABASE uet_test")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/uet_test"
-    finally:
+    def serve(repo: Path, name: str = "project") -> str:
+        bare = root / f"{name}.git"
         subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            ["git", "clone", "-q", "--bare", str(repo), str(bare)],
+            check=True,
             capture_output=True,
         )
-        time.sleep(0.1)
-        shutil.rmtree(root, ignore_errors=True)
+        return f"git://127.0.0.1:{port}/{name}.git"
+
+    serve.root = root  # type: ignore[attr-defined]
+    yield serve
+    daemon.terminate()
+    daemon.wait(timeout=10)

@@ -22,11 +22,12 @@ def phase(**fields: Any) -> PhaseSpec:
     return PhaseSpec.model_validate({"phase_id": "PH-TEST", **fields})
 
 
-def run_input(spec: PhaseSpec, repo: Path, **options: Any) -> RunInput:
+def run_input(spec: PhaseSpec, repo: Path | str, **options: Any) -> RunInput:
+    """``repo``: a path, or a git URL (a str: ``Path`` would fold its ``//``)."""
     return RunInput(
         run_id=str(ULID()),
         phase=spec,
-        repo_path=str(repo),
+        repo_path=repo if isinstance(repo, str) else str(repo),
         options=RunOptions(**{"heartbeat_timeout_s": 5, **options}),
     )
 
@@ -142,3 +143,31 @@ def cli(client: Client, settings: Settings):  # type: ignore[no-untyped-def]
         )
 
     return uet
+
+
+def uet_process(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI as a subprocess with the environment given (blocking: for tests whose
+    workers are other processes)."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "starter", *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def make_demo_repo(where: Path) -> Path:
+    """The demo's sample repository (examples/demo/make_repo.py) at ``where``."""
+    import sys
+
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo"
+    subprocess.run(
+        [sys.executable, str(demo / "make_repo.py"), str(where)], check=True, capture_output=True
+    )
+    return where

@@ -25,8 +25,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from runtime.capabilities import Capabilities
 from runtime.devserver import dynamic_config_args
-from runtime.plugin import build_worker
+from runtime.plugin import build_worker, tool_worker
 from runtime.settings import Settings, temporal_binary
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState
@@ -228,7 +229,20 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             },
         ]
     },
+    # v7 on (issue 17): tool runs on their tool's queue — here one no worker offers at first
+    # (the workstream waits and says so), until a worker that has it joins.
+    "tool_waits": {
+        "workstreams": [
+            {
+                "workstream_id": "ws-aider",
+                "execution_request": {"tool_id": "aider", "prompt": "WRITE a.txt: from aider"},
+            },
+            {"workstream_id": "ws-shell", "execution_request": {"command": "echo s > s.txt"}},
+        ]
+    },
 }
+#: What the recording worker offers: every tool but the one "tool_waits" waits for.
+RECORDER = Capabilities(tools=("shell", "patch", "claude", "codex"), labels=())
 
 
 #: Run options per scenario: "continued" continues as new after every wave and writes its
@@ -253,7 +267,14 @@ async def record(
             PhaseWorkflow.submit_review,
             ReviewDecision(review_id=request.review_id, decision="approve", reviewer="rec"),
         )
-    final = await record_of(handle)
+    if name == "tool_waits":
+        await wait_for_status(
+            handle, lambda s: s.workstreams["ws-aider"].waiting == "no worker offers `aider`"
+        )
+        async with tool_worker(client, settings, "aider"):  # a host with aider joins
+            final = await record_of(handle)
+    else:
+        final = await record_of(handle)
     folder = OUT / name
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob(f"{generation}-*.json"):
@@ -282,7 +303,7 @@ async def main(generation: str) -> None:
     os.environ["UET_FAKE_SCENARIO"] = "no_change"
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", task_queue="record", ui_port=0)
-        async with build_worker(env.client, settings):
+        async with build_worker(env.client, settings, RECORDER):
             for name in SCENARIOS:
                 await record(env.client, settings, name, Path(tmp), generation)
     await env.shutdown()

@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.lib.artifacts import ArtifactStore
+from activities.lib.artifacts import LocalArtifactStore
 from runtime.cli import main
 from runtime.settings import Settings
 from schemas.run import PhaseState
@@ -412,7 +412,7 @@ def test_server_stop_with_an_unusable_state_dir(tmp_path: Path) -> None:
 
 def _fill_the_disk(monkeypatch: pytest.MonkeyPatch, marker: bytes | None = None) -> None:
     """Simulated ENOSPC on every artifact write (that contains ``marker``)."""
-    original = ArtifactStore._write
+    original = LocalArtifactStore._write
 
     def write(target: Path, chunks: Any) -> None:
         data = b"".join(chunks)
@@ -420,13 +420,13 @@ def _fill_the_disk(monkeypatch: pytest.MonkeyPatch, marker: bytes | None = None)
             raise OSError(errno.ENOSPC, "No space left on device")
         original(target, [data])
 
-    monkeypatch.setattr(ArtifactStore, "_write", staticmethod(write))
+    monkeypatch.setattr(LocalArtifactStore, "_write", staticmethod(write))
 
 
 def test_disk_full_is_a_clear_non_retryable_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = ArtifactStore(tmp_path / "artifacts")
+    store = LocalArtifactStore(tmp_path / "artifacts")
     real_fdopen = os.fdopen
 
     class FullDisk:  # the file object's write fails like a full disk does
@@ -442,7 +442,7 @@ def test_disk_full_is_a_clear_non_retryable_error(
         def write(self, data: bytes) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("activities.lib.artifacts.os.fdopen", FullDisk)
+    monkeypatch.setattr("activities.lib.artifacts.local.os.fdopen", FullDisk)
     for put in (lambda: store.put_bytes(b"diff"), lambda: store.put_file(Path(__file__))):
         with pytest.raises(ApplicationError) as raised:
             put()
@@ -454,7 +454,7 @@ def test_disk_full_is_a_clear_non_retryable_error(
     assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
     monkeypatch.undo()
     monkeypatch.setattr(
-        "activities.lib.artifacts.os.fdopen",
+        "activities.lib.artifacts.local.os.fdopen",
         lambda *a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")),
     )
     with pytest.raises(OSError):

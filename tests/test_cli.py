@@ -6,13 +6,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import git_out, snapshot
+from helpers import git_out, make_demo_repo, snapshot, uet_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "examples" / "demo"
@@ -40,22 +39,11 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 
 
 def uet(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "starter", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return uet_process(*args, env=env, timeout=timeout)
 
 
 def demo_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "demo-repo"
-    subprocess.run(
-        [sys.executable, str(DEMO / "make_repo.py"), str(repo)], check=True, capture_output=True
-    )
-    return repo
+    return make_demo_repo(tmp_path / "demo-repo")
 
 
 def test_demo_runs_end_to_end_on_the_embedded_server(cli_env: dict[str, str], tmp_path: Path):

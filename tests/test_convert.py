@@ -16,7 +16,7 @@ from helpers import run_input, run_phase, show
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.lib.artifacts import ArtifactStore
+from activities.lib.artifacts import LocalArtifactStore
 from runtime.cli.phase_files import convert as convert_command
 from runtime.errors import UserError
 from runtime.legacy import DEFAULT_PHASE_ID, LegacyFormatError, Unmapped, convert
@@ -661,7 +661,7 @@ async def test_converted_samples_run_on_the_demo_repo(
     for ws in loaded.spec.workstreams:
         ws.review = "never"  # a broken sample fails the run at once instead of awaiting a review
     input = run_input(loaded.spec, repo)
-    input.patch_files = import_patch_files(loaded, ArtifactStore(settings.home / "artifacts"))
+    input.patch_files = import_patch_files(loaded, LocalArtifactStore(settings.home / "artifacts"))
 
     record = await run_phase(client, settings, input)
 

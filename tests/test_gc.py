@@ -15,6 +15,7 @@ from pathlib import Path
 from helpers import phase, run_input
 
 from activities.lib import gc
+from activities.lib.artifacts import LocalArtifactStore
 from activities.lib.state_dir import OWNER_FILE, StateDir, owner_mark
 from runtime.cli.gc import _open_runs
 from runtime.plugin import clean_after_dead_workers
@@ -70,7 +71,7 @@ class Home:
     artifacts: dict[str, str]  # name → sha256
 
     def blob(self, name: str) -> Path:
-        return StateDir(self.home).artifacts.path_for(self.artifacts[name])
+        return LocalArtifactStore(self.home / "artifacts").path_for(self.artifacts[name])
 
     def refs(self) -> set[str]:
         return set(git(self.repo, "for-each-ref", "--format=%(refname)", "refs/").splitlines())
@@ -127,7 +128,7 @@ def build(tmp_path: Path, make_repo) -> Home:  # type: ignore[no-untyped-def]
     own(leftover, pid=dead_pid())
     (state.run_dir(CLOSED) / "tmp").mkdir()
 
-    store = state.artifacts
+    store = LocalArtifactStore(home / "artifacts")
     names: dict[str, str] = {}
 
     def put(name: str, data: bytes, when: float) -> str:

@@ -212,7 +212,7 @@ async def test_tool_failures_are_reported_not_retried_forever(
 async def test_patch_tool_and_phase_gate(
     client: Client, settings: Settings, worker: Worker, make_repo, tmp_path: Path
 ) -> None:
-    from activities.lib.artifacts import ArtifactStore
+    from activities.lib.artifacts import LocalArtifactStore
 
     repo: Path = make_repo({"greet.py": "print('hello')\n"})
     diff = (
@@ -220,7 +220,7 @@ async def test_patch_tool_and_phase_gate(
         "@@ -1 +1,2 @@\n print('hello')\n+print('world')\n"
     )
     stale = diff.replace(" print('hello')", " print('goodbye')")
-    store = ArtifactStore(settings.home / "artifacts")
+    store = LocalArtifactStore(settings.home / "artifacts")
     spec = phase(
         gates=[{"gate_id": "runs", "command": "python3 greet.py | grep -q world"}],
         workstreams=[

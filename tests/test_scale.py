@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 from test_journal import report, rolled_back_chain
 
-from activities.lib.artifacts import ArtifactStore
+from activities.lib.artifacts import LocalArtifactStore
 from activities.lib.parts import INLINE_LIMIT, by_reference
 from runtime.settings import Settings
 from schemas.run import PhaseState, RunRecord
@@ -92,7 +92,7 @@ async def test_a_large_phase_travels_by_reference(
         ]
     )
     inline = run_input(spec, make_repo({"base.txt": "base\n"}))
-    input = by_reference(inline, ArtifactStore(settings.home / "artifacts"))
+    input = by_reference(inline, LocalArtifactStore(settings.home / "artifacts"))
     assert input.phase is None and len(input.document) == 2
     assert len(input.model_dump_json()) < INLINE_LIMIT < len(inline.model_dump_json())
 

@@ -28,6 +28,8 @@ TABLES = {
     "pattern_uses",
     "workstream_specs",
     "anti_patterns",
+    "artifacts",
+    "artifact_chunks",
 }
 
 

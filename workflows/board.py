@@ -75,9 +75,19 @@ class Board:
     def set(self, ws_id: str, state: WorkstreamState, commit: str | None = None) -> None:
         entry = self.ws(ws_id)
         entry.status = state
+        entry.waiting = None
         if commit is not None:
             entry.commit = commit
         self.show()
+
+    def waiting(self, ws_id: str, note: str | None) -> None:
+        """What a running workstream waits for; a late word after it moved on is dropped."""
+        entry = self.record.workstreams.get(ws_id)
+        if entry is None or (note is not None and entry.status != WorkstreamState.RUNNING):
+            return
+        if entry.waiting != note:
+            entry.waiting = note
+            self.show()
 
     def fail(
         self, ws_id: str, reason: str, state: WorkstreamState = WorkstreamState.FAILED
@@ -85,6 +95,7 @@ class Board:
         """End a workstream and block everything downstream of it (never run)."""
         entry = self.ws(ws_id)
         entry.status = state
+        entry.waiting = None
         entry.reason = reason
         word = "was dropped" if state == WorkstreamState.DROPPED else "failed"
         stack = [(dependent, ws_id) for dependent in self.dependents[ws_id]]

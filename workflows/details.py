@@ -37,7 +37,8 @@ def render(phase_id: str, status: RunRecord, pending: list[ReviewRequest]) -> st
         commit = entry.commit[:10] if entry.commit else ""
         if commit and entry.step and status.scheduling == "eager":
             commit += f" (step {entry.step})"
-        lines.append(f"| {ws_id} | {entry.wave} | {entry.status} | {commit} |")
+        state = f"{entry.status}: {entry.waiting}" if entry.waiting else str(entry.status)
+        lines.append(f"| {ws_id} | {entry.wave} | {state} | {commit} |")
     if hidden:
         lines.append(f"\n… and {hidden} more: `uet status {status.run_id}`")
     for request in pending:

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         RunDocument,
         RunInput,
         RunRecord,
+        WaitingNote,
         WorkstreamResult,
         WorkstreamState,
     )
@@ -161,6 +162,12 @@ class PhaseWorkflow:
             workflow.logger.warning(f"review_decision signal ignored: {problem}")
             return
         self._desk.decide(decision)
+
+    @workflow.signal
+    def workstream_waiting(self, note: WaitingNote) -> None:
+        """A workstream's tool run waits (no worker offers the tool, say): shown in its
+        status until it goes on. Sent by the workstream itself, only while it waits."""
+        self._board.waiting(note.workstream_id, note.note)
 
     @workflow.update
     def rollback(self, request: RollbackRequest) -> RunRecord:

@@ -77,7 +77,11 @@ class Steps:
         *,
         summary: str,
         local: bool = False,
+        task_queue: str | None = None,
+        schedule_to_start: timedelta | None = None,
     ) -> R:
+        """``task_queue``: another queue than the workflow's (a tool's); ``schedule_to_start``:
+        how long it may wait there for a worker before the caller hears of it."""
         cancellation = (
             ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
             if options.wait_for_cancel
@@ -95,6 +99,8 @@ class Steps:
         return await workflow.execute_activity_method(
             method,
             arg,
+            task_queue=task_queue,
+            schedule_to_start_timeout=schedule_to_start,
             start_to_close_timeout=options.timeout,
             heartbeat_timeout=self.heartbeat,
             retry_policy=options.retry,

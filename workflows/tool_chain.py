@@ -3,8 +3,16 @@ fails (fallback); what the runs cost and which tool made the patch."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
 
 from workflows import steps
 from workflows.failures import Failed, cause_message, last_lines
@@ -13,9 +21,17 @@ from workflows.steps import Steps
 
 with workflow.unsafe.imports_passed_through():
     from activities.tools import ToolActivities
+    from activities.workers import WorkerActivities
     from schemas.events import EventType
-    from schemas.run import WorkstreamInput
+    from schemas.refs import tool_queue
+    from schemas.run import OffersInput, WaitingNote, WorkstreamInput
     from schemas.tools import Feedback, ToolAttempt, ToolReason, ToolRunInput, ToolRunResult
+
+
+#: workflow.patched id: tool runs go to their tool's task queue (issue 17).
+TOOL_QUEUES = "tool-queues"
+#: The longest a waiting tool run goes between looks at who offers it.
+MAX_WAIT = timedelta(minutes=5)
 
 
 class ToolChain:
@@ -66,8 +82,8 @@ class ToolChain:
         policy = self.ws.resilience_policy
         request = self.ws.execution_request.model_copy(update={"tool_id": tool_id})
         try:
-            tool = await self.steps.run(
-                ToolActivities.run_tool,
+            tool = await self._on_a_capable_worker(
+                tool_id,
                 ToolRunInput(
                     run_id=self.input.run_id,
                     workstream_id=self.ws.workstream_id,
@@ -135,6 +151,63 @@ class ToolChain:
                 tool,
             )
         return None, "", tool
+
+    async def _on_a_capable_worker(
+        self, tool_id: str, input: ToolRunInput, options: steps.StepOptions, summary: str
+    ) -> ToolRunResult:
+        """The tool run, on the tool's own task queue: only workers whose host has the tool
+        poll it. While none picks it up, the workstream says why it waits (its status in
+        ``uet status`` and the Web UI) and asks again, less often as the wait goes on."""
+        if not workflow.patched(TOOL_QUEUES):  # runs started before: the workflow's queue
+            return await self.steps.run(ToolActivities.run_tool, input, options, summary=summary)
+        queue = tool_queue(workflow.info().task_queue, tool_id)
+        wait = self.steps.heartbeat
+        waiting: str | None = None
+        while True:
+            try:
+                result = await self.steps.run(
+                    ToolActivities.run_tool,
+                    input,
+                    options,
+                    summary=summary,
+                    task_queue=queue,
+                    schedule_to_start=wait,
+                )
+                break
+            except ActivityError as err:
+                cause = err.cause
+                if not (
+                    isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
+                ):
+                    raise
+            offers = await self.steps.run(
+                WorkerActivities.tool_offers,
+                OffersInput(task_queue=queue),
+                steps.QUICK,
+                summary=f"who offers {tool_id}",
+                local=True,
+            )
+            note = (
+                f"no worker offers `{tool_id}`"
+                if offers.workers == []
+                else f"waiting for a free worker offering `{tool_id}`"
+            )
+            if note != waiting:
+                waiting = note
+                await self._tell(note)
+            wait = min(wait * 2, MAX_WAIT)
+        if waiting is not None:
+            await self._tell(None)
+        return result
+
+    async def _tell(self, note: str | None) -> None:
+        """The phase shows what this workstream waits for (it asks nobody else)."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+            "workstream_waiting", WaitingNote(workstream_id=self.ws.workstream_id, note=note)
+        )
 
     def _budget_left(self) -> float | None:
         if self.input.max_budget_usd is None:

@@ -9,7 +9,10 @@ a scratch dir taken over by a live process or a ref moved since the plan is kept
 - ``ref``: ``refs/heads/uet/<run>/…`` and ``refs/tags/uet/<run>/…`` of closed runs older than the
   limit (compare-and-delete; never a branch checked out in a work tree);
 - ``artifact``: blobs older than the limit that no run report names (nor, transitively, an
-  artifact they name) and no open run uses;
+  artifact they name) and no open run uses: files of ``artifacts/`` (the local store, or the
+  PostgreSQL store's read-through cache) by their mtime, and, when the store is PostgreSQL,
+  its rows by ``used_at`` (only when Temporal said which runs are open: its other workers'
+  runs are not in this state dir);
 - ``cache``: workspace caches last used (``meta.json``'s mtime) before the limit;
 - ``tmp``: ``.tmp-*`` left-overs of interrupted writes, older than an hour.
 
@@ -30,8 +33,12 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from temporalio.exceptions import ApplicationError
+
+from activities.lib.artifacts import ArtifactStore
+from activities.lib.artifacts.postgres import PostgresArtifactStore
 from activities.lib.pids import pid_exists
 from activities.lib.state_dir import OWNER_FILE, boot_id, process_start, read_owner
 from activities.lib.workspace.pool import is_free
@@ -59,6 +66,8 @@ class GcItem:
     ref: str | None = None
     #: A ref's value when planned (deleted only if it still has it).
     old: str | None = None
+    #: An artifact in the database store (``path`` is then its URI).
+    sha256: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -74,6 +83,8 @@ class GcPlan:
     usage: dict[str, int] = field(default_factory=dict)
     #: What was kept although it might have gone, and why (one line each).
     notes: list[str] = field(default_factory=list)
+    #: The database store the ``artifact`` items with a ``sha256`` are deleted from.
+    store: PostgresArtifactStore | None = None
 
     @property
     def total(self) -> int:
@@ -118,12 +129,14 @@ def plan_gc(
     open_run_ids: Iterable[str],
     now: float,
     open_artifacts: Iterable[str] | None = None,
+    store: ArtifactStore | None = None,
 ) -> GcPlan:
     """What can go from ``home``: ``older_than`` in seconds, ``now`` a Unix time.
 
     ``open_run_ids``: runs that may still use what they have (nothing of theirs goes but the
     scratch dirs of dead owners). ``open_artifacts``: the artifacts those runs use; None when
-    that is unknown — then, if any run is open, no artifact goes.
+    that is unknown — then, if any run is open, no artifact goes (and none of a database
+    store's). ``store``: the configured artifact store; a PostgreSQL one is collected too.
     """
     plan = GcPlan(home=home, older_than_s=older_than, now=now)
     limit = now - older_than
@@ -157,6 +170,9 @@ def plan_gc(
         part: tree_size(home / part)
         for part in ("worktrees", "pool", "caches", "artifacts", "runs")
     }
+    if isinstance(store, PostgresArtifactStore):
+        plan.store = store
+        _plan_stored_artifacts(plan, store, reports, open_artifacts, limit)
     return plan
 
 
@@ -376,12 +392,8 @@ def _plan_artifacts(
             "(without --offline uet asks Temporal)"
         )
         return
-    wanted = set(open_artifacts or ())
-    for report in reports.values():
-        for path in sorted(report.folder.rglob("*")):
-            if path.suffix in (".json", ".jsonl") and path.is_file():
-                wanted |= _references(path.read_bytes(), blobs)
-    used = _closure(wanted, blobs)
+    local = _LocalBlobs(blobs)
+    used = _closure(set(open_artifacts or ()) | _report_names(reports, local), local)
     for sha, path in sorted(blobs.items()):
         if sha in used:
             continue
@@ -395,14 +407,109 @@ def _plan_artifacts(
             )
 
 
-def _references(data: bytes, blobs: dict[str, Path]) -> set[str]:
+def _plan_stored_artifacts(
+    plan: GcPlan,
+    store: PostgresArtifactStore,
+    reports: dict[str, _Report],
+    open_artifacts: Iterable[str] | None,
+    limit: float,
+) -> None:
+    """The database's blobs: what ``_plan_artifacts`` does for files, by ``used_at``."""
+    try:
+        listed = store.listing()
+    except ApplicationError as exc:  # unreachable: the rest of gc goes on
+        plan.notes.append(f"artifacts in {store.location} not checked: {exc.message}")
+        return
+    plan.usage["database artifacts"] = sum(size for size, _ in listed.values())
+    if not listed:
+        return
+    if open_artifacts is None:
+        # Workers of other hosts may have runs open that no report here names.
+        plan.notes.append(
+            f"artifacts in {store.location} kept: only Temporal can tell which runs use them "
+            "(without --offline uet asks it)"
+        )
+        return
+    blobs = _StoredBlobs(store, {sha: size for sha, (size, _) in listed.items()})
+    used = _closure(set(open_artifacts) | _report_names(reports, blobs), blobs)
+    for sha, (size, used_at) in sorted(listed.items()):
+        if sha not in used and used_at < limit:
+            plan.items.append(
+                GcItem(
+                    "artifact",
+                    store.ref(sha, size, "application/octet-stream").uri,
+                    size,
+                    "no run report or open run uses it",
+                    sha256=sha,
+                )
+            )
+
+
+class _Blobs(Protocol):
+    """Artifacts by name, to follow the names they hold: files, or a database store's rows."""
+
+    def __contains__(self, sha: object) -> bool: ...
+
+    def size(self, sha: str) -> int | None:
+        """None when it cannot be told (gone meanwhile)."""
+
+    def read(self, sha: str) -> bytes:
+        """Empty when it cannot be read."""
+
+
+@dataclass
+class _LocalBlobs:
+    paths: dict[str, Path]
+
+    def __contains__(self, sha: object) -> bool:
+        return sha in self.paths
+
+    def size(self, sha: str) -> int | None:
+        try:
+            return self.paths[sha].stat().st_size
+        except OSError:
+            return None
+
+    def read(self, sha: str) -> bytes:
+        return _read(self.paths[sha])
+
+
+@dataclass
+class _StoredBlobs:
+    store: PostgresArtifactStore
+    sizes: dict[str, int]
+
+    def __contains__(self, sha: object) -> bool:
+        return sha in self.sizes
+
+    def size(self, sha: str) -> int | None:
+        return self.sizes.get(sha)
+
+    def read(self, sha: str) -> bytes:
+        try:
+            return self.store.read_bytes(self.store.ref(sha, self.sizes[sha], ""))
+        except ApplicationError:  # gone, damaged or unreachable: it names nothing we can see
+            return b""
+
+
+def _report_names(reports: dict[str, _Report], blobs: _Blobs) -> set[str]:
+    """The artifact names the run reports of this state dir hold."""
+    wanted: set[str] = set()
+    for report in reports.values():
+        for path in sorted(report.folder.rglob("*")):
+            if path.suffix in (".json", ".jsonl") and path.is_file():
+                wanted |= _references(path.read_bytes(), blobs)
+    return wanted
+
+
+def _references(data: bytes, blobs: _Blobs) -> set[str]:
     """Artifact names in a document: every 64-hex token, and for JSON every list of refs read
     as one (a document split in parts may cut a name at a part's end)."""
     found = {m.decode() for m in SHA256_BYTES.findall(data)}
     for document in _json_documents(data):
         for parts in _ref_lists(document):
             if len(parts) > 1 and all(p in blobs for p in parts):
-                joined = b"".join(_read(blobs[p]) for p in parts)
+                joined = b"".join(blobs.read(p) for p in parts)
                 found |= {m.decode() for m in SHA256_BYTES.findall(joined)}
     return found
 
@@ -435,20 +542,17 @@ def _ref_lists(value: Any) -> Iterator[list[str]]:
             yield from _ref_lists(item)
 
 
-def _closure(wanted: set[str], blobs: dict[str, Path]) -> set[str]:
+def _closure(wanted: set[str], blobs: _Blobs) -> set[str]:
     """``wanted`` and what the artifacts in it name, and so on (a journal names patches)."""
     used: set[str] = set()
     todo = [sha for sha in wanted if sha in blobs]
     used.update(wanted)
     while todo:
         sha = todo.pop()
-        path = blobs[sha]
-        try:
-            if path.stat().st_size > _SCAN_LIMIT:
-                continue
-        except OSError:
+        size = blobs.size(sha)
+        if size is None or size > _SCAN_LIMIT:
             continue
-        for name in _references(_read(path), blobs):
+        for name in _references(blobs.read(sha), blobs):
             if name in blobs and name not in used:
                 used.add(name)
                 todo.append(name)
@@ -510,15 +614,20 @@ def _mtime(path: Path) -> float:
 
 def apply(plan: GcPlan) -> Applied:
     """Remove what ``plan`` names, each checked again first."""
-    return remove(plan.items, plan.now - plan.older_than_s)
+    return remove(plan.items, plan.now - plan.older_than_s, plan.store)
 
 
-def remove(items: Iterable[GcItem], limit: float) -> Applied:
+def remove(
+    items: Iterable[GcItem], limit: float, store: PostgresArtifactStore | None = None
+) -> Applied:
     done = Applied()
     for item in items:
-        reason = _still_goes(item, limit)
-        if reason is None:
-            reason = _remove(item)
+        if item.sha256 is not None:  # checked and deleted in one go, under the blob's lock
+            reason = _remove_stored(item.sha256, store, limit)
+        else:
+            reason = _still_goes(item, limit)
+            if reason is None:
+                reason = _remove(item)
         if reason is None:
             done.removed.append(item)
         else:
@@ -547,6 +656,15 @@ def _still_goes(item: GcItem, limit: float) -> str | None:
     elif item.kind == "pool" and (_mtime(path / "slot.json") >= limit or not is_free(path)):
         return "in use again"
     return None
+
+
+def _remove_stored(sha256: str, store: PostgresArtifactStore | None, limit: float) -> str | None:
+    if store is None:
+        return "no database artifact store to remove it from"
+    try:
+        return store.delete_unused(sha256, limit)
+    except ApplicationError as exc:  # unreachable now
+        return exc.message
 
 
 def _remove(item: GcItem) -> str | None:

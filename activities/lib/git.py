@@ -77,6 +77,9 @@ class Git:
     work_tree: Path | None = None
     index_file: Path | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The URL a worker's mirror stands for (activities/lib/remote_repo.py): every ref uet
+    #: moves goes there first, with a lease; the mirror is only a cache of it.
+    remote: str | None = None
 
     def with_(self, **changes: object) -> Git:
         return Git(**{**self.__dict__, **changes})  # type: ignore[arg-type]
@@ -127,12 +130,61 @@ class Git:
             "commit-tree", tree, *parent_args, "-F", "-", input=message.encode(), env=ident
         )
 
-    async def update_ref(self, ref: str, new: str, old: str | None = None) -> None:
-        """Set ``ref``; with ``old``, only if it still points there (compare-and-swap)."""
+    async def update_ref(
+        self, ref: str, new: str, old: str | None = None, keep: str | None = None
+    ) -> None:
+        """Set ``ref``; with ``old``, only if it still points there (compare-and-swap; ``""``:
+        only if it does not exist). A mirror's ref is set on its remote first; ``keep``, a
+        second ref pushed with it, keeps ``new`` reachable there after ``ref`` moves on."""
+        if self.remote is not None:
+            await self._push(ref, new, old, keep)
+            old = None  # the remote decided; the mirror follows it
         args = ["update-ref", "--no-deref", ref, new]
         if old is not None:
             args.append(old)
         await self.run(*args)
+
+    async def delete_refs(self, refs: list[str]) -> None:
+        """Delete ``refs`` in one transaction; one that is not there is no error."""
+        if self.remote is not None and refs:
+            there = await self.remote_refs(refs)
+            gone = [r for r in refs if r in there]
+            if gone:
+                await self.run(
+                    "push", "--atomic", "--porcelain", self.remote, *[f":{r}" for r in gone]
+                )
+        script = "".join(f"delete {ref}\n" for ref in refs)
+        await self.run("update-ref", "--stdin", input=script.encode())
+
+    async def remote_refs(self, refs: list[str]) -> dict[str, str]:
+        """What the remote's ``refs`` point at now (those that exist)."""
+        assert self.remote is not None
+        listed = await self.out("ls-remote", "--", self.remote, *refs)
+        found = (line.split("\t") for line in listed.splitlines() if "\t" in line)
+        return {name: sha for sha, name in found if name in refs}
+
+    async def _push(self, ref: str, new: str, old: str | None, keep: str | None) -> None:
+        """``new`` to the remote's ``ref``: with ``old``, only over that value
+        (``--force-with-lease`` semantics; ``""``: only where there is none). A push that
+        loses the race but finds ``new`` there already is a retry of one that won."""
+        assert self.remote is not None
+        lease = [f"--force-with-lease={ref}:{old}"] if old is not None else []
+        spec = f"{new}:{ref}" if old is not None else f"+{new}:{ref}"
+        kept = [f"+{new}:{keep}"] if keep else []
+        pushed = await self.run(
+            "push", "--atomic", "--porcelain", *lease, self.remote, spec, *kept, check=False
+        )
+        if pushed.returncode == 0:
+            return
+        now = (await self.remote_refs([ref])).get(ref)
+        if now == new:
+            return
+        raise GitError(
+            ("push", self.remote, spec),
+            pushed.returncode,
+            f"{ref} is at {str(now)[:12]} on {redact_url(self.remote)}, expected "
+            f"{(old or 'nothing')[:12]}: {pushed.stderr.decode('utf-8', 'replace').strip()}",
+        )
 
 
 async def run_git(
@@ -177,6 +229,17 @@ async def open_repository(path: str | Path) -> Git:
             f"{path} is not a git repository", type="NotAGitRepository", non_retryable=True
         )
     return Git(git_dir=Path(result.text))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a password (``https://user:token@host/…`` → ``https://user@host/…``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def objects_dir(repo: Git) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -14,7 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from activities.lib.artifacts import ArtifactStore
+from temporalio.exceptions import ApplicationError
+
+from activities.lib.artifacts import ArtifactStore, UnusableArtifactStore, open_artifact_store
 from activities.lib.git import Git
 
 
@@ -25,7 +28,8 @@ class StateDir:
         from activities.lib.telemetry.recorder import Recorder
 
         self.home = home
-        self.artifacts = ArtifactStore(home / "artifacts")
+        #: Where blobs go: the store the environment names at the start (artifacts/factory.py).
+        self.artifacts = _artifact_store(home)
         #: What happens, into the telemetry database (learning from runs).
         self.telemetry = Recorder(home)
 
@@ -64,6 +68,16 @@ class StateDir:
         tmp_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
             yield repo.with_(index_file=Path(tmp) / "index")
+
+
+def _artifact_store(home: Path) -> ArtifactStore:
+    """The configured store. One that is not usable fails each activity that needs it (one
+    line, not retried) instead of the worker's start, and is said once here."""
+    try:
+        return open_artifact_store(home)
+    except ApplicationError as error:
+        logging.getLogger("uet.worker").warning(error.message)
+        return UnusableArtifactStore(error)
 
 
 #: Who made a scratch dir (beside its ``tree/``, never in it: nothing of it reaches a patch or a

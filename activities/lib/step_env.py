@@ -23,7 +23,7 @@ SAFE_BASE: tuple[str, ...] = (
     "UET_*",
 )  # fmt: skip
 #: uet's own variables that are not for tools: credentials, or where uet keeps its state.
-NOT_FOR_TOOLS: tuple[str, ...] = ("UET_DATABASE_URL", "UET_HOME")
+NOT_FOR_TOOLS: tuple[str, ...] = ("UET_DATABASE_URL", "UET_ARTIFACTS_URL", "UET_HOME")
 
 
 def step_env(

@@ -17,6 +17,7 @@ from typing import Literal
 from temporalio.exceptions import ApplicationError
 
 from activities.lib.git import Git, objects_dir
+from activities.lib.remote_repo import local_path
 from activities.lib.sandbox import SandboxPlan, Seed, plan_sandbox, probe
 from activities.lib.state_dir import StateDir
 from schemas.sandbox import SandboxSpec
@@ -77,7 +78,7 @@ def step_sandbox(
         return None
     home = Path.home()
     seeds = [Seed(home / p) for p in config_paths if (home / p).exists()]
-    user_tree: Path | None = Path(repo_path).resolve()
+    user_tree = local_path(repo_path)  # None for a URL: only the worker's mirror is here
     git_dir = repo.git_dir.resolve()
     if git_dir == user_tree:  # a bare repository: nothing but its objects is shown
         user_tree = None

@@ -18,6 +18,7 @@ from runtime.cli import (
     learning,
     patterns,
     phase_files,
+    remotes,
     reviews,
     run,
     runs,
@@ -29,7 +30,20 @@ from runtime.cli.base import dispatch
 from runtime.errors import UserError
 
 #: In the order `uet --help` lists them.
-GROUPS = (init, phase_files, run, runs, reviews, undo, services, learning, patterns, templates, gc)
+GROUPS = (
+    init,
+    phase_files,
+    run,
+    runs,
+    reviews,
+    undo,
+    remotes,
+    services,
+    learning,
+    patterns,
+    templates,
+    gc,
+)
 
 
 def parser() -> argparse.ArgumentParser:

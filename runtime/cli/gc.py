@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.lib import gc as collect
+from runtime.artifact_store import artifact_store
 from runtime.cli.base import command
 from runtime.cli.learning import days
 from runtime.connect import check_namespace, connect, target_from_env
@@ -68,7 +69,11 @@ async def gc(older_than: float, dry_run: bool, as_json: bool, offline: bool) -> 
         open_artifacts: set[str] | None = None
     else:
         open_ids, open_artifacts = await _open_runs()
-    plan = collect.plan_gc(home, older_than * 86400, open_ids, time.time(), open_artifacts)
+    # PostgreSQL: its unused rows go too (unreachable: the rest goes, and a note says so).
+    store = artifact_store(home, reachable=False)
+    plan = collect.plan_gc(
+        home, older_than * 86400, open_ids, time.time(), open_artifacts, store=store
+    )
     applied = None if dry_run else collect.apply(plan)
     if as_json:
         document: dict[str, Any] = {"dry_run": dry_run, "offline": offline, **plan.as_json()}

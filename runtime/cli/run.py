@@ -18,12 +18,15 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 from ulid import ULID
 
-from activities.lib.artifacts import ArtifactStore
+from activities.lib.git import redact_url
 from activities.lib.parts import by_reference
+from activities.lib.remote_repo import is_url
 from runtime import devserver
+from runtime.artifact_store import artifact_store
 from runtime.cli.base import SPEC_HELP, command, duration
+from runtime.cli.remotes import fetch_hint
 from runtime.connect import check_namespace, target_from_env
-from runtime.errors import ExitCode
+from runtime.errors import ExitCode, UserError
 from runtime.output import emit_json, err, ui_link
 from runtime.plugin import build_worker
 from runtime.progress import ProgressPrinter
@@ -57,8 +60,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument(
         "--repo",
         required=True,
-        metavar="DIR",
-        help="the git repository to work on (never touched but under uet/ refs)",
+        metavar="DIR|URL",
+        help="the git repository to work on (never touched but under uet/ refs): a path, or a "
+        "git URL (ssh://, https://, git://, file://) that workers fetch and push uet's refs to",
     )
     s.add_argument(
         "--json", dest="as_json", action="store_true", help="print the run record as JSON on stdout"
@@ -134,9 +138,12 @@ async def run(
     settings = Settings.from_env()
     loaded = load_spec(spec)
     repo_path = await check_repo(repo, loaded.spec.base_ref)
-    await _note_uncommitted(repo_path, loaded.spec.base_ref)
+    if is_url(repo_path):
+        _check_remote_phase(loaded.spec, repo_path)
+    else:
+        await _note_uncommitted(Path(repo_path), loaded.spec.base_ref)
     devserver.ensure_writable(settings.home)
-    store = ArtifactStore(settings.home / "artifacts")
+    store = artifact_store(settings.home)
     patch_files = import_patch_files(loaded, store)
     phase = loaded.spec
     if review_timeout is not None:
@@ -153,7 +160,7 @@ async def run(
     run_input = RunInput(
         run_id=run_id,
         phase=phase,
-        repo_path=str(repo_path),
+        repo_path=repo_path,
         patch_files=patch_files,
         options=RunOptions(
             heartbeat_timeout_s=heartbeat_timeout,
@@ -254,6 +261,18 @@ def _duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g} {unit}"
     return f"{seconds:g}s"
+
+
+def _check_remote_phase(phase: PhaseSpec, url: str) -> None:
+    """What a phase cannot do on a repository given by URL: copy untracked files of a work
+    tree (there is none on the workers)."""
+    for ws in phase.workstreams:
+        if ws.workspace.include:
+            raise UserError(
+                f"workstream {ws.workstream_id}: workspace.include copies untracked files from "
+                f"your work tree, and --repo {redact_url(url)} has none on the workers; commit "
+                "those files, create them in workspace.setup, or pass a local path as --repo"
+            )
 
 
 async def _note_uncommitted(repo: Path, base_ref: str | None) -> None:
@@ -393,4 +412,6 @@ def _print_summary(record: RunRecord, link: str, elapsed_s: float) -> None:
         err.print(f"  cost: ${record.cost_usd_total:.4f} ({costly})")
     head = record.head_sha[:12] if record.head_sha else "-"
     err.print(f"  integration branch: {record.integration_branch} @ {head}")
+    if is_url(record.repo_path):
+        err.print(f"  {fetch_hint(record.repo_path, record.run_id)}")
     err.print(f"  web ui: {link}")

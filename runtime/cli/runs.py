@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities.lib.artifacts import ArtifactStore
+from runtime.artifact_store import artifact_store
 from runtime.cli.base import command, run_id
 from runtime.connect import connect_existing, target_from_env
 from runtime.errors import ExitCode, UserError
@@ -345,10 +345,11 @@ def _print_reviews(record: RunRecord, workstream_id: str) -> None:
 def _print_patch(entry: LedgerEntry) -> None:
     if entry.patch is None:
         return
-    store = ArtifactStore(Settings.from_env().home / "artifacts")
-    path: Path = store.path_for(entry.patch.sha256)
+    store = artifact_store(Settings.from_env().home, reachable=False)  # its errors: below
     out.print(f"\n[bold]diff[/] ({entry.patch.size} bytes, sha256 {entry.patch.sha256[:12]})")
-    if not path.is_file():
-        out.print(f"not in this machine's artifact store ({store.root})")
+    try:
+        data = store.read_bytes(entry.patch.ref)
+    except ApplicationError as exc:  # missing, corrupt, or the store unreachable
+        out.print(f"not shown: {exc.message}", markup=False)
         return
-    out.print(path.read_bytes().decode("utf-8", "replace").rstrip(), markup=False)
+    out.print(data.decode("utf-8", "replace").rstrip(), markup=False)

@@ -6,10 +6,11 @@ import argparse
 import getpass
 
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
-from activities.lib.artifacts import ArtifactStore
 from activities.lib.journal_store import write_journal
 from runtime import connect
+from runtime.artifact_store import artifact_store
 from runtime.cli.base import command, run_id
 from runtime.connect import ended, phase_handle, until_closed
 from runtime.errors import ExitCode, UserError
@@ -102,8 +103,11 @@ async def rollback(run_id: str, to_wave: int | None, reason: str, no_worker: boo
         _check_to_wave(record, to_wave)
         view = await load(run_id)
         # By reference: a large run's ledger and events are far beyond a payload.
-        store = ArtifactStore(settings.home / "artifacts")
-        journal = write_journal(store, view.ledger, view.events)
+        store = artifact_store(settings.home)
+        try:
+            journal = write_journal(store, view.ledger, view.events)
+        except ApplicationError as exc:  # the store unreachable, say
+            raise UserError(f"run {run_id}: {exc.message}", exit_code=ExitCode.FAILED) from None
         rollback_id = rollback_workflow_id(run_id)
         async with served(client, settings, what, err, [rollback_id], own_worker=not no_worker):
             await client.execute_workflow(

@@ -30,7 +30,7 @@ from typing import IO, Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.lib.artifacts import ArtifactStore
+from activities.lib.artifacts import LocalArtifactStore
 from runtime.devserver import headless_server_args
 from runtime.settings import temporal_binary
 from runtime.specfile import import_patch_files, load_spec
@@ -211,7 +211,7 @@ def run_input_for(spec_path: Path, repo: Path, home: Path, heartbeat_timeout_s: 
     from ulid import ULID
 
     loaded = load_spec(spec_path)
-    patch_files = import_patch_files(loaded, ArtifactStore(home / "artifacts"))
+    patch_files = import_patch_files(loaded, LocalArtifactStore(home / "artifacts"))
     return RunInput(
         run_id=str(ULID()),
         phase=loaded.spec,

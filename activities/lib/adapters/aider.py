@@ -41,6 +41,7 @@ class AiderAdapter:
         "GROQ_*", "MISTRAL_*", "AZURE_*", "OLLAMA_*",
     )  # fmt: skip
     config_paths: tuple[str, ...] = (".aider.conf.yml", ".aider.model.settings.yml", ".env")
+    program: str | None = "aider"
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

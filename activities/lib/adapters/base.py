@@ -55,5 +55,8 @@ class Adapter(Protocol):
     env_vars: tuple[str, ...]
     #: Paths under the home directory the tool reads its login and settings from.
     config_paths: tuple[str, ...]
+    #: The executable a host must have to offer this tool (None: built into uet). A worker
+    #: without it does not poll the tool's task queue (runtime/capabilities.py).
+    program: str | None
 
     async def run(self, ctx: ToolContext) -> ToolEnd: ...

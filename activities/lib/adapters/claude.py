@@ -33,6 +33,7 @@ class ClaudeAdapter:
     env_vars: tuple[str, ...] = ("ANTHROPIC_*", "CLAUDE_*", "DISABLE_*", "MAX_THINKING_TOKENS")
     #: Its login and settings in the home directory (seeded read-only into a private home).
     config_paths: tuple[str, ...] = (".claude", ".claude.json")
+    program: str | None = "claude"
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

@@ -27,6 +27,7 @@ class CodexAdapter:
     needs_work_tree = True
     env_vars: tuple[str, ...] = ("OPENAI_*", "CODEX_*")
     config_paths: tuple[str, ...] = (".codex",)
+    program: str | None = "codex"
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         request = ctx.input.request

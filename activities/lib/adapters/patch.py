@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio.exceptions import ApplicationError
 
 from activities.lib.adapters.base import ToolContext, ToolEnd
@@ -13,6 +15,7 @@ class PatchAdapter:
     needs_work_tree = False
     env_vars: tuple[str, ...] = ()
     config_paths: tuple[str, ...] = ()
+    program: str | None = None
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         ref = ctx.input.patch_file
@@ -25,7 +28,7 @@ class PatchAdapter:
         # Into the private index only: no file is written, so no checkout is needed.
         output = await apply_patch(
             ctx.checkout,
-            ctx.artifacts.verified_path(ref),
+            await asyncio.to_thread(ctx.artifacts.verified_path, ref),
             target="--cached",
             what=f"{ctx.input.workstream_id}: patch_file {ctx.input.request.patch_file!r} "
             f"at {ctx.input.base_sha[:12]}",

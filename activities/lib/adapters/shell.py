@@ -14,6 +14,7 @@ class ShellAdapter:
     needs_work_tree = True
     env_vars: tuple[str, ...] = ()
     config_paths: tuple[str, ...] = ()
+    program: str | None = None
 
     async def run(self, ctx: ToolContext) -> ToolEnd:
         command = ctx.input.request.command

@@ -8,12 +8,17 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     Index,
     Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -217,3 +222,27 @@ class AntiPattern(Base):
 
 Index("ix_executions_tool_at", Execution.tool_id, Execution.at)
 Index("ix_error_events_signature_at", ErrorEvent.signature, ErrorEvent.at)
+
+
+# -- the artifact store's blobs (activities/lib/artifacts/postgres.py, through SQLAlchemy Core) --
+
+#: One row per complete blob, written in the same transaction as its chunks and after them:
+#: a reader that finds the row finds every chunk. ``used_at`` is what ``uet gc`` goes by.
+artifacts = Table(
+    "artifacts",
+    Base.metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=False, index=True),
+)
+#: A blob's bytes in order of ``seq`` (no foreign key: the chunks go in before their header).
+artifact_chunks = Table(
+    "artifact_chunks",
+    Base.metadata,
+    Column("sha256", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("sha256", "seq", name="pk_artifact_chunks"),
+)

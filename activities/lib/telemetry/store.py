@@ -15,11 +15,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: PostgreSQL advisory lock held while the schema is checked and migrated ("uet" 1).
+_MIGRATION_LOCK = 0x75657401
 
 
 def database_url(home: Path) -> str:
@@ -47,8 +49,8 @@ class Telemetry:
     def open(cls, url: str) -> Telemetry:
         """The database at ``url``, migrated to the newest schema."""
         telemetry = cls(url)
-        if telemetry.current() != telemetry.head():
-            telemetry.upgrade()
+        with telemetry.engine.begin() as connection:
+            migrate(connection)
         return telemetry
 
     def close(self) -> None:
@@ -90,6 +92,21 @@ class Telemetry:
         """Every revision, oldest first."""
         script = ScriptDirectory.from_config(self._config())
         return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def migrate(connection: Connection) -> None:
+    """Bring the database behind ``connection`` (in a transaction) to the newest schema when it
+    is not there yet. On PostgreSQL under an advisory lock: workers and commands that start at
+    once (and the artifact store, which shares the migrations) migrate it once; the others wait
+    for the lock and find it done."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if MigrationContext.configure(connection).get_current_revision() != head:
+        command.upgrade(config, "head")
 
 
 def _engine(url: str) -> Engine:

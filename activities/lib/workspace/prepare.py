@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.lib.git import Git, checkout
 from activities.lib.process import exit_description, run_process
+from activities.lib.remote_repo import local_path
 from activities.lib.sandbox import SandboxPlan, describe_limit
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
@@ -58,9 +59,10 @@ class Prepared:
 
 
 def user_work_tree(repo: Git, repo_path: str) -> Path | None:
-    """The user's work tree (what ``include`` copies from); None for a bare repository."""
-    root = Path(repo_path).resolve()
-    return None if repo.git_dir.resolve() == root else root
+    """The user's work tree (what ``include`` copies from); None for a bare repository, and
+    for one given by URL (there is no work tree of theirs on a worker)."""
+    root = local_path(repo_path)
+    return None if root is None or repo.git_dir.resolve() == root else root
 
 
 def private_paths(spec: WorkspaceSpec) -> tuple[str, ...]:
@@ -218,7 +220,9 @@ class _Step:
                 await checkout(self.repo, self.commit, self.tree)
                 await self.include()
                 continue
-            log = self.state.artifacts.put_file(self.scratch / "setup.log", "text/plain")
+            log = await asyncio.to_thread(
+                self.state.artifacts.put_file, self.scratch / "setup.log", "text/plain"
+            )
             raise ApplicationError(
                 f"setup_failed: {failure} (after a second try on a fresh checkout); its log is "
                 f"artifact {log.sha256[:12]} ({log.uri}); fix the workspace's setup commands "

@@ -1,7 +1,7 @@
-"""Content-addressed artifact store: blobs by sha256 under ``<UET_HOME>/artifacts``.
+"""The artifact store in a folder: blobs by sha256 under ``root/sha256/xx/rest``.
 
-Writes are atomic (temp file + rename) and idempotent: the same bytes always land at the same
-path, so a retried activity that stores its output again changes nothing.
+Writes are atomic (temp file + rename), so a reader never sees half a blob. Also the layout of
+the PostgreSQL store's read-through cache (postgres.py), which writes through this class.
 """
 
 from __future__ import annotations
@@ -11,20 +11,22 @@ import errno
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
 
+from activities.lib.artifacts.base import CHUNK, ArtifactStore, corrupt, missing, verifying
 from schemas.base import ArtifactRef
 
-_CHUNK = 1 << 20
 #: A full disk, or a full quota: nothing a retry on this worker can fix.
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
-class ArtifactStore:
+class LocalArtifactStore(ArtifactStore):
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.location = str(root)
 
     def path_for(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256[2:]
@@ -38,30 +40,28 @@ class ArtifactStore:
         digest = hashlib.sha256(data).hexdigest()
         target = self.path_for(digest)
         if not target.exists():
-            self._write_atomically(target, [data])
+            self.write_atomically(target, [data])
         else:
-            _touch(target)
+            touch(target)
         return self.ref(digest, len(data), media_type)
 
     def put_file(self, source: Path, media_type: str = "application/octet-stream") -> ArtifactRef:
-        """Store a file's bytes (streamed: logs can be large)."""
         digest = hashlib.sha256()
         size = 0
         with source.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
+            while chunk := fh.read(CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
         hexdigest = digest.hexdigest()
         target = self.path_for(hexdigest)
         if not target.exists():
             with source.open("rb") as fh:
-                self._write_atomically(target, iter(lambda: fh.read(_CHUNK), b""))
+                self.write_atomically(target, iter(lambda: fh.read(CHUNK), b""))
         else:
-            _touch(target)
+            touch(target)
         return self.ref(hexdigest, size, media_type)
 
     def verified_path(self, ref: ArtifactRef) -> Path:
-        """The blob's path, after checking it is there and intact (for tools that read files)."""
         self.read_bytes(ref)
         return self.path_for(ref.sha256)
 
@@ -70,21 +70,23 @@ class ArtifactStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ApplicationError(
-                f"artifact {ref.sha256[:12]} is missing from {self.root}; is the artifact store "
-                "shared with every worker (UET_HOME)?",
-                type="ArtifactMissing",
-                non_retryable=True,
-            ) from None
+            raise self._missing(ref) from None
         if hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise ApplicationError(
-                f"artifact {ref.sha256[:12]} at {path} is corrupt (hash mismatch)",
-                type="ArtifactCorrupt",
-                non_retryable=True,
-            )
+            raise corrupt(ref, str(path))
         return data
 
-    def _write_atomically(self, target: Path, chunks: object) -> None:
+    def iter_chunks(self, ref: ArtifactRef) -> Iterator[bytes]:
+        path = self.path_for(ref.sha256)
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            raise self._missing(ref) from None
+        with fh:
+            yield from verifying(iter(lambda: fh.read(CHUNK), b""), ref, str(path))
+
+    def write_atomically(self, target: Path, chunks: Iterable[bytes]) -> None:
+        """``chunks`` into ``target`` by temp file and rename; whatever ``chunks`` raises (a
+        hash mismatch at its end, say) leaves nothing behind."""
         try:
             self._write(target, chunks)
         except OSError as exc:
@@ -98,13 +100,21 @@ class ArtifactStore:
                 ) from None
             raise
 
+    def _missing(self, ref: ArtifactRef) -> ApplicationError:
+        return missing(
+            ref,
+            str(self.root),
+            "is the artifact store shared with every worker (UET_HOME, or UET_ARTIFACTS_URL "
+            "for one that is not a disk)?",
+        )
+
     @staticmethod
-    def _write(target: Path, chunks: object) -> None:
+    def _write(target: Path, chunks: Iterable[bytes]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:  # type: ignore[attr-defined]
+                for chunk in chunks:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
@@ -115,8 +125,9 @@ class ArtifactStore:
             raise
 
 
-def _touch(path: Path) -> None:
-    """A blob stored again is in use again: `uet gc` goes by its mtime."""
+def touch(path: Path) -> None:
+    """A blob stored (or read through a cache) again is in use again: `uet gc` goes by its
+    mtime."""
     # A read-only store: its age only matters to gc, which could not remove it either.
     with contextlib.suppress(OSError):
         os.utime(path)
