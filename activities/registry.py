@@ -8,6 +8,7 @@ from typing import Any
 from activities.caches import CacheActivities
 from activities.gates import GateActivities
 from activities.lib.state_dir import StateDir
+from activities.notify import NotifyActivities
 from activities.parts import PartActivities
 from activities.patches import PatchActivities
 from activities.planning import PlanningActivities
@@ -29,6 +30,7 @@ ACTIVITY_CLASSES: tuple[type, ...] = (
     SagaActivities,
     PartActivities,
     WorkerActivities,
+    NotifyActivities,
 )
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from schemas.events import RunEvent
 from schemas.learning import PatternFile
 from schemas.ledger import LedgerEntry
+from schemas.notify import Notification
 from schemas.patch import PatchArtifact
 from schemas.review import ReviewDecision
 from schemas.run import RunRecord
@@ -27,6 +28,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "run_event.v1.json": RunEvent,
     "review_decision.v1.json": ReviewDecision,
     "recovery_pattern.v1.json": PatternFile,
+    "notification.v1.json": Notification,
 }
 
 

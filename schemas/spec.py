@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from schemas.base import Identifier, Model, Sha256
+from schemas.notify import NotifySpec
 from schemas.sandbox import SandboxSpec
 
 GateKind = Literal["lint", "unit", "integration", "security", "custom"]
@@ -366,6 +367,11 @@ class PhaseSpec(Model):
     on_review_timeout: Literal["reject", "approve"] = "reject"
     router: Router = Field(default_factory=Router, description="for workstreams with tool_id auto")
     budget: Budget = Field(default_factory=Budget)
+    notify: NotifySpec = Field(
+        default_factory=NotifySpec,
+        description="webhooks told when a review is requested, the budget warning fires and "
+        "the run ends",
+    )
     defaults: Defaults = Field(default_factory=Defaults)
     templates: dict[Identifier, TemplateSpec] = Field(
         default_factory=dict, description="workstream shapes that workstreams reuse (template:)"

@@ -240,6 +240,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             {"workstream_id": "ws-shell", "execution_request": {"command": "echo s > s.txt"}},
         ]
     },
+    # v8 on (issue 18): notifications, sent as the journal records a review requested and the
+    # run's end (here to a webhook nobody listens on: its failures are never the run's).
+    "notified": {
+        "notify": {"webhooks": [{"url": "http://127.0.0.1:9/hook", "timeout_s": 1}]},
+        "workstreams": [
+            {"workstream_id": "ws-n", "execution_request": {"command": "echo n > n.txt"}},
+        ],
+    },
 }
 #: What the recording worker offers: every tool but the one "tool_waits" waits for.
 RECORDER = Capabilities(tools=("shell", "patch", "claude", "codex"), labels=())

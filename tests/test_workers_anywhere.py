@@ -229,11 +229,20 @@ async def test_tools_go_only_to_hosts_that_have_them_and_a_missing_one_waits(
     plain = team["host"]("host-plain")  # type: ignore[operator]
     await wait_for_workers(client, queue, 2)
 
-    listed = await asyncio.to_thread(uet_process, "workers", "--json", env=env)
-    assert listed.returncode == 0, listed.stderr
-    offers = {row["identity"].split("@")[0]: row for row in json.loads(listed.stdout)}
-    assert offers[str(with_claude.process.pid)]["tools"] == ["shell", "patch", "claude"]  # type: ignore[union-attr]
-    assert offers[str(plain.process.pid)]["tools"] == ["shell", "patch"]  # type: ignore[union-attr]
+    # A worker starts polling its queues one after another: ask until both are up on all.
+    wanted = {
+        str(with_claude.process.pid): ["shell", "patch", "claude"],  # type: ignore[union-attr]
+        str(plain.process.pid): ["shell", "patch"],  # type: ignore[union-attr]
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        listed = await asyncio.to_thread(uet_process, "workers", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        offers = {row["identity"].split("@")[0]: row for row in json.loads(listed.stdout)}
+        if {pid: offers.get(pid, {}).get("tools") for pid in wanted} == wanted:
+            break
+        assert time.monotonic() < deadline, f"uet workers never showed {wanted}: {offers}"
+        await asyncio.sleep(0.5)
     assert "python" in offers[str(plain.process.pid)]["labels"]  # type: ignore[union-attr]
     assert len({row["code"] for row in offers.values()}) == 1  # one version of uet's code
 

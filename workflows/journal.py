@@ -47,6 +47,8 @@ class Journal:
         self.events: list[RunEvent] = []
         #: Moves of entries that were already written out (see schemas/journal.py).
         self.moves: list[LedgerMove] = []
+        #: Told of every event as it is journaled (the notifier).
+        self.listeners: list[Callable[[RunEvent], None]] = []
 
     def event(
         self,
@@ -70,6 +72,8 @@ class Journal:
             data=data,
         )
         self.events.append(event)
+        for listener in self.listeners:
+            listener(event)
         context = {"uet_event": str(type), "workstream_id": workstream_id, "patch_id": patch_id}
         workflow.logger.info(
             message or str(type), extra={k: v for k, v in context.items() if v is not None}

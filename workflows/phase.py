@@ -25,6 +25,7 @@ from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.integration import Integration
 from workflows.journal import Journal, JournalParts
+from workflows.notifier import Notifier
 from workflows.review import ReviewDesk
 from workflows.runner import WorkstreamRunner
 from workflows.saga import Saga
@@ -91,6 +92,9 @@ class PhaseWorkflow:
             input.run_id, phase, journal, board.show, nobody=input.options.no_review
         )
         self._desk.records = record.reviews
+        self._notifier = Notifier(phase, record)
+        if self._notifier.wanted:
+            journal.listeners.append(self._notifier.saw)
         self._slots = Slots(phase.max_parallel)
         self._saga = Saga(record, journal, steps)
         self._integration = Integration(
@@ -416,6 +420,7 @@ class PhaseWorkflow:
         CLI and result() follow it), its state passed whole, by reference."""
         await self._parts.write_out(everything=True)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._notifier.drain()  # a notification in flight would die with this execution
         self._state.next_wave = next_wave
         resume = await self._parts.write(split(self._state.model_dump_json()), "state")
         workflow.logger.info(
@@ -456,6 +461,7 @@ class PhaseWorkflow:
             summary="write the run report, clean up checkouts",
         )
         record.report_dir = closed.report_dir
+        await self._notifier.drain()
         if state in (PhaseState.FAILED, PhaseState.ROLLED_BACK):
             # A failed phase is a failed execution in the Web UI; the record rides along.
             raise ApplicationError(

@@ -3,6 +3,7 @@ fails (fallback); what the runs cost and which tool made the patch."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -205,9 +206,13 @@ class ToolChain:
         parent = workflow.info().parent
         if parent is None:
             return
-        await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+        signal = workflow.get_external_workflow_handle(parent.workflow_id).signal(
             "workstream_waiting", WaitingNote(workstream_id=self.ws.workstream_id, note=note)
         )
+        # Through gather: the SDK keeps a signal's result over a cancel that comes while it is
+        # on its way, so awaited alone a cancel of this run would be lost here (and the tool
+        # run scheduled again); gather raises it once the signal is done.
+        await asyncio.gather(signal)
 
     def _budget_left(self) -> float | None:
         if self.input.max_budget_usd is None:

@@ -24,6 +24,7 @@ from runtime.cli import (
     runs,
     services,
     templates,
+    ui,
     undo,
 )
 from runtime.cli.base import dispatch
@@ -43,6 +44,7 @@ GROUPS = (
     patterns,
     templates,
     gc,
+    ui,
 )
 
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from runtime import connect
@@ -17,11 +13,10 @@ from runtime.connect import ended, phase_handle
 from runtime.errors import ExitCode, UserError
 from runtime.output import emit_json, err, out
 from runtime.progress import answer_commands
+from runtime.reviewing import NoAnswer, pending, submit
 from runtime.settings import Settings
-from schemas.review import Decision, ReviewDecision, ReviewRequest
-from schemas.run import RunRecord
+from schemas.review import Decision, ReviewRequest
 from workflows import search
-from workflows.phase import PhaseWorkflow
 
 DECISIONS: dict[Decision, str] = {
     "approve": "let the workstream proceed (overrides a quarantine; raises a budget)",
@@ -69,28 +64,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             )
 
 
-async def _pending(
-    handle: WorkflowHandle[Any, RunRecord], timeout_s: float = 10
-) -> list[ReviewRequest]:
-    try:
-        return await asyncio.wait_for(handle.query(PhaseWorkflow.pending_reviews), timeout_s)
-    except RPCError as exc:
-        raise UserError(f"run {handle.id.removeprefix('uet-')}: {exc.message}") from None
-    except TimeoutError:
-        raise NoAnswer(handle.id.removeprefix("uet-")) from None
-
-
-class NoAnswer(UserError):
-    """A running phase whose queries nobody answers: no worker serves its task queue."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(
-            f"run {run_id}: no worker answers its queries; start one with `uet worker`",
-            exit_code=ExitCode.FAILED,
-        )
-        self.run_id = run_id
-
-
 async def reviews(run_id: str | None, as_json: bool) -> int:
     """Pending reviews. A run that cannot be asked (no worker answers its queries) is never
     reported as having none: it is named, and the command exits 1."""
@@ -116,7 +89,7 @@ async def reviews(run_id: str | None, as_json: bool) -> int:
     unknown: list[str] = []
     for run in sorted(runs):
         try:
-            found += await _pending(phase_handle(client, run), timeout_s=5 if run_id else 3)
+            found += await pending(phase_handle(client, run), timeout_s=5 if run_id else 3)
         except NoAnswer:
             # One run without a worker must not hide the others' reviews.
             unknown.append(run)
@@ -178,33 +151,20 @@ async def _decide(
     budget_increase: float | None,
 ) -> int:
     client = await connect.client()
-    handle = phase_handle(client, run_id)
-    if (how := await ended(handle)) is not None:
-        raise UserError(f"run {run_id} has ended ({how}); there is nothing to decide")
-    pending = [r for r in await _pending(handle) if r.workstream_id == workstream_id]
-    if not pending:
-        raise UserError(
-            f"run {run_id} has no pending review for {workstream_id!r}; "
-            f"`uet reviews {run_id}` lists them"
-        )
-    decision = ReviewDecision(
-        review_id=pending[0].review_id,
-        decision=kind,
-        reviewer=reviewer or getpass.getuser(),
+    done = await submit(
+        client,
+        run_id,
+        workstream_id,
+        kind,
+        reviewer=reviewer,
         comment=comment,
         instructions=instructions,
         rollback=rollback,
-        budget_increase_usd=budget_increase,
+        budget_increase=budget_increase,
     )
-    try:
-        answer = await handle.execute_update(PhaseWorkflow.submit_review, decision)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        raise UserError(f"refused: {getattr(cause, 'message', None) or cause}") from None
-    except RPCError as exc:
-        raise UserError(f"refused: {exc.message}") from None
+    answer = done.answer
     out.print(
         f"{answer.decision} recorded for {answer.workstream_id} "
-        f"(review {answer.review_id}) by {decision.reviewer}"
+        f"(review {answer.review_id}) by {done.decision.reviewer}"
     )
     return ExitCode.COMPLETED

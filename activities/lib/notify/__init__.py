@@ -1,0 +1,1 @@
+"""Notifications: the messages (messages.py) and their delivery over HTTP (delivery.py)."""
