@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from schemas.base import Identifier, Model, Sha256
+from schemas.forge import ForgeSpec
 from schemas.notify import NotifySpec
 from schemas.sandbox import SandboxSpec
 
@@ -367,6 +368,11 @@ class PhaseSpec(Model):
     on_review_timeout: Literal["reject", "approve"] = "reject"
     router: Router = Field(default_factory=Router, description="for workstreams with tool_id auto")
     budget: Budget = Field(default_factory=Budget)
+    forge: ForgeSpec | None = Field(
+        default=None,
+        description="where the run's result becomes a pull request (`uet pr RUN`): GitHub, "
+        "GitLab or Gitea",
+    )
     notify: NotifySpec = Field(
         default_factory=NotifySpec,
         description="webhooks told when a review is requested, the budget warning fires and "

@@ -184,3 +184,15 @@ def git_daemon(tmp_path: Path) -> Iterator[object]:
     yield serve
     daemon.terminate()
     daemon.wait(timeout=10)
+
+
+@pytest.fixture
+def git_http(tmp_path: Path) -> Iterator[object]:
+    """A smart-HTTP git remote on loopback (the real ``git http-backend``) that requires a
+    token, as a forge does: ``git_http.serve(repo, name)`` → ``http://127.0.0.1:PORT/NAME.git``
+    serving a bare clone of ``repo``; ``git_http.tokens`` the tokens it accepts (Basic with
+    the token as password, or Bearer); what it saw in ``authorizations`` and ``pushes``."""
+    from git_http import running_git_http
+
+    with running_git_http(tmp_path / "http-served") as server:
+        yield server

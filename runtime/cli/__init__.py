@@ -13,6 +13,7 @@ from importlib import metadata
 
 from runtime import logs
 from runtime.cli import (
+    forge,
     gc,
     init,
     learning,
@@ -39,6 +40,7 @@ GROUPS = (
     reviews,
     undo,
     remotes,
+    forge,
     services,
     learning,
     patterns,
