@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
@@ -19,7 +20,7 @@ from runtime.artifact_store import artifact_store
 from runtime.cli.base import command, run_id
 from runtime.connect import connect_existing, phase_handle, target_from_env
 from runtime.errors import ExitCode, UserError
-from runtime.output import emit_json, out
+from runtime.output import emit_json, err, out
 from runtime.records import current_record, load
 from runtime.settings import Settings
 from schemas.forge import ForgeSpec
@@ -208,3 +209,70 @@ async def _default_branch(repo: Git, url: str, token: str, kind: str) -> str:
         if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
             return line[len("ref: refs/heads/") : -len("\tHEAD")]
     raise UserError(f"cannot tell the default branch of {redact_url(url)}; pass --base BRANCH")
+
+
+# -- uet plan --from-issues --------------------------------------------------------------------
+
+
+async def plan_from_issues(
+    repository: str,
+    label: str | None,
+    milestone: str | None,
+    output: str | None,
+    kind: str | None,
+    api_url: str | None,
+    token_env: str | None,
+) -> int:
+    """Open issues → a phase file that validates; what could not be used, one line each."""
+    import yaml
+
+    from activities.lib.forges.issues_plan import phase_from_issues
+    from runtime.specfile import load_spec
+
+    if output is None:
+        raise UserError("--from-issues writes a phase file: give it with -o phase.yaml")
+    fields: dict[str, object] = {"kind": kind or "github", "repository": repository}
+    if api_url:
+        fields["api_url"] = api_url
+    if token_env:
+        fields["token_env"] = token_env
+    try:
+        spec = ForgeSpec.model_validate(fields)
+    except ValueError as exc:
+        raise UserError(f"--from-issues {repository}: {exc}".splitlines()[0]) from None
+    token = os.environ.get(spec.token_variable())
+    if not token:
+        raise UserError(f"${spec.token_variable()} is not set: export the forge token there")
+    try:
+        forge = open_forge(spec, repository, token)
+        try:
+            chosen = await forge.list_issues(state="open", label=label, milestone=milestone)
+            closed = await forge.list_issues(state="closed")
+        finally:
+            await forge.aclose()
+    except ForgeError as error:
+        raise UserError(str(error), exit_code=ExitCode.FAILED) from None
+    name = re.sub(r"[^A-Za-z0-9]+", "-", repository).strip("-").upper()
+    plan = phase_from_issues(
+        chosen,
+        phase_id=f"PH-{name}"[:64],
+        title=f"Open issues of {repository}" + (f" labelled {label}" if label else ""),
+        closed=[i.number for i in closed],
+    )
+    if not plan.phase["workstreams"]:
+        raise UserError(
+            f"{repository} has no open issue to plan" + (f" with label {label!r}" if label else "")
+        )
+    target = Path(output)
+    target.write_text(
+        "# Written by `uet plan --from-issues`: one workstream per open issue.\n"
+        + yaml.safe_dump(plan.phase, sort_keys=False, allow_unicode=True)
+    )
+    for line in plan.problems:
+        err.print(f"  · {line}", highlight=False)
+    load_spec(str(target))  # the phase it wrote validates (else: one line per problem)
+    err.print(
+        f"wrote {target}: {len(plan.phase['workstreams'])} workstreams from the open issues "
+        f"of {repository}" + (f"; {len(plan.problems)} notes above" if plan.problems else "")
+    )
+    return ExitCode.COMPLETED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -40,12 +41,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "plan",
         plan,
         "waves, critical path and speedup bound of a phase",
-        ["uet plan phase.yaml", "uet plan phase.yaml --json | jq .waves"],
+        [
+            "uet plan phase.yaml",
+            "uet plan phase.yaml --json | jq .waves",
+            "uet plan --from-issues acme/app --label uet -o phase.yaml",
+        ],
     )
-    s.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    s.add_argument("spec", metavar="SPEC", nargs="?", help=SPEC_HELP)
     s.add_argument(
         "--json", dest="as_json", action="store_true", help="print the plan as JSON on stdout"
     )
+    issues = s.add_argument_group("a phase from a forge's open issues")
+    issues.add_argument("--from-issues", metavar="OWNER/REPO", help="the repository's issues")
+    issues.add_argument("--label", help="only issues with this label")
+    issues.add_argument("--milestone", help="only issues of this milestone")
+    issues.add_argument("-o", "--output", metavar="FILE", help="write the phase here")
+    issues.add_argument("--forge", dest="kind", choices=["github", "gitlab", "gitea"])
+    issues.add_argument("--api-url", metavar="URL", help="the forge's API root")
+    issues.add_argument("--token-env", metavar="NAME", help="variable holding the token")
 
     s = command(
         sub,
@@ -87,7 +100,27 @@ def validate(spec: str) -> int:
     return ExitCode.COMPLETED
 
 
-def plan(spec: str, as_json: bool) -> int:
+def plan(
+    spec: str | None,
+    as_json: bool,
+    from_issues: str | None = None,
+    label: str | None = None,
+    milestone: str | None = None,
+    output: str | None = None,
+    kind: str | None = None,
+    api_url: str | None = None,
+    token_env: str | None = None,
+) -> int:
+    if from_issues is not None:
+        if spec is not None:
+            raise UserError("give a phase file or --from-issues, not both")
+        from runtime.cli.forge import plan_from_issues
+
+        return asyncio.run(
+            plan_from_issues(from_issues, label, milestone, output, kind, api_url, token_env)
+        )
+    if spec is None:
+        raise UserError("uet plan needs a phase file (or --from-issues OWNER/REPO)")
     phase = load_spec(spec).spec
     # What the run's plan would learn from earlier runs (nothing without a database).
     learned = read_learned(Settings.from_env().home, phase)
