@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ],
     )
     run_id(s)
-    s.add_argument("--forge", dest="kind", choices=["github", "gitlab", "gitea"], help="kind")
+    s.add_argument(
+        "--forge", dest="kind", choices=["github", "gitlab", "gitea"], help="the forge's kind"
+    )
     s.add_argument("--repository", metavar="OWNER/REPO", help="default: the remote's URL")
     s.add_argument("--remote", metavar="NAME|URL", help="git remote to push to (default origin)")
     s.add_argument("--api-url", metavar="URL", help="the forge's API root (self-hosted)")

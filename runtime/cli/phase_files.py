@@ -56,7 +56,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     issues.add_argument("--label", help="only issues with this label")
     issues.add_argument("--milestone", help="only issues of this milestone")
     issues.add_argument("-o", "--output", metavar="FILE", help="write the phase here")
-    issues.add_argument("--forge", dest="kind", choices=["github", "gitlab", "gitea"])
+    issues.add_argument(
+        "--forge", dest="kind", choices=["github", "gitlab", "gitea"], help="the forge (github)"
+    )
     issues.add_argument("--api-url", metavar="URL", help="the forge's API root")
     issues.add_argument("--token-env", metavar="NAME", help="variable holding the token")
 
