@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -157,8 +158,6 @@ async def _locked(lock: Path) -> AsyncIterator[None]:
 
 
 def _rmtree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.lib.forges import ForgeError, open_forge, repository_of
@@ -162,11 +163,8 @@ def _forge_spec(
         raise UserError(f"forge settings: {exc}".splitlines()[0]) from None
 
 
-async def _phase_of(client: object, run_id: str, settings: Settings) -> PhaseSpec:
+async def _phase_of(client: Client, run_id: str, settings: Settings) -> PhaseSpec:
     """The phase the run ran: its workflow's input (a large one by reference)."""
-    from temporalio.client import Client
-
-    assert isinstance(client, Client)
     handle = phase_handle(client, run_id)
     async for event in handle.fetch_history_events():
         attributes = event.workflow_execution_started_event_attributes
