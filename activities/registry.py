@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.caches import CacheActivities
+from activities.forge import ForgeActivities
 from activities.gates import GateActivities
 from activities.lib.state_dir import StateDir
 from activities.notify import NotifyActivities
@@ -31,6 +32,7 @@ ACTIVITY_CLASSES: tuple[type, ...] = (
     PartActivities,
     WorkerActivities,
     NotifyActivities,
+    ForgeActivities,
 )
 
 

@@ -29,10 +29,11 @@ from runtime.errors import ExitCode, UserError
 from runtime.settings import Settings
 from schemas.refs import tool_queue
 from workflows.phase import PhaseWorkflow
+from workflows.publish import PublishWorkflow
 from workflows.rollback import RollbackWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
-WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow, RollbackWorkflow]
+WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow, RollbackWorkflow, PublishWorkflow]
 #: The log pipeline (structlog, rich tracebacks and the pygments they highlight with) runs
 #: inside the sandbox when a workflow logs: re-imported there, rich touches os.path and a
 #: failed activation could not even be logged, and every lazily imported pygments module

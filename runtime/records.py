@@ -31,9 +31,16 @@ from runtime.errors import ExitCode, UserError
 from runtime.settings import Settings
 from schemas.events import RunEvent
 from schemas.ledger import LedgerEntry
-from schemas.refs import child_workflow_id, rollback_workflow_id, workflow_id
+from schemas.publish import PublishResult
+from schemas.refs import (
+    child_workflow_id,
+    publish_workflow_id,
+    rollback_workflow_id,
+    workflow_id,
+)
 from schemas.run import RunRecord, WorkstreamState
 from workflows.phase import PhaseWorkflow
+from workflows.publish import PublishWorkflow
 from workflows.rollback import RollbackWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
@@ -86,7 +93,26 @@ async def current_record(client: Client, run_id: str, settings: Settings) -> Cur
         return CurrentRecord(record, running=True)
     record = await final_record(handle)
     rolled, note = await rollback_record(client, run_id)
-    return CurrentRecord(rolled or record, running=False, note=note)
+    record = rolled or record
+    published = await publish_result(client, run_id)
+    if published is not None:  # a later `uet pr`: its pull requests are the run's now
+        update = {"pull_requests": published.pull_requests, "publish_error": None}
+        record = record.model_copy(update=update)
+    return CurrentRecord(record, running=False, note=note)
+
+
+async def publish_result(client: Client, run_id: str) -> PublishResult | None:
+    """What the latest `uet pr` of the run published, if it completed."""
+    handle = client.get_workflow_handle_for(PublishWorkflow.run, publish_workflow_id(run_id))
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status != WorkflowExecutionStatus.COMPLETED:
+        return None
+    return await handle.result()
 
 
 async def rollback_record(client: Client, run_id: str) -> tuple[RunRecord | None, str | None]:

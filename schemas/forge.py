@@ -60,6 +60,16 @@ class ForgeSpec(Model):
         "the remote's default branch)",
     )
     pr: PullRequestOptions = Field(default_factory=PullRequestOptions)
+    publish: bool = Field(
+        default=True,
+        description="push and open the pull request when the run completes (false: only on "
+        "`uet pr RUN`); the token must then be in the workers' environment",
+    )
+    comment_issues: bool = Field(
+        default=True,
+        description="after the run, one comment on each workstream's issue (workstream "
+        "`issue:`) with its outcome and the pull request; a re-run updates it",
+    )
 
     @field_validator("token_env")
     @classmethod
@@ -97,3 +107,12 @@ class PullRequestRef(Model):
         default=None, description="per_workstream: the workstream it carries"
     )
     created: bool = Field(default=False, description="opened now (else: updated)")
+
+
+class IssueCommentRef(Model):
+    """The comment uet left (or updated) on a workstream's issue after a run."""
+
+    issue: int
+    workstream_id: str
+    comment_id: int
+    created: bool = Field(default=False, description="written now (else: updated)")

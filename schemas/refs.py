@@ -29,6 +29,11 @@ def rollback_workflow_id(run_id: str) -> str:
     return f"{workflow_id(run_id)}/rollback"
 
 
+def publish_workflow_id(run_id: str) -> str:
+    """The workflow that publishes a finished run again (``uet pr``)."""
+    return f"{workflow_id(run_id)}/pr"
+
+
 def integration_branch(run_id: str) -> str:
     return f"uet/{run_id}/integration"
 

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 
 from schemas.base import ArtifactRef, GitSha, Model
 from schemas.events import RunEvent
+from schemas.forge import PullRequestRef
 from schemas.gates import GateResult
 from schemas.ledger import LedgerEntry, PatchState
 from schemas.patch import PatchArtifact
@@ -156,6 +157,12 @@ class RunRecord(Model):
         default_factory=list,
         description="journal parts written so far (JSON Lines of ledger entries, events and "
         "moves, in order); the ledger and events of a finished run are in report_dir",
+    )
+    pull_requests: list[PullRequestRef] = Field(
+        default_factory=list, description="opened or updated for the run on its forge"
+    )
+    publish_error: str | None = Field(
+        default=None, description="why the run could not be published (`uet pr RUN` retries)"
     )
 
 

@@ -333,6 +333,12 @@ class WorkstreamSpec(Model):
         default=None, gt=0, description="planning weight for the critical path"
     )
     task_kind: str | None = Field(default=None, description="for the router, e.g. docs, refactor")
+    issue: int | None = Field(
+        default=None,
+        ge=1,
+        description="the forge issue it came from (`uet plan --from-issues`): after the run it "
+        "gets one comment with the outcome",
+    )
     workspace: WorkspaceSpec = Field(default_factory=WorkspaceSpec)
     allow_no_change: bool = Field(
         default=False,

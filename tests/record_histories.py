@@ -248,6 +248,24 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             {"workstream_id": "ws-n", "execution_request": {"command": "echo n > n.txt"}},
         ],
     },
+    # v9 on (issue 19): the run publishes itself on its forge as it ends — here with no
+    # token in the worker's environment, so the publish is refused and the record says so.
+    "published": {
+        "forge": {
+            "kind": "github",
+            "repository": "acme/app",
+            "remote": "http://127.0.0.1:9/app.git",
+            "api_url": "http://127.0.0.1:9",
+            "token_env": "UET_RECORDING_HAS_NO_TOKEN",
+        },
+        "workstreams": [
+            {
+                "workstream_id": "ws-p",
+                "issue": 1,
+                "execution_request": {"command": "echo p > p.txt"},
+            },
+        ],
+    },
 }
 #: What the recording worker offers: every tool but the one "tool_waits" waits for.
 RECORDER = Capabilities(tools=("shell", "patch", "claude", "codex"), labels=())

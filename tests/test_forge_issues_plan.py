@@ -61,6 +61,11 @@ async def test_open_issues_become_a_valid_phase_with_their_dependencies(
     ws = {w.workstream_id: w for w in phase.workstreams}
     assert set(ws) == {f"issue-{n}" for n in (models, api, cli_ws, loop_a, loop_b, 7)}
     assert ws[f"issue-{api}"].dependencies == [f"issue-{models}"]
+    assert ws[f"issue-{api}"].issue == api  # for the comment after the run
+    # Its run publishes where the issues are.
+    assert phase.forge is not None
+    assert (phase.forge.kind, phase.forge.repository) == ("github", "acme/app")
+    assert (phase.forge.api_url, phase.forge.token_env) == (fake.url, "UET_TEST_PLAN_TOKEN")
     assert ws[f"issue-{cli_ws}"].dependencies == [f"issue-{api}"]
     assert ws[f"issue-{cli_ws}"].task_kind == "refactor"
     assert ws[f"issue-{models}"].execution_request.tool_id == "claude"

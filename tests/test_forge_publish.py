@@ -140,7 +140,11 @@ async def test_uet_pr_from_the_phase_files_forge_opens_then_updates(
         }
         spec = chain().model_copy(update={"forge": ForgeSpec.model_validate(forge)})
         record = await run_phase(client, settings, run_input(spec, repo))
+        # Published as it ended, but the worker has no token: the run is complete all the same.
         assert record.status == PhaseState.COMPLETED, record.reason
+        assert record.publish_error is not None and not record.pull_requests
+        assert "$UET_TEST_FORGE_TOKEN is not set on worker" in record.publish_error
+        assert f"`uet pr {record.run_id}`" in record.publish_error
         uet = cli(client, settings)
         missing = await uet("pr", record.run_id)
         assert missing.returncode == 2 and "$UET_TEST_FORGE_TOKEN is not set" in missing.stderr
@@ -156,3 +160,54 @@ async def test_uet_pr_from_the_phase_files_forge_opens_then_updates(
         assert second["number"] == first["number"] and second["created"] is False
         assert len(pull_requests(fake)) == 1
         assert TOKEN not in opened.stdout + opened.stderr + updated.stderr
+
+
+async def test_a_forge_busy_past_the_clients_retries_is_waited_out_by_the_activity(
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    make_repo: Any,
+    git_http: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A secondary rate limit outlasting the client's own three tries: the publish activity
+    fails retryable with the forge's Retry-After as its next delay, Temporal tries it again,
+    and the run still ends with its one pull request."""
+    from temporalio.api.enums.v1 import EventType
+
+    with FakeGitHub() as fake:
+        repo: Path = make_repo({"README.md": "hi\n"})
+        url: str = git_http.serve(repo, "project")
+        git_http.tokens.add(TOKEN)
+        fake.add_token(TOKEN)
+        fake.add_repo("acme/project", git_dir=git_http.root / "project.git")
+        monkeypatch.setenv("UET_TEST_FORGE_TOKEN", TOKEN)
+        forge = {
+            "kind": "github",
+            "remote": url,
+            "repository": "acme/project",
+            "api_url": fake.url,
+            "token_env": "UET_TEST_FORGE_TOKEN",
+            "base": "main",
+        }
+        spec = chain().model_copy(update={"forge": ForgeSpec.model_validate(forge)})
+        fake.secondary_limit(retry_after=1, times=4)
+        record = await run_phase(client, settings, run_input(spec, repo))
+        assert record.status == PhaseState.COMPLETED, record.reason
+        assert record.publish_error is None
+        (pr,) = record.pull_requests
+        assert pr.created and len(pull_requests(fake)) == 1
+        history = await client.get_workflow_handle(record.workflow_id).fetch_history()
+        scheduled = {
+            e.event_id
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "publish"
+        }
+        (attempt,) = [
+            e.activity_task_started_event_attributes.attempt
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
+        ]
+        assert attempt == 2  # the second attempt of the activity published

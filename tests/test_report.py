@@ -17,14 +17,18 @@ from runtime.ui.app import create_app
 from runtime.ui.data import Dashboard, PlanInfo, Snapshot
 from runtime.ui.report import report_html
 from schemas.events import EventType, RunEvent
+from schemas.forge import PullRequestRef
 from schemas.run import PhaseState, RunRecord, WorkstreamState, WorkstreamStatus
 
 SCRIPT = "<script>alert(1)</script>"
 
 
 def assert_self_contained(html: str) -> None:
+    """Nothing it shows is loaded from elsewhere (a link a person may follow loads nothing)."""
     assert "<script" not in html.lower()
-    assert not re.search(r"""\b(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert not re.search(r"""\bsrc\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    outside = re.findall(r"""<(\w+)\b[^>]*\bhref\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert {tag.lower() for tag in outside} <= {"a"}
     assert not re.search(r"<link\b", html, re.I)
     assert "@import" not in html and "url(" not in html
 
@@ -93,6 +97,10 @@ def test_report_escapes_run_data_and_needs_nothing_else() -> None:
         cost_usd_total=0.5,
         budget_usd_total=2.0,
         reason=f"b failed: {SCRIPT}",
+        pull_requests=[
+            PullRequestRef(number=7, url="https://forge.example/pr/7", head="uet/R1/x", base="m"),
+            PullRequestRef(number=8, url="javascript:alert(1)", head="uet/R1/y", base="m"),
+        ],
         workstreams={
             "a": WorkstreamStatus(wave=1, status=WorkstreamState.COMPLETED, cost_usd=0.5),
             "b": WorkstreamStatus(wave=2, status=WorkstreamState.FAILED, reason=SCRIPT),
@@ -134,3 +142,6 @@ def test_report_escapes_run_data_and_needs_nothing_else() -> None:
     assert SCRIPT not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "$0.5000 of $2.00 (25%)" in html
     assert html.count('class="seg k-tool') == 2
+    # The forge's links: to its pages only (a URL a forge answered is not trusted as a link).
+    assert '<a href="https://forge.example/pr/7" rel="noopener noreferrer">#7</a>' in html
+    assert "javascript:" not in html and "pull request #8" in html

@@ -26,6 +26,7 @@ from workflows.ids import IdFactory
 from workflows.integration import Integration
 from workflows.journal import Journal, JournalParts
 from workflows.notifier import Notifier
+from workflows.publish import PUBLISH_AT_END, publish_at_end
 from workflows.review import ReviewDesk
 from workflows.runner import WorkstreamRunner
 from workflows.saga import Saga
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.ledger import LedgerEntry
     from schemas.phase_state import PhaseWorkflowState
     from schemas.plan import PlanInput
+    from schemas.publish import PublishInput
     from schemas.review import DecisionPayload, ReviewAnswer, ReviewRequest
     from schemas.run import (
         PhaseState,
@@ -449,6 +451,22 @@ class PhaseWorkflow:
         }.get(state, EventType.RUN_FAILED)
         self._journal.event(kind, f"run {state}" + (f": {record.reason}" if record.reason else ""))
         self._board.show()
+        forge = self._phase.forge
+        if (
+            forge is not None
+            and forge.publish
+            and state in (PhaseState.COMPLETED, PhaseState.FAILED)
+            and workflow.patched(PUBLISH_AT_END)
+        ):
+            # Before the report is written, so that it and the record name the pull request.
+            # A failed run opens none; its issues still hear how it went.
+            publishing = PublishInput.of(
+                self._phase,
+                record,
+                list(self._state.ledger.values()),
+                open_pull_requests=state == PhaseState.COMPLETED,
+            )
+            await publish_at_end(self._steps, self._journal, publishing)
         closed = await self._steps.run(
             WorkspaceActivities.close_run,
             CloseRunInput(

@@ -44,6 +44,17 @@ class StepOptions:
 QUICK = StepOptions(timedelta(minutes=5), GIT_RETRY)
 #: A quick step of a workstream: a cancel waits for it (compensation comes next).
 WORKSTREAM = StepOptions(timedelta(minutes=5), GIT_RETRY, wait_for_cancel=True)
+#: Publishing on a forge: a rate limit or an outage is waited out (the activity says when to
+#: try again); a refusal is final.
+PUBLISH = StepOptions(
+    timedelta(minutes=5),
+    RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        maximum_interval=timedelta(minutes=2),
+        maximum_attempts=8,
+        non_retryable_error_types=["PublishRefused", "ForgeRefused"],
+    ),
+)
 #: One compensation: a user's undo command may take a while, and is retried less.
 COMPENSATION = StepOptions(timedelta(minutes=15), RetryPolicy(maximum_attempts=3))
 

@@ -1,5 +1,6 @@
 """`uet pr` — a finished run's integration branch pushed to the forge and one pull request
-opened for it, or updated when it is open already (a second `uet pr` never opens another)."""
+opened for it, or updated when it is open already (a second `uet pr` never opens another),
+through the same activity the run publishes with as it ends; and `uet plan --from-issues`."""
 
 from __future__ import annotations
 
@@ -8,25 +9,28 @@ import os
 import re
 from pathlib import Path
 
-from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities.lib.forges import ForgeError, open_forge, repository_of
-from activities.lib.forges.publish import publish
-from activities.lib.forges.push import push_env
-from activities.lib.git import Git, open_repository, redact_url, run_git
+from activities.lib.forges import ForgeError, open_forge
+from activities.lib.journal_store import write_journal
 from activities.lib.parts import read_document
-from activities.lib.remote_repo import is_url, open_mirror
 from runtime.artifact_store import artifact_store
 from runtime.cli.base import command, run_id
+from runtime.cli.undo import NO_WORKER
 from runtime.connect import connect_existing, phase_handle, target_from_env
 from runtime.errors import ExitCode, UserError
 from runtime.output import emit_json, err, out
 from runtime.records import current_record, load
 from runtime.settings import Settings
+from runtime.workers import served
 from schemas.forge import ForgeSpec
+from schemas.publish import PublishInput
+from schemas.refs import publish_workflow_id
 from schemas.run import PhaseState, RunDocument, RunInput
 from schemas.spec import PhaseSpec
+from workflows.publish import PublishWorkflow
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,6 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--per-workstream", action="store_true", help="one stacked PR per workstream")
     s.add_argument("--draft", action="store_true", help="open it as a draft")
     s.add_argument("--json", dest="as_json", action="store_true", help="the PRs as JSON")
+    s.add_argument("--no-worker", action="store_true", help=NO_WORKER)
 
 
 async def pr(
@@ -66,6 +71,7 @@ async def pr(
     per_workstream: bool,
     draft: bool,
     as_json: bool,
+    no_worker: bool = False,
 ) -> int:
     settings = Settings.from_env()
     client = await connect_existing(target_from_env())
@@ -81,46 +87,49 @@ async def pr(
     spec = _forge_spec(
         phase, kind, repository, remote, api_url, token_env, base, per_workstream, draft
     )
-    repo, user_repo = await _repository(record.repo_path, record.head_sha, settings)
-    url = await _remote_url(spec.remote, user_repo, record.repo_path)
-    repository = spec.repository or repository_of(url)
-    if repository is None:
-        raise UserError(
-            f"cannot tell OWNER/REPO from {redact_url(url)}; pass --repository or set "
-            "forge.repository"
-        )
-    token = os.environ.get(spec.token_variable())
-    if not token:
-        raise UserError(
-            f"${spec.token_variable()} is not set: export the forge token there (or name "
-            "another variable with --token-env / forge.token_env)"
-        )
-    target = spec.base or phase.base_ref or await _default_branch(repo, url, token, spec.kind)
-    ledger = (await load(run_id)).ledger
-    deps = {ws.workstream_id: list(ws.dependencies) for ws in phase.workstreams}
-    title = spec.pr.title or (f"{phase.phase_id}: {phase.title}" if phase.title else phase.phase_id)
+    # By reference, as for a rollback: a large run's ledger is far beyond a payload.
+    view = await load(run_id)
     try:
-        forge = open_forge(spec, repository, token)
-        try:
-            refs = await publish(
-                forge, spec, repo, url, token, record, ledger, deps, target,
-                title=title, dashboard=os.environ.get("UET_DASHBOARD_URL"),
-            )  # fmt: skip
-        finally:
-            await forge.aclose()
-    except ForgeError as error:
+        journal = write_journal(artifact_store(settings.home), view.ledger, [])
+    except ApplicationError as exc:
+        raise UserError(f"run {run_id}: {exc.message}", exit_code=ExitCode.FAILED) from None
+    publishing = PublishInput.of(phase, record.model_copy(update={"journal": journal}), [], spec)
+    # The workers publish (the token is read where the activity runs); when none serves the
+    # task queue this process does, with this shell's environment.
+    publish_id = publish_workflow_id(run_id)
+    what = f"the publishing of {run_id}"
+    try:
+        async with served(client, settings, what, err, [publish_id], own_worker=not no_worker):
+            result = await client.execute_workflow(
+                PublishWorkflow.run,
+                publishing,
+                id=publish_id,
+                task_queue=settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+    except WorkflowAlreadyStartedError:
+        raise UserError(f"a `uet pr {run_id}` is already under way ({publish_id})") from None
+    except WorkflowFailureError as failure:
+        cause: BaseException | None = failure.cause
+        while cause is not None and not isinstance(cause, ApplicationError):
+            cause = cause.__cause__
+        message = cause.message if isinstance(cause, ApplicationError) else str(failure)
+        refused = isinstance(cause, ApplicationError) and cause.type == "PublishRefused"
         raise UserError(
-            f"{error}; the run's result is intact — `uet pr {run_id}` again once fixed",
-            exit_code=ExitCode.FAILED,
+            f"{message}; the run's result is intact — `uet pr {run_id}` again once fixed",
+            exit_code=ExitCode.INVALID_INPUT if refused else ExitCode.FAILED,
         ) from None
-    except ApplicationError as error:  # the push, one line already
-        raise UserError(error.message, exit_code=ExitCode.FAILED) from None
     if as_json:
-        emit_json([r.model_dump(mode="json") for r in refs])
+        emit_json([r.model_dump(mode="json") for r in result.pull_requests])
         return ExitCode.COMPLETED
-    for ref in refs:
+    for ref in result.pull_requests:
         what = "opened" if ref.created else "updated"
         out.print(f"{what} #{ref.number} {ref.url}  ({ref.head} → {ref.base})", highlight=False)
+    for comment in result.comments:
+        what = "commented on" if comment.created else "updated the comment on"
+        out.print(f"{what} issue #{comment.issue} ({comment.workstream_id})", highlight=False)
+    for problem in result.problems:
+        err.print(f"  · {problem}", highlight=False)
     return ExitCode.COMPLETED
 
 
@@ -177,40 +186,6 @@ async def _phase_of(client: Client, run_id: str, settings: Settings) -> PhaseSpe
     raise UserError(f"run {run_id} has no history to read its phase from")
 
 
-async def _repository(repo_path: str, head: str, settings: Settings) -> tuple[Git, Path | None]:
-    """Where the run's commits are: the user's repository, or (for a run on a URL) this
-    machine's own mirror of it, fetched."""
-    if is_url(repo_path):
-        return await open_mirror(settings.home, repo_path, [head]), None
-    path = Path(repo_path)
-    return await open_repository(path), path
-
-
-async def _remote_url(remote: str, user_repo: Path | None, repo_path: str) -> str:
-    if is_url(remote):
-        return remote
-    if user_repo is None:  # a run on a URL: its remote is that URL
-        return repo_path
-    got = await run_git("config", "--get", f"remote.{remote}.url", cwd=user_repo, check=False)
-    if got.returncode != 0 or not got.text:
-        raise UserError(
-            f"{user_repo} has no git remote {remote!r}; pass --remote NAME|URL or set forge.remote"
-        )
-    return got.text
-
-
-async def _default_branch(repo: Git, url: str, token: str, kind: str) -> str:
-    """The remote's HEAD branch, asked with the same one-process credentials as the push."""
-    listed = await run_git(
-        "ls-remote", "--symref", "--", url, "HEAD",
-        cwd=repo.git_dir, env=push_env(repo, url, token, kind), check=False,
-    )  # fmt: skip
-    for line in listed.text.splitlines():
-        if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
-            return line[len("ref: refs/heads/") : -len("\tHEAD")]
-    raise UserError(f"cannot tell the default branch of {redact_url(url)}; pass --base BRANCH")
-
-
 # -- uet plan --from-issues --------------------------------------------------------------------
 
 
@@ -258,6 +233,10 @@ async def plan_from_issues(
         phase_id=f"PH-{name}"[:64],
         title=f"Open issues of {repository}" + (f" labelled {label}" if label else ""),
         closed=[i.number for i in closed],
+    )
+    # The run publishes where the issues are, and comments on each of them as it ends.
+    plan.phase["forge"] = spec.model_dump(
+        mode="json", include={"kind", "repository", "api_url", "token_env"}, exclude_none=True
     )
     if not plan.phase["workstreams"]:
         raise UserError(

@@ -85,6 +85,11 @@ async def status(run_id: str, as_json: bool) -> int:
     else:
         ProgressPrinter(err, everything=True).update(record)
         out.print(summary_line(record))
+        for pr in record.pull_requests:
+            carries = f" ({pr.workstream_id})" if pr.workstream_id else ""
+            out.print(f"  pull request #{pr.number}{carries}: {pr.url}", highlight=False)
+        if record.publish_error:
+            err.print(f"[yellow]not published:[/] {record.publish_error}", highlight=False)
         if current.note:
             err.print(f"[yellow]note:[/] {current.note}")
         err.print(f"  web ui: {ui_link(settings, target, record.workflow_id)}")

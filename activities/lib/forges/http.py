@@ -236,6 +236,8 @@ class ApiClient:
     def _status_error(self, response: httpx.Response, what: str, attempt: int) -> ForgeError:
         status = response.status_code
         said, errors, body = _forge_message(response)
+        # GitLab's messages start with the status ("401 Unauthorized"): said once, not twice.
+        said = said.removeprefix(f"{status} ") if said else said
         details: dict[str, object] = {"method": response.request.method, "path": what}
         if said:
             details["message"] = said

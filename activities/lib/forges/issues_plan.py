@@ -60,6 +60,7 @@ def phase_from_issues(
         ws: dict[str, Any] = {
             "workstream_id": workstream_id(number),
             "title": issue.title[:200],
+            "issue": number,
             "execution_request": {"tool_id": "auto", "prompt": _prompt(issue, body)},
         }
         for label in issue.labels:
@@ -71,7 +72,7 @@ def phase_from_issues(
         for key, value in extra.items():
             if key == "execution_request" and isinstance(value, dict):
                 ws["execution_request"].update(value)
-            elif key not in ("workstream_id", "dependencies"):
+            elif key not in ("workstream_id", "dependencies", "issue"):
                 ws[key] = value
         workstreams[number] = ws
         for dep in dependencies_of(body):

@@ -36,11 +36,12 @@ async def publish(
     *,
     title: str,
     dashboard: str | None = None,
+    issues: Mapping[str, int] | None = None,
 ) -> list[PullRequestRef]:
     """Push and open or update; the pull requests as they now are."""
     if record.head_sha is None:
         raise ValueError(f"run {record.run_id} has no integration head to publish")
-    body = run_markdown(record, ledger, dependencies, dashboard=dashboard)
+    body = run_markdown(record, ledger, dependencies, dashboard=dashboard, issues=issues)
     if not spec.pr.per_workstream:
         await push_branches(
             repo,

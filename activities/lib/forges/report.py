@@ -49,7 +49,7 @@ def run_markdown(
     for entry in entries:
         by_ws.setdefault(entry.workstream_id, []).append(entry)
     lines = [
-        f"## uet run `{record.run_id}` — {_cell(record.phase_id)}: "
+        f"## uet run `{record.run_id}` — {cell(record.phase_id)}: "
         f"{OUTCOME.get(str(record.status), str(record.status))}",
         "",
         f"Integration branch `{record.integration_branch}`"
@@ -58,7 +58,7 @@ def run_markdown(
         + (f" of ${record.budget_usd_total:.2f}" if record.budget_usd_total else ""),
     ]
     if record.reason:
-        lines += ["", f"> {_cell(record.reason)}"]
+        lines += ["", f"> {cell(record.reason)}"]
     lines += [
         "",
         "| workstream | outcome | tool | attempts | cost | commit |",
@@ -68,11 +68,11 @@ def run_markdown(
         mine = by_ws.get(ws_id, [])
         tools = ", ".join(dict.fromkeys(e.tool_id for e in mine)) or "-"
         attempts = max((e.attempt for e in mine), default=0)
-        name = _cell(ws_id)
+        name = cell(ws_id)
         if issues and ws_id in issues:
             name += f" (#{issues[ws_id]})"
         lines.append(
-            f"| {name} | {OUTCOME.get(str(state.status), str(state.status))} | {_cell(tools)} "
+            f"| {name} | {OUTCOME.get(str(state.status), str(state.status))} | {cell(tools)} "
             f"| {attempts} | {f'${state.cost_usd:.4f}' if state.cost_usd else '-'} "
             f"| {f'`{state.commit[:10]}`' if state.commit else '-'} |"
         )
@@ -80,7 +80,7 @@ def run_markdown(
         lines += ["", "### Phase gates", ""]
         for gate in record.phase_gates:
             mark = "✅" if gate.status == "passed" else "❌"
-            lines.append(f"- {mark} `{_cell(gate.gate_id)}` {gate.status}")
+            lines.append(f"- {mark} `{cell(gate.gate_id)}` {gate.status}")
     lines += ["", "### Plan", "", "```mermaid", "graph LR", *_mermaid(record, dependencies), "```"]
     counts = Counter(str(e.state) for e in entries)
     if counts:
@@ -93,6 +93,13 @@ def run_markdown(
         ]
     if dashboard:
         lines += ["", f"[The run in the dashboard]({dashboard.rstrip('/')}/runs/{record.run_id})"]
+    closes = [
+        f"Closes #{number}"
+        for ws_id, number in sorted((issues or {}).items(), key=lambda item: item[1])
+        if ws_id in record.workstreams and record.workstreams[ws_id].commit
+    ]
+    if closes:  # the forges close these issues when the pull request merges
+        lines += ["", ", ".join(closes)]
     lines += ["", MARKER.format(run_id=record.run_id)]
     body = "\n".join(lines) + "\n"
     if len(body) > MAX_BODY:  # the table of a very large run: cut, and say so
@@ -118,7 +125,7 @@ def _mermaid(record: RunRecord, dependencies: Mapping[str, list[str]]) -> list[s
     return lines
 
 
-def _cell(text: str) -> str:
+def cell(text: str) -> str:
     """One Markdown table cell: masked, one line, pipes and markup escaped."""
     flat = redact(text).replace("\n", " ").replace("|", "\\|")
     return re.sub(r"([<>*_`\[\]])", r"\\\1", flat)[:300]

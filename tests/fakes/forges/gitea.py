@@ -130,11 +130,18 @@ class FakeGitea:
         return user
 
     def add_repo(
-        self, full_name: str, *, private: bool = True, default_branch: str = "main"
+        self,
+        full_name: str,
+        *,
+        private: bool = True,
+        default_branch: str = "main",
+        git_dir: Path | None = None,
     ) -> Repo:
+        """``git_dir``: see the GitLab fake's add_project."""
         owner, name = full_name.split("/")
-        git_dir = self.root / f"{owner}__{name}.git"
-        init_bare_repo(git_dir, default_branch)
+        if git_dir is None:
+            git_dir = self.root / f"{owner}__{name}.git"
+            init_bare_repo(git_dir, default_branch)
         repo = Repo(next(self._ids), owner, name, git_dir, private)
         self.repos[full_name] = repo
         return repo
@@ -147,7 +154,7 @@ class FakeGitea:
         return add_branch(self.repos[full_name].git_dir, branch, start)
 
     def _sha(self, git_dir: Path, branch: str) -> str | None:
-        """A branch's head, remembered until the next push (see the GitLab fake)."""
+        """A branch's head, remembered within one request (see the GitLab fake)."""
         key = (git_dir, branch)
         if key not in self._shas:
             self._shas[key] = branch_sha(git_dir, branch)
@@ -219,6 +226,7 @@ class FakeGitea:
     # -- the HTTP side ---------------------------------------------------------------------
 
     async def _dispatch(self, request: Request) -> Response:
+        self._shas.clear()  # branch heads are remembered within one request only
         raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
         path = unquote(raw.split("?", 1)[0])
         self.seen.append(

@@ -194,9 +194,14 @@ class FakeGitLab:
         self.users[username] = user
         return user
 
-    def add_project(self, path: str, default_branch: str = "main") -> Project:
-        git_dir = self.root / f"{path.replace('/', '__')}.git"
-        init_bare_repo(git_dir, default_branch)
+    def add_project(
+        self, path: str, default_branch: str = "main", *, git_dir: Path | None = None
+    ) -> Project:
+        """``git_dir``: a repository served elsewhere (a real git remote the test pushes to)
+        instead of one of the fake's own."""
+        if git_dir is None:
+            git_dir = self.root / f"{path.replace('/', '__')}.git"
+            init_bare_repo(git_dir, default_branch)
         project = Project(id=next(self._ids), path=path, git_dir=git_dir)
         self.projects[path] = project
         return project
@@ -209,8 +214,8 @@ class FakeGitLab:
         return add_branch(self.projects[path].git_dir, branch, start)
 
     def _sha(self, git_dir: Path, branch: str) -> str | None:
-        """A branch's head, remembered until the next push (a git process per rendered
-        merge request would make long lists slow)."""
+        """A branch's head, remembered within one request (a git process per rendered merge
+        request would make long lists slow; a push may come from a real remote any time)."""
         key = (git_dir, branch)
         if key not in self._shas:
             self._shas[key] = branch_sha(git_dir, branch)
@@ -311,6 +316,7 @@ class FakeGitLab:
     # -- the HTTP side ---------------------------------------------------------------------
 
     async def _dispatch(self, request: Request) -> Response:
+        self._shas.clear()  # branch heads are remembered within one request only
         # GitLab's project id is one path segment with "/" encoded as %2F: the raw path is
         # matched, since the decoded one has lost the difference.
         raw = request.scope.get("raw_path") or request.url.path.encode()
