@@ -191,3 +191,64 @@ async def test_issues_to_a_pull_request_and_comments(
     # The user's repository: their branch and work tree untouched.
     assert git_out(repo, "rev-parse", "HEAD") == before
     assert git_out(repo, "status", "--porcelain") == ""
+
+
+async def test_the_demo_phase_opens_one_pull_request_with_its_report(
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    git_http: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`uet run` of the demo phase (examples/demo, with forge: added) on the fake GitHub: the
+    branch on the real loopback remote, one pull request with the report; `uet pr` then
+    updates that one."""
+    import shutil
+
+    import yaml
+    from helpers import make_demo_repo
+
+    demo = Path(__file__).resolve().parent.parent / "examples" / "demo"
+    copy = tmp_path / "demo-phase"
+    shutil.copytree(demo, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    repo = make_demo_repo(tmp_path / "demo")
+    remote = git_http.serve(repo, "demo")
+    git_http.tokens.add(TOKEN)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    uet = cli(client, settings)
+    with FakeGitHub() as github:
+        github.add_token(TOKEN)
+        github.add_repo("acme/demo", git_dir=git_http.root / "demo.git")
+        phase = yaml.safe_load((copy / "phase.yaml").read_text())
+        phase["forge"] = {
+            "kind": "github",
+            "remote": remote,
+            "repository": "acme/demo",
+            "api_url": github.url,
+            "token_env": TOKEN_ENV,
+            "pr": {"labels": ["uet"], "draft": True},
+        }
+        (copy / "phase.yaml").write_text(yaml.safe_dump(phase, sort_keys=False))
+        ran = await uet(
+            "run", str(copy / "phase.yaml"), "--repo", str(repo), "--no-worker", "--json"
+        )
+        assert ran.returncode == 0, ran.stderr
+        record = json.loads(ran.stdout)
+        assert record["status"] == "completed"
+        (pr,) = record["pull_requests"]
+        branch = record["integration_branch"]
+        assert git_http.refs("demo")[f"refs/heads/{branch}"] == record["head_sha"]
+        (number, opened), *others = github.repo("acme/demo").issues.items()
+        assert not others and number == pr["number"] and opened["pull"]["head"] == branch
+        assert opened["pull"]["base"] == "main" and opened["pull"]["draft"] is True
+        assert [label["name"] for label in opened["labels"]] == ["uet"]
+        body = opened["body"]
+        for ws in record["workstreams"]:
+            assert f"| {ws.replace('_', chr(92) + '_')} |" in body  # every workstream's row
+        assert "```mermaid" in body and f"<!-- uet:run={record['run_id']} -->" in body
+        again = await uet("pr", record["run_id"])
+        assert again.returncode == 0, again.stderr
+        assert f"updated #{pr['number']}" in again.stdout
+        assert len(github.repo("acme/demo").issues) == 1
+        assert TOKEN not in ran.stdout + ran.stderr + again.stdout + again.stderr

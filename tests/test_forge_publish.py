@@ -101,7 +101,7 @@ async def test_stacked_pull_requests_target_their_dependencies_branches(
         repo = await open_repository(Path(record.repo_path))
         refs = await publish(
             forge, spec, repo, url, TOKEN, record, ledger, {"a": [], "b": ["a"]}, "main",
-            title="PH-PR",
+            title="PH-PR", issues={"a": 101, "b": 102},
         )  # fmt: skip
         by_ws = {r.workstream_id: r for r in refs}
         assert by_ws["a"].base == "main"
@@ -109,6 +109,9 @@ async def test_stacked_pull_requests_target_their_dependencies_branches(
         for ref in refs:
             body = pull_requests(fake)[ref.number]["body"]
             assert f"#{by_ws['a'].number}" in body and f"#{by_ws['b'].number}" in body
+        # Each closes its own workstream's issue, not the rest of the stack's.
+        body_a = pull_requests(fake)[by_ws["a"].number]["body"]
+        assert "Closes #101" in body_a and "Closes #102" not in body_a
         await forge.aclose()
 
 

@@ -77,3 +77,15 @@ def test_a_huge_run_is_cut_and_still_marked() -> None:
     assert len(text) <= MAX_BODY
     assert "cut at 60,000 characters" in text
     assert text.rstrip().endswith(MARKER.format(run_id="01RUN"))
+
+
+def test_it_closes_the_issues_of_integrated_workstreams_only() -> None:
+    run = record(
+        a=WorkstreamStatus(status=WorkstreamState.COMPLETED, wave=1, commit="b" * 40),
+        b=WorkstreamStatus(status=WorkstreamState.FAILED, wave=1),
+    )
+    issues = {"a": 12, "b": 3}
+    body = run_markdown(run, [], {}, issues=issues)
+    assert "Closes #12" in body and "#3" in body.split("| b (")[1][:3]
+    assert "Closes #3" not in body  # b's work is not in this pull request
+    assert "Closes" not in run_markdown(run, [], {}, issues=issues, closes=())

@@ -41,8 +41,8 @@ async def publish(
     """Push and open or update; the pull requests as they now are."""
     if record.head_sha is None:
         raise ValueError(f"run {record.run_id} has no integration head to publish")
-    body = run_markdown(record, ledger, dependencies, dashboard=dashboard, issues=issues)
     if not spec.pr.per_workstream:
+        body = run_markdown(record, ledger, dependencies, dashboard=dashboard, issues=issues)
         await push_branches(
             repo,
             remote_url,
@@ -52,8 +52,10 @@ async def publish(
             token_env=spec.token_variable(),
         )
         return [await _open_or_update(forge, spec, record.integration_branch, base, title, body)]
+    # Each of a stack closes its own workstream's issue only.
+    body = run_markdown(record, ledger, dependencies, dashboard=dashboard, issues=issues, closes=())
     return await _stacked(
-        forge, spec, repo, remote_url, token, record, dependencies, base, title, body
+        forge, spec, repo, remote_url, token, record, dependencies, base, title, body, issues or {}
     )
 
 
@@ -93,6 +95,7 @@ async def _stacked(
     base: str,
     title: str,
     body: str,
+    issues: Mapping[str, int],
 ) -> list[PullRequestRef]:
     """One pull request per integrated workstream, each on its first dependency's branch."""
     done = [
@@ -113,17 +116,21 @@ async def _stacked(
         kind=spec.kind,
         token_env=spec.token_variable(),
     )
+    bodies = {ws: body + (f"\nCloses #{issues[ws]}\n" if ws in issues else "") for ws in order}
     refs: list[PullRequestRef] = []
     for ws in order:
         deps = [d for d in dependencies.get(ws, []) if d in branches]
         target = branches[deps[0]] if deps else base
         refs.append(
-            await _open_or_update(forge, spec, branches[ws], target, f"{title}: {ws}", body, ws)
+            await _open_or_update(
+                forge, spec, branches[ws], target, f"{title}: {ws}", bodies[ws], ws
+            )
         )
     # Every body lists the others, now that they all have numbers.
     listing = "\n".join(f"- {r.workstream_id}: #{r.number} → `{r.base}`" for r in refs)
     for ref in refs:
-        await forge.update_pull_request(ref.number, body=f"{body}\n### The stack\n\n{listing}\n")
+        stacked = f"{bodies[str(ref.workstream_id)]}\n### The stack\n\n{listing}\n"
+        await forge.update_pull_request(ref.number, body=stacked)
     return refs
 
 

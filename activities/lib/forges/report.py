@@ -41,9 +41,11 @@ def run_markdown(
     *,
     dashboard: str | None = None,
     issues: Mapping[str, int] | None = None,
+    closes: Iterable[int] | None = None,
 ) -> str:
     """The report; ``dependencies``: workstream → what it depends on (the phase's DAG);
-    ``issues``: workstream → the issue it came from (``uet plan --from-issues``)."""
+    ``issues``: workstream → the issue it came from (``uet plan --from-issues``); ``closes``:
+    the issues its merge closes (default: those of every integrated workstream)."""
     entries = list(ledger)
     by_ws: dict[str, list[LedgerEntry]] = {}
     for entry in entries:
@@ -93,13 +95,14 @@ def run_markdown(
         ]
     if dashboard:
         lines += ["", f"[The run in the dashboard]({dashboard.rstrip('/')}/runs/{record.run_id})"]
-    closes = [
-        f"Closes #{number}"
-        for ws_id, number in sorted((issues or {}).items(), key=lambda item: item[1])
-        if ws_id in record.workstreams and record.workstreams[ws_id].commit
-    ]
-    if closes:  # the forges close these issues when the pull request merges
-        lines += ["", ", ".join(closes)]
+    if closes is None:
+        closes = [
+            number
+            for ws_id, number in (issues or {}).items()
+            if ws_id in record.workstreams and record.workstreams[ws_id].commit
+        ]
+    if closing := sorted(set(closes)):  # the forges close these when the pull request merges
+        lines += ["", ", ".join(f"Closes #{number}" for number in closing)]
     lines += ["", MARKER.format(run_id=record.run_id)]
     body = "\n".join(lines) + "\n"
     if len(body) > MAX_BODY:  # the table of a very large run: cut, and say so
