@@ -40,6 +40,21 @@ DYNAMIC_CONFIG = {
 }
 
 
+#: The embedded server's SQLite file. SQLite's default (a rollback journal, synchronous=FULL)
+#: syncs the disk on every commit, several times per workflow task: as much time as all the
+#: rest of a trivial workstream (bench/floor.py). In WAL mode with synchronous=NORMAL a commit
+#: is a write to the log, synced at checkpoints: a killed server (the process, any signal)
+#: loses nothing — the OS still holds what it wrote — and only a power loss or a kernel crash
+#: can take the last commits back (README: "Durability of the embedded server").
+SQLITE_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal"}
+
+
+def sqlite_args(db: Path) -> list[str]:
+    """``start-dev`` flags for a server on the SQLite file ``db``."""
+    pragmas = [arg for k, v in SQLITE_PRAGMAS.items() for arg in ("--sqlite-pragma", f"{k}={v}")]
+    return ["--db-filename", str(db), *pragmas]
+
+
 def dynamic_config_args() -> list[str]:
     """``temporal server start-dev`` flags for :data:`DYNAMIC_CONFIG`."""
     return [
@@ -73,7 +88,7 @@ def headless_server_args(port: int, db: Path | None = None, log_level: str = "er
         log_level,
         *uet_server_flags(),
     ]
-    return [*args, "--db-filename", str(db)] if db is not None else args
+    return [*args, *sqlite_args(db)] if db is not None else args
 
 
 def server_args(settings: Settings, address: str, namespace: str) -> list[str]:
@@ -94,8 +109,7 @@ def server_args(settings: Settings, address: str, namespace: str) -> list[str]:
         str(port),
         "--ui-port",
         str(settings.ui_port),
-        "--db-filename",
-        str(settings.server_db),
+        *sqlite_args(settings.server_db),
         "--log-level",
         "warn",
         *uet_server_flags(),

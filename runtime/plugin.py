@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pkgutil
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,11 +19,13 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import workflows
 from activities.lib import gc
 from activities.lib.state_dir import StateDir
 from activities.lib.step_sandbox import startup_note
 from activities.registry import all_activities
 from activities.tools import ToolActivities
+from runtime import code_cache
 from runtime.capabilities import Capabilities, detect
 from runtime.connect import connect, target_from_env
 from runtime.errors import ExitCode, UserError
@@ -38,15 +41,26 @@ WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow, RollbackWorkflow, PublishWorkflo
 #: inside the sandbox when a workflow logs: re-imported there, rich touches os.path and a
 #: failed activation could not even be logged, and every lazily imported pygments module
 #: warned "imported after initial workflow load".
+#: uet's workflow helpers (board, journal, steps, …) pass through too: imported once per
+#: process, not once per workflow run — a run's cost in the worker was mostly re-importing
+#: them (bench/floor.py). They hold no state between runs and call nothing the sandbox
+#: forbids, which tests/test_workflow_purity.py checks in their source; the modules that
+#: define workflows are still imported afresh, in the sandbox, for every run.
+HELPERS = tuple(
+    f"workflows.{m.name}"
+    for m in pkgutil.iter_modules(workflows.__path__)
+    if m.name not in workflows.DEFINITIONS
+)
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "rich", "structlog", "pygments"
+        "rich", "structlog", "pygments", *HELPERS
     )
 )
 
 
 class UetPlugin(SimplePlugin):
     def __init__(self, settings: Settings) -> None:
+        code_cache.install()  # the sandbox re-imports workflow modules for every run
         super().__init__(
             "uet",
             workflows=WORKFLOWS,

@@ -221,6 +221,9 @@ async def open_repository(path: str | Path) -> Git:
         raise ApplicationError(
             f"repository {path} does not exist", type="RepositoryNotFound", non_retryable=True
         )
+    known = _GIT_DIRS.get(str(path))
+    if known is not None and (known / "HEAD").is_file() and (known / "objects").is_dir():
+        return Git(git_dir=known)  # asked once per process: every activity opens it
     result = await run_git(
         "rev-parse", "--path-format=absolute", "--git-common-dir", cwd=path, check=False
     )
@@ -228,7 +231,12 @@ async def open_repository(path: str | Path) -> Git:
         raise ApplicationError(
             f"{path} is not a git repository", type="NotAGitRepository", non_retryable=True
         )
+    _GIT_DIRS[str(path)] = Path(result.text)
     return Git(git_dir=Path(result.text))
+
+
+#: A repository's path → its common git dir, as git said (checked still there when reused).
+_GIT_DIRS: dict[str, Path] = {}
 
 
 def redact_url(url: str) -> str:

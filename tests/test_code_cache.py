@@ -1,0 +1,36 @@
+"""The workflow sandbox re-imports uet's workflow modules for every workflow run; their code
+is compiled once per worker process (runtime/code_cache.py), still executed afresh in each
+sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from helpers import phase, run_input, run_phase
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from runtime import code_cache
+from runtime.settings import Settings
+from schemas.run import PhaseState
+
+
+async def test_workflow_modules_compile_once_however_many_runs(
+    client: Client, settings: Settings, worker: Worker, make_repo: Any
+) -> None:
+    spec = phase(
+        workstreams=[
+            {"workstream_id": "a", "execution_request": {"command": "echo a > a.txt"}},
+            {"workstream_id": "b", "execution_request": {"command": "echo b > b.txt"}},
+        ]
+    )
+    repo: Path = make_repo({"README.md": "hi\n"})
+    first = await run_phase(client, settings, run_input(spec, repo))
+    assert first.status == PhaseState.COMPLETED, first.reason
+    held = code_cache.compiled()
+    # The phase's and the workstream's modules and what they import (steps, journal, …).
+    assert held >= 10
+    again = await run_phase(client, settings, run_input(spec, repo))
+    assert again.status == PhaseState.COMPLETED, again.reason
+    assert code_cache.compiled() == held  # three more sandboxes, nothing compiled again
