@@ -79,7 +79,32 @@ def names(path: Path) -> list[tuple[int, str]]:
                     found.append((node.lineno, f".{func.attr}()"))
         elif isinstance(node, ast.Global | ast.Nonlocal):
             found.append((node.lineno, "global state"))
+        elif isinstance(node, ast.ClassDef):
+            # A class attribute is shared by every workflow run in the process.
+            for item in node.body:
+                value = item.value if isinstance(item, ast.Assign | ast.AnnAssign) else None
+                if value is not None and _mutable(value):
+                    found.append((item.lineno, f"mutable class attribute in {node.name}"))
+    for item in tree.body:  # module globals: constants (UPPER_CASE, never changed) only
+        targets = item.targets if isinstance(item, ast.Assign) else []
+        if isinstance(item, ast.AnnAssign):
+            targets = [item.target]
+        value = item.value if isinstance(item, ast.Assign | ast.AnnAssign) else None
+        for target in targets:
+            named = isinstance(target, ast.Name) and not target.id.lstrip("_").isupper()
+            if named and value is not None and _mutable(value):
+                found.append((item.lineno, f"mutable module global {ast.unparse(target)}"))
     return found
+
+
+def _mutable(value: ast.expr) -> bool:
+    if isinstance(value, ast.List | ast.Dict | ast.Set | ast.ListComp | ast.DictComp):
+        return True
+    return (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id in ("list", "dict", "set", "defaultdict", "Counter")
+    )
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
@@ -102,7 +127,17 @@ def test_the_guard_catches_what_it_is_for(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text(
         "import os\nimport time\nfrom datetime import datetime\n"
+        "cache = {}\nclass C:\n    seen: list[str] = []\n"
         "def f():\n    global X\n    return datetime.now(), time.time(), open('x')\n"
     )
     problems = {p for _, p in names(bad)}
-    assert problems == {"import os", "import time", ".now()", ".time()", "open()", "global state"}
+    assert problems == {
+        "import os",
+        "import time",
+        ".now()",
+        ".time()",
+        "open()",
+        "global state",
+        "mutable module global cache",
+        "mutable class attribute in C",
+    }
