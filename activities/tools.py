@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import time
 from pathlib import Path
 
@@ -233,13 +234,31 @@ async def capture_change(
 
 
 async def diff_index(git: Git, base_sha: str) -> tuple[bytes | None, list[str]]:
-    """The index's difference from ``base_sha`` as an exact patch, and the paths it touches."""
-    names = await git.run("diff", "--cached", "--name-only", "-z", "--no-renames", base_sha)
-    files = [f for f in names.stdout.decode("utf-8", "surrogateescape").split("\0") if f]
+    """The index's difference from ``base_sha`` as an exact patch, and the paths it touches.
+
+    One git process: ``--raw`` lists each path (``:modes shas status TAB path``, the path
+    C-quoted when it has to be, as in the patch's own headers), then an empty line, then the
+    same patch ``git diff`` alone prints. (``-z`` would spare the unquoting but changes how
+    the patch's headers spell non-ASCII paths.)"""
+    out = (await git.run("diff", "--cached", "--raw", "--patch", *DIFF_FLAGS, base_sha)).stdout
+    files: list[str] = []
+    pos = 0
+    while out.startswith(b":", pos):
+        end = out.index(b"\n", pos)
+        files.append(_unquote(out[pos:end].split(b"\t", 1)[1]))
+        pos = end + 1
     if not files:
         return None, []
-    diff = await git.run("diff", "--cached", *DIFF_FLAGS, base_sha)
-    return diff.stdout, files
+    if out.startswith(b"\n", pos):
+        pos += 1
+    return out[pos:], files
+
+
+def _unquote(path: bytes) -> str:
+    """A path as git prints it (C-quoted, with octal escapes, when it has to be)."""
+    if path.startswith(b'"') and path.endswith(b'"'):
+        path = codecs.escape_decode(path[1:-1])[0]  # git quotes as C does
+    return path.decode("utf-8", "surrogateescape")
 
 
 def _code_of(error: ApplicationError) -> str | None:

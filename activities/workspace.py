@@ -20,7 +20,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.lib.git import GitError, apply_patch, resolve_commit
+from activities.lib.git import Git, GitError, apply_patch, resolve_commit
 from activities.lib.heartbeat import heartbeating
 from activities.lib.journal_store import compose
 from activities.lib.remote_repo import open_run_repository
@@ -144,6 +144,36 @@ class WorkspaceActivities:
             outcomes.append(
                 MergeOutcome(workstream_id=request.workstream_id, merged=True, merge_commit=head)
             )
+        # A mirror's refs move on its remote first, one push each (Git.update_ref).
+        if repo.remote is not None or not await self._move_in_one(repo, input, head):
+            await self._move_checked(repo, input, head)
+        return IntegrateResult(
+            head_sha=head, outcomes=outcomes, history=self._extend_history(input, outcomes)
+        )
+
+    @staticmethod
+    async def _move_in_one(repo: Git, input: IntegrateInput, head: str) -> bool:
+        """The integration branch from the head uet expects to ``head`` and the step's tag to
+        ``head``, as one ``update-ref`` transaction (one git process instead of three).
+        False when the branch is not where uet expects it — a retry that moved it already,
+        or someone else: the caller looks which."""
+        branch = input.integration_ref
+        script = (
+            f"update {branch} {head} {input.expected_head}\n"
+            if head != input.expected_head
+            else f"verify {branch} {input.expected_head}\n"
+        )
+        if input.tag_ref:
+            script += f"update {input.tag_ref} {head}\n"
+        moved = await repo.run(
+            "update-ref", "--no-deref", "--stdin", input=script.encode(), check=False
+        )
+        return moved.returncode == 0
+
+    @staticmethod
+    async def _move_checked(repo: Git, input: IntegrateInput, head: str) -> None:
+        """Move the branch only from where uet left it (a retry finds ``head`` there
+        already), then the step's tag."""
         current = await repo.rev_parse(input.integration_ref)
         if current == input.expected_head and head != current:
             await repo.update_ref(input.integration_ref, head, input.expected_head)
@@ -156,9 +186,6 @@ class WorkspaceActivities:
             )
         if input.tag_ref:
             await repo.update_ref(input.tag_ref, head)
-        return IntegrateResult(
-            head_sha=head, outcomes=outcomes, history=self._extend_history(input, outcomes)
-        )
 
     def _extend_history(
         self, input: IntegrateInput, outcomes: list[MergeOutcome]

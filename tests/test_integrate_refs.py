@@ -1,0 +1,66 @@
+"""The integration step moves uet's branch and the step's tag in one transaction, only from
+the head uet expects: a retry finds its own result there and is done; a branch someone else
+moved is refused, non-retryable, and nothing moves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import git_out
+from temporalio.exceptions import ApplicationError
+
+from activities.lib.state_dir import StateDir
+from activities.workspace import WorkspaceActivities
+from schemas.workspace import IntegrateInput, MergeRequest
+
+BRANCH = "refs/heads/uet/R1/integration"
+TAG = "refs/tags/uet/R1/wave-1"
+
+
+def setup(make_repo: Any) -> tuple[Path, str, str]:
+    repo: Path = make_repo({"a.txt": "a\n"})
+    base = git_out(repo, "rev-parse", "HEAD")
+    git_out(repo, "update-ref", BRANCH, base)
+    git_out(repo, "checkout", "-q", "-b", "work")
+    (repo / "b.txt").write_text("b\n")
+    git_out(repo, "add", "b.txt")
+    git_out(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "b")
+    work = git_out(repo, "rev-parse", "HEAD")
+    git_out(repo, "checkout", "-q", "-")
+    return repo, base, work
+
+
+def step(repo: Path, base: str, work: str) -> IntegrateInput:
+    return IntegrateInput(
+        repo_path=str(repo),
+        run_id="R1",
+        wave=1,
+        integration_ref=BRANCH,
+        expected_head=base,
+        merges=[MergeRequest(workstream_id="ws", commit_sha=work)],
+        tag_ref=TAG,
+        timestamp=1_700_000_000,
+    )
+
+
+async def test_moved_once_and_a_retry_is_done(make_repo: Any, tmp_path: Path) -> None:
+    repo, base, work = setup(make_repo)
+    activities = WorkspaceActivities(StateDir(tmp_path / "home"))
+    first = await activities.integrate(step(repo, base, work))
+    assert git_out(repo, "rev-parse", BRANCH) == first.head_sha == git_out(repo, "rev-parse", TAG)
+    again = await activities.integrate(step(repo, base, work))  # a retry of the same step
+    assert again.head_sha == first.head_sha
+    assert git_out(repo, "rev-parse", BRANCH) == first.head_sha
+
+
+async def test_a_branch_someone_else_moved_is_refused(make_repo: Any, tmp_path: Path) -> None:
+    repo, base, work = setup(make_repo)
+    git_out(repo, "update-ref", BRANCH, work)  # not uet's doing
+    activities = WorkspaceActivities(StateDir(tmp_path / "home"))
+    with pytest.raises(ApplicationError) as refused:
+        await activities.integrate(step(repo, base, work))
+    assert refused.value.type == "IntegrationRefMoved" and refused.value.non_retryable
+    assert git_out(repo, "rev-parse", BRANCH) == work
+    assert git_out(repo, "tag", "--list") == ""  # the step's tag did not move either
