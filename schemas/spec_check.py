@@ -260,8 +260,23 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNO
 _BAD_REF_PART = re.compile(r"\.\.|\.lock$|\.$|@\{")
 
 
+#: The most workstreams one phase may hold today. bench/scale.py runs 2,000 to the end; at
+#: 10,000 the phase's first workflow task spends 4 to 5 s validating its phase document, past
+#: the SDK's 2 s deadlock limit, and is retried for ever (issue 20 lifts this).
+MAX_WORKSTREAMS = 2000
+
+
 def semantic_problems(spec: PhaseSpec) -> list[Problem]:
     problems: list[Problem] = []
+    if len(spec.workstreams) > MAX_WORKSTREAMS:
+        problems.append(
+            Problem(
+                ("workstreams",),
+                f"{len(spec.workstreams):,} workstreams: a phase holds at most "
+                f"{MAX_WORKSTREAMS:,} today (a larger one stalls as its run loads it); split it "
+                "into several phases",
+            )
+        )
     ids: dict[str, int] = {}
     for i, ws in enumerate(spec.workstreams):
         where: tuple[PathPart, ...] = ("workstreams", i)

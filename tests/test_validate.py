@@ -171,3 +171,20 @@ def test_missing_patch_file_and_missing_spec(tmp_path: Path, capsys) -> None:
     assert code == 2 and "patch file 'nope.diff' not found" in err[0]
     assert main(["validate", str(tmp_path / "absent.yaml")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_phase_larger_than_uet_can_load_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from schemas.spec_check import MAX_WORKSTREAMS
+
+    n = MAX_WORKSTREAMS + 1
+    lines = [
+        f"  - {{workstream_id: w{i}, execution_request: {{command: 'true'}}}}" for i in range(n)
+    ]
+    code, _, err = validate(
+        tmp_path, "phase_id: P\nworkstreams:\n" + "\n".join(lines) + "\n", capsys
+    )
+    assert code == 2
+    (line,) = err  # one line, at the list's own line in the file
+    assert f"phase.yaml:3: $.workstreams: {n:,} workstreams: a phase holds at most" in line
