@@ -70,14 +70,17 @@ async def publish_run(
         raise PublishRefused(f"run {record.run_id} has no integration head to publish")
     head = record.head_sha or record.base_sha or ""
     target = await resolve(
-        spec, record.repo_path, head, home, base_ref=input.base_ref, environ=environ, where=where
-    )
+        spec, record.repo_path, head, home,
+        base_ref=input.base_ref, environ=environ, where=where,
+        with_base=input.open_pull_requests,
+    )  # fmt: skip
     ledger, _ = compose(store, record.journal, input.ledger)
     dashboard = environ.get("UET_DASHBOARD_URL")
     forge = open_forge(spec, target.repository, target.token)
     try:
         refs: list[PullRequestRef] = []
         if input.open_pull_requests:
+            assert target.base is not None  # resolved with_base
             refs = await publish(
                 forge, spec, target.repo, target.url, target.token, record, ledger,
                 input.dependencies, target.base,

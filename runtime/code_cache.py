@@ -23,6 +23,7 @@ from types import CodeType, ModuleType
 PACKAGES = ("workflows",)
 
 _codes: dict[tuple[str, int, int], CodeType] = {}
+_hits: dict[str, int] = {}  # module name → imports served from the cache
 _lock = threading.Lock()
 
 
@@ -37,6 +38,9 @@ class _CachingLoader(importlib.machinery.SourceFileLoader):
             if code is not None:
                 with _lock:
                     _codes[key] = code
+        else:
+            with _lock:
+                _hits[fullname] = _hits.get(fullname, 0) + 1
         return code
 
 
@@ -63,3 +67,8 @@ def install() -> None:
 def compiled() -> int:
     """How many modules' code is held (for tests)."""
     return len(_codes)
+
+
+def hits(module: str) -> int:
+    """How often ``module``'s import was served compiled already (for tests)."""
+    return _hits.get(module, 0)

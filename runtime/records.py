@@ -104,32 +104,33 @@ async def current_record(client: Client, run_id: str, settings: Settings) -> Cur
 async def publish_result(client: Client, run_id: str) -> PublishResult | None:
     """What the latest `uet pr` of the run published, if it completed."""
     handle = client.get_workflow_handle_for(PublishWorkflow.run, publish_workflow_id(run_id))
+    if await _status_of(handle) != WorkflowExecutionStatus.COMPLETED:
+        return None
+    return await handle.result()
+
+
+async def _status_of(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus | None:
+    """How a run's follow-up workflow (a rollback, a `uet pr`) stands; None: there is none."""
     try:
-        description = await handle.describe()
+        return (await handle.describe()).status
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
-    if description.status != WorkflowExecutionStatus.COMPLETED:
-        return None
-    return await handle.result()
 
 
 async def rollback_record(client: Client, run_id: str) -> tuple[RunRecord | None, str | None]:
     """The record left by the latest rollback of the finished run, if one completed (and a
     note when one is under way or failed)."""
     handle = client.get_workflow_handle_for(RollbackWorkflow.run, rollback_workflow_id(run_id))
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None, None
-        raise
-    if description.status == WorkflowExecutionStatus.COMPLETED:
+    status = await _status_of(handle)
+    if status is None:
+        return None, None
+    if status == WorkflowExecutionStatus.COMPLETED:
         return await handle.result(), None
-    if description.status == WorkflowExecutionStatus.RUNNING:
+    if status == WorkflowExecutionStatus.RUNNING:
         return None, f"a rollback of this run is under way ({handle.id})"
-    ended = description.status.name.lower() if description.status else "closed"
+    ended = status.name.lower()
     return None, f"the last rollback of this run ended {ended} ({handle.id})"
 
 

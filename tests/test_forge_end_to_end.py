@@ -41,9 +41,7 @@ class Forge:
 
     def add_repo(self, git_dir: Path) -> None:
         self.fake.add_token(TOKEN)
-        if self.kind == "github":
-            self.fake.add_repo(REPOSITORY, git_dir=git_dir)
-        elif self.kind == "gitlab":
+        if self.kind == "gitlab":
             self.fake.add_project(REPOSITORY, git_dir=git_dir)
         else:
             self.fake.add_repo(REPOSITORY, git_dir=git_dir)
@@ -252,3 +250,44 @@ async def test_the_demo_phase_opens_one_pull_request_with_its_report(
         assert f"updated #{pr['number']}" in again.stdout
         assert len(github.repo("acme/demo").issues) == 1
         assert TOKEN not in ran.stdout + ran.stderr + again.stdout + again.stderr
+
+
+async def test_a_failed_run_opens_nothing_and_tells_its_issues(
+    client: Client,
+    settings: Settings,
+    worker: Worker,
+    make_repo: Any,
+    git_http: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from helpers import phase
+
+    repo: Path = make_repo({"README.md": "hi\n"})
+    remote = git_http.serve(repo, "project")
+    git_http.tokens.add(TOKEN)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    with running("github", Path(git_http.root) / "forge") as forge:
+        forge.add_repo(git_http.root / "project.git")
+        good = forge.add_issue("Good", "", [])
+        bad = forge.add_issue("Bad", "", [])
+        spec = phase(
+            base_ref="main",
+            forge={
+                "kind": "github", "remote": remote, "repository": REPOSITORY,
+                "api_url": forge.url, "token_env": TOKEN_ENV,
+            },
+            workstreams=[
+                {"workstream_id": "good", "issue": good,
+                 "execution_request": {"command": "echo g > g.txt"}},
+                {"workstream_id": "bad", "issue": bad,
+                 "execution_request": {"command": "exit 3"}},
+            ],
+        )  # fmt: skip
+        record = await run_phase(client, settings, run_input(spec, repo))
+        assert record.status == PhaseState.FAILED
+        assert record.pull_requests == [] and forge.pull_requests() == []
+        assert git_http.refs("project").get(f"refs/heads/{record.integration_branch}") is None
+        (said_bad,) = forge.comments(bad)
+        assert "failed" in said_bad and "No pull request: the run ended failed." in said_bad
+        (said_good,) = forge.comments(good)
+        assert "completed" in said_good and "No pull request" in said_good

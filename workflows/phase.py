@@ -452,14 +452,19 @@ class PhaseWorkflow:
         self._journal.event(kind, f"run {state}" + (f": {record.reason}" if record.reason else ""))
         self._board.show()
         forge = self._phase.forge
+        tells_issues = (
+            forge is not None
+            and forge.comment_issues
+            and any(ws.issue for ws in self._phase.workstreams)
+        )
         if (
             forge is not None
             and forge.publish
-            and state in (PhaseState.COMPLETED, PhaseState.FAILED)
+            and (state == PhaseState.COMPLETED or (state == PhaseState.FAILED and tells_issues))
             and workflow.patched(PUBLISH_AT_END)
         ):
             # Before the report is written, so that it and the record name the pull request.
-            # A failed run opens none; its issues still hear how it went.
+            # A failed run opens none; its issues, if it has any, still hear how it went.
             publishing = PublishInput.of(
                 self._phase,
                 record,

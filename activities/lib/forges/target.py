@@ -28,7 +28,7 @@ class Target:
     url: str  # the remote pushed to (may carry no credentials)
     repository: str  # OWNER/REPO on the forge
     token: str
-    base: str  # the branch the pull request targets
+    base: str | None  # the branch the pull request targets (None: no pull request asked)
 
 
 async def resolve(
@@ -40,9 +40,11 @@ async def resolve(
     base_ref: str | None,
     environ: Mapping[str, str],
     where: str = "",
+    with_base: bool = True,
 ) -> Target:
     """``where``: said after a missing token (" on worker pid@host"), since the token is read
-    from the environment of whoever publishes."""
+    from the environment of whoever publishes; ``with_base``: find the branch a pull request
+    would target (asking the remote when nothing says)."""
     token = environ.get(spec.token_variable())
     if not token:
         raise PublishRefused(
@@ -60,7 +62,9 @@ async def resolve(
             f"cannot tell OWNER/REPO from {redact_url(url)}; pass --repository or set "
             "forge.repository"
         )
-    base = spec.base or base_ref or await _default_branch(repo, url, token, spec.kind)
+    base = spec.base or base_ref
+    if with_base and base is None:
+        base = await _default_branch(repo, url, token, spec.kind)
     return Target(repo=repo, url=url, repository=repository, token=token, base=base)
 
 
