@@ -26,6 +26,7 @@ from activities.lib.forges.publish import publish
 from activities.lib.forges.target import PublishRefused, resolve
 from activities.lib.heartbeat import heartbeating
 from activities.lib.journal_store import compose
+from activities.lib.parts import whole_record
 from activities.lib.state_dir import StateDir
 from schemas.forge import PullRequestRef
 from schemas.publish import PublishInput, PublishResult
@@ -65,7 +66,7 @@ async def publish_run(
     *,
     where: str = "",
 ) -> PublishResult:
-    record, spec = input.record, input.forge
+    record, spec = whole_record(input.record, store), input.forge
     if input.open_pull_requests and record.head_sha is None:
         raise PublishRefused(f"run {record.run_id} has no integration head to publish")
     head = record.head_sha or record.base_sha or ""

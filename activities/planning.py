@@ -12,13 +12,12 @@ import asyncio
 from temporalio import activity
 
 from activities.lib.heartbeat import heartbeating
-from activities.lib.parts import read_document
+from activities.lib.parts import read_run_document
 from activities.lib.planning import plan_phase
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry.history import Learned, read_learned
 from activities.lib.telemetry.shapes import shape_fact
 from schemas.plan import Plan, PlanInput
-from schemas.run import RunDocument
 from schemas.spec import PhaseSpec
 
 
@@ -31,8 +30,7 @@ class PlanningActivities:
     async def plan(self, input: PlanInput) -> Plan:
         phase = input.phase
         if phase is None:  # a large phase, given by reference
-            text = read_document(self.state.artifacts, input.document)
-            phase = RunDocument.model_validate_json(text).phase
+            phase = read_run_document(self.state.artifacts, input.document).phase
         learned = Learned()
         if input.run_id is not None:  # the database is read and written off the event loop
             learned = await asyncio.to_thread(self._learn_and_record, phase, input.run_id)

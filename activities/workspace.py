@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.lib.git import Git, GitError, apply_patch, resolve_commit
 from activities.lib.heartbeat import heartbeating
 from activities.lib.journal_store import compose
+from activities.lib.parts import whole_record
 from activities.lib.remote_repo import open_run_repository
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry.recorder import RunFact
@@ -213,7 +214,8 @@ class WorkspaceActivities:
         run_id = input.record.run_id
         folder = self.state.report_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        record = input.record.model_copy(update={"report_dir": str(folder)})
+        whole = whole_record(input.record, self.state.artifacts)
+        record = whole.model_copy(update={"report_dir": str(folder)})
         _write_atomically(folder / "run.json", record.model_dump_json(indent=2) + "\n")
         ledger, events = compose(
             self.state.artifacts, record.journal, input.ledger, input.events, input.moves

@@ -38,9 +38,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import phase, run_input, run_phase  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from runtime.codec import DATA_CONVERTER  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
@@ -177,7 +177,7 @@ async def main(scale: float) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=list(search.ALL),
         dev_server_log_level="error",
         dev_server_extra_args=dynamic_config_args(),

@@ -33,10 +33,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import phase, run_input, run_phase  # noqa: E402
 from pg_server import postgres_bin, running_postgres  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.lib.artifacts import open_artifact_store  # noqa: E402
+from runtime.codec import DATA_CONVERTER  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
@@ -114,7 +114,7 @@ async def main(n: int, sandboxed: int, artifacts_url: str) -> None:
 async def _bench(n: int, sandboxed: int) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=list(search.ALL),
         dev_server_log_level="error",
         dev_server_extra_args=dynamic_config_args(),

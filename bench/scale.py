@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +28,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import phase, record_of, run_input, start_phase  # noqa: E402
 from overhead import make_repo, patch_for  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
 
 from activities.lib.artifacts import LocalArtifactStore  # noqa: E402
-from activities.lib.parts import by_reference  # noqa: E402
+from activities.lib.parts import by_reference, whole_record  # noqa: E402
 from runtime.connect import Target, connect  # noqa: E402
 from runtime.devserver import headless_server_args  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
@@ -61,16 +63,23 @@ def ws_id(i: int, width: int) -> str:
     return f"w{i // width:02d}-{i % width:04d}"
 
 
-async def histories(client, workflow_id: str) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+async def histories(client, workflow_id: str) -> tuple[list[tuple[int, int]], Counter[str]]:  # type: ignore[no-untyped-def]
     """(events, bytes) of every execution of the phase (each continue-as-new run) and its
-    children."""
+    children; and the largest history's bytes by event type."""
     sizes = []
+    largest: Counter[str] = Counter()
     query = f'WorkflowId = "{workflow_id}" OR WorkflowId STARTS_WITH "{workflow_id}/"'
     async for execution in client.list_workflows(query):
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         history = await handle.fetch_history()
         sizes.append((len(history.events), sum(e.ByteSize() for e in history.events)))
-    return sizes
+        if sizes[-1][1] > sum(largest.values()):
+            largest = Counter()
+            for event in history.events:
+                largest[EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")] += (
+                    event.ByteSize()
+                )
+    return sizes, largest
 
 
 async def main(n: int, waves: int, parallel: int) -> int:
@@ -125,10 +134,11 @@ async def main(n: int, waves: int, parallel: int) -> int:
             input.patch_files = refs
             input = by_reference(input, store)  # as `uet run` sends it
             started = time.monotonic()
-            record = await record_of(await start_phase(client, settings, input))
+            carried = await record_of(await start_phase(client, settings, input))
+            record = whole_record(carried, store)  # a large run returns it by reference
             wall = time.monotonic() - started
             rss = peak_rss_mib(worker.pid)
-            sizes = await histories(client, record.workflow_id)
+            sizes, by_type = await histories(client, record.workflow_id)
         finally:
             worker.terminate()
             worker.wait(timeout=30)
@@ -148,6 +158,10 @@ async def main(n: int, waves: int, parallel: int) -> int:
             f"histories: {len(sizes)}; {events / n:.1f} events per workstream; largest "
             f"{max(e for e, _ in sizes)} events (warn at {WARN_EVENTS}), "
             f"{max(b for _, b in sizes) / 2**20:.2f} MiB (warn at {WARN_BYTES / 2**20:.0f})"
+        )
+        print(
+            "largest history by event type (KiB): "
+            + ", ".join(f"{kind} {size / 1024:.0f}" for kind, size in by_type.most_common(6))
         )
         print(f"worker peak RSS: {rss:.0f} MiB; server warnings: {len(warnings)}")
         for line in warnings[:5]:

@@ -56,12 +56,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from helpers import phase, run_input, run_phase  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.lib.git import checkout, open_repository  # noqa: E402
 from activities.lib.state_dir import StateDir  # noqa: E402
 from activities.lib.telemetry.models import Execution  # noqa: E402
+from runtime.codec import DATA_CONVERTER  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
@@ -420,7 +420,7 @@ async def main(args: argparse.Namespace) -> None:
 
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(temporal_binary()),
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             search_attributes=list(search.ALL),
             dev_server_log_level="error",
             dev_server_extra_args=dynamic_config_args(),

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, RPCStatusCode
 
+from runtime.codec import DATA_CONVERTER
 from runtime.errors import ExitCode, UserError
 from runtime.settings import DEFAULT_ADDRESS, is_loopback
 from schemas.refs import workflow_id
@@ -42,7 +42,7 @@ async def connect(target: Target, timeout_s: float = 5.0) -> Client:
         Client.connect(
             target.address,
             namespace=target.namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
             **target.connect_config,
         ),
         timeout=timeout_s,

@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.lib.journal_store import compose
+from activities.lib.parts import whole_record
 from runtime.artifact_store import artifact_store
 from runtime.connect import connect_existing, phase_handle, target_from_env
 from runtime.errors import ExitCode, UserError
@@ -57,11 +58,11 @@ class CurrentRecord:
 async def final_record(handle: WorkflowHandle[Any, RunRecord]) -> RunRecord:
     """The record a closed phase workflow ended with."""
     try:
-        return await handle.result()
+        return whole(await handle.result())
     except WorkflowFailureError as failure:
         cause = failure.cause
         if isinstance(cause, ApplicationError) and cause.type == "PhaseFailed" and cause.details:
-            return RunRecord.model_validate(cause.details[0])
+            return whole(RunRecord.model_validate(cause.details[0]))
         # A cancelled run carries no record in its failure; it wrote its report before ending.
         report = read_report(handle.id.removeprefix("uet-"))
         if report is not None:
@@ -69,6 +70,16 @@ async def final_record(handle: WorkflowHandle[Any, RunRecord]) -> RunRecord:
         raise UserError(
             f"run {handle.id} ended abnormally: {cause or failure}", exit_code=ExitCode.FAILED
         ) from None
+
+
+def whole(record: RunRecord) -> RunRecord:
+    """A large run's record, which its workflow returns by reference, read whole."""
+    if not record.parts:
+        return record
+    try:
+        return whole_record(record, artifact_store(Settings.from_env().home))
+    except ApplicationError as exc:  # the store out of reach, a part gone
+        raise UserError(f"run {record.run_id}: {exc.message}", exit_code=ExitCode.FAILED) from None
 
 
 async def current_record(client: Client, run_id: str, settings: Settings) -> CurrentRecord:
@@ -127,7 +138,7 @@ async def rollback_record(client: Client, run_id: str) -> tuple[RunRecord | None
     if status is None:
         return None, None
     if status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result(), None
+        return whole(await handle.result()), None
     if status == WorkflowExecutionStatus.RUNNING:
         return None, f"a rollback of this run is under way ({handle.id})"
     ended = status.name.lower()

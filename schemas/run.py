@@ -99,6 +99,14 @@ class RunDocument(Model):
     patch_files: dict[str, ArtifactRef] = Field(default_factory=dict)
 
 
+class WorkstreamLine(Model):
+    """One workstream of a large phase's document after its first line (activities/lib/parts.py):
+    the phase is read a slice at a time, never in one workflow task."""
+
+    workstream: WorkstreamSpec
+    patch_file: ArtifactRef | None = None
+
+
 class WorkstreamStatus(Model):
     status: WorkstreamState = WorkstreamState.PENDING
     wave: int = Field(description="1-based wave number from the plan")
@@ -164,6 +172,17 @@ class RunRecord(Model):
     publish_error: str | None = Field(
         default=None, description="why the run could not be published (`uet pr RUN` retries)"
     )
+    parts: list[ArtifactRef] = Field(
+        default_factory=list,
+        description="a record too large for a payload: all of it, as the parts of its JSON; "
+        "this copy leaves its lists and maps (workstreams, waves, journal, …) empty",
+    )
+
+    def by_reference(self, parts: list[ArtifactRef]) -> RunRecord:
+        """This record as a payload carries it when it is too large: its scalars, and the
+        parts that hold it whole (activities/lib/parts.whole_record reads it back)."""
+        empty = {name: type(value)() for name, value in self if isinstance(value, list | dict)}
+        return self.model_copy(update={**empty, "parts": parts})
 
 
 class WorkstreamInput(Model):

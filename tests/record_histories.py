@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers import phase, record_of, run_input, start_phase, wait_for_status
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from runtime.capabilities import Capabilities
+from runtime.codec import DATA_CONVERTER
 from runtime.devserver import dynamic_config_args
 from runtime.plugin import build_worker, tool_worker
 from runtime.settings import Settings, temporal_binary
@@ -319,7 +319,7 @@ async def record(
 async def main(generation: str) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=list(search.ALL),
         dev_server_extra_args=dynamic_config_args(),
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.run import RunRecord, WorkstreamStatus
-from workflows.details import TABLE_ROWS, render
+from schemas.run import RunRecord, WorkstreamState, WorkstreamStatus
+from workflows.details import TABLE_ROWS, Tally, render
 
 
 def status(states: list[str]) -> RunRecord:
@@ -53,3 +53,17 @@ def test_an_eager_phase_counts_steps() -> None:
     text = render("PH", record, [])
     assert text.startswith("**PH** — running, step 5") and "wave 5/2" not in text
     assert "aaaaaaaaaa (step 5)" in text
+
+
+def test_a_tally_kept_one_change_at_a_time_renders_as_a_full_count() -> None:
+    """The board tells its tally each workstream it changes; rendering from it must read
+    exactly as counting the record afresh, however the states moved."""
+    record = status(["pending"] * 120)
+    tally = Tally(record)
+    moves = ["running", "completed", "failed", "blocked", "running", "pending", "completed"]
+    for step, state in enumerate(moves * 30):
+        ws_id = f"ws-{(step * 37) % 120:03d}"
+        record.workstreams[ws_id].status = WorkstreamState(state)
+        tally.saw(ws_id)
+        assert render("PH", record, [], tally) == render("PH", record, [])
+    assert sum(tally.counts.values()) == 120

@@ -11,10 +11,10 @@ import pytest
 from helpers import phase, run_input, run_phase, show
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import PayloadCodec
 from temporalio.testing import WorkflowEnvironment
 
+from runtime.codec import DATA_CONVERTER
 from runtime.plugin import build_worker
 from runtime.settings import Settings
 from schemas.run import PhaseState
@@ -87,7 +87,7 @@ async def test_a_20_mb_patch_and_a_50_mb_log_travel_by_reference(
     client = await Client.connect(
         env.client.service_client.config.target_host,
         namespace=env.client.namespace,
-        data_converter=dataclasses.replace(pydantic_data_converter, payload_codec=guard),
+        data_converter=dataclasses.replace(DATA_CONVERTER, payload_codec=guard),
     )
     repo: Path = make_repo({"a.txt": "a\n"})
     big_file = "python3 -c \"import sys; sys.stdout.write(''.join(f'line {i:09d} ' + 'x' * 86 + chr(10) for i in range(200000)))\" > big.txt"

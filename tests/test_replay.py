@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from runtime.codec import DATA_CONVERTER
 from runtime.plugin import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
@@ -54,7 +54,7 @@ def test_every_scenario_was_recorded() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 async def test_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
     await replayer.replay_workflow(load(path))
 
 
@@ -62,9 +62,7 @@ async def test_an_incompatible_change_fails_replay() -> None:
     from incompatible_phase import PlansTwice
 
     phase_history = next(p for p in HISTORIES if p.parent.name == "plain" and p.stem == "v1-00")
-    replayer = Replayer(
-        workflows=[PlansTwice, *WORKFLOWS[1:]], data_converter=pydantic_data_converter
-    )
+    replayer = Replayer(workflows=[PlansTwice, *WORKFLOWS[1:]], data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(load(phase_history), raise_on_replay_failure=False)
     assert result.replay_failure is not None
     assert "nondeterminism" in str(result.replay_failure).lower()

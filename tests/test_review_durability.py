@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import phase, record_of, run_input, start_phase, wait_for_status
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from runtime.codec import DATA_CONVERTER
 from runtime.devserver import headless_server_args
 from runtime.plugin import build_worker
 from runtime.settings import Settings
@@ -56,7 +56,7 @@ class DevServer:
     async def client(self) -> Client:
         for _ in range(150):
             try:
-                return await Client.connect(self.address, data_converter=pydantic_data_converter)
+                return await Client.connect(self.address, data_converter=DATA_CONVERTER)
             except Exception:
                 await asyncio.sleep(0.2)
         raise AssertionError("the dev server did not come up")

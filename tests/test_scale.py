@@ -3,19 +3,21 @@ reference. (bench/scale.py runs 2,000 workstreams; these pin down the behaviour 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import git_out, phase, record_of, run_input, start_phase, wait_for_status
+from helpers import cli, git_out, phase, record_of, run_input, start_phase, wait_for_status
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 from test_journal import report, rolled_back_chain
 
+from activities.lib import parts
 from activities.lib.artifacts import LocalArtifactStore
-from activities.lib.parts import INLINE_LIMIT, by_reference
+from activities.lib.parts import INLINE_LIMIT, by_reference, whole_record
 from runtime.settings import Settings
-from schemas.run import PhaseState, RunRecord
+from schemas.run import PhaseState, RunRecord, WorkstreamState
 from workflows.phase import PhaseWorkflow
 
 
@@ -154,3 +156,30 @@ async def test_cancelling_a_continued_run_undoes_the_waves_before_it(
     assert git_out(repo, "rev-parse", record.integration_branch) == record.base_sha, (
         "wave 1, merged by the first execution, is undone by the second"
     )
+
+
+async def test_a_record_too_large_for_a_payload_is_returned_by_reference(
+    client: Client, settings: Settings, worker: Worker, make_repo, monkeypatch
+) -> None:
+    """At 10,000 workstreams the record is 2 MB: the result, close_run's input and a failed
+    run's details carry its scalars and the parts that hold it whole (here: at 1 KB)."""
+    monkeypatch.setattr(parts, "INLINE_LIMIT", 1024)  # read as each run's sandbox imports it
+    spec = four_waves()
+    handle = await start_phase(client, settings, run_input(spec, make_repo({"a.txt": "a\n"})))
+    carried = await record_of(handle)
+    assert carried.status == PhaseState.COMPLETED and carried.parts
+    assert carried.workstreams == {} and carried.waves == []
+    assert carried.report_dir and carried.head_sha
+    history = await handle.fetch_history()
+    assert max(p.ByteSize() for e in history.events for p in _payloads(e)) < 48_000 + 1024
+
+    store = LocalArtifactStore(settings.home / "artifacts")
+    record = whole_record(carried, store)
+    assert len(record.workstreams) == 8 and len(record.waves) == 4
+    assert {s.status for s in record.workstreams.values()} == {WorkstreamState.COMPLETED}
+    assert record.report_dir == carried.report_dir and record.parts == []
+    assert RunRecord.model_validate_json(Path(record.report_dir, "run.json").read_text()) == record
+
+    shown = await cli(client, settings)("status", record.run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["workstreams"].keys() == record.workstreams.keys()

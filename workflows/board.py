@@ -4,6 +4,8 @@ UetStatus search attribute)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from temporalio import workflow
 
 from workflows import details, search
@@ -23,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         WorkstreamState,
         WorkstreamStatus,
     )
-    from schemas.spec import PhaseSpec
+    from schemas.spec import PhaseSpec, WorkstreamSpec
 
 #: How a workstream ends when it does not complete.
 ENDED = (WorkstreamState.FAILED, WorkstreamState.DROPPED, WorkstreamState.BLOCKED)
@@ -39,10 +41,13 @@ class Board:
         self.phase = phase
         self.journal = journal
         self.options = options
+        # By id: a phase of 10,000 looks one up for every child and every merge.
+        self.specs: dict[str, WorkstreamSpec] = {ws.workstream_id: ws for ws in phase.workstreams}
         self.dependents: dict[str, list[str]] = {ws.workstream_id: [] for ws in phase.workstreams}
         for ws in phase.workstreams:
             for dep in ws.dependencies:
                 self.dependents[dep].append(ws.workstream_id)
+        self.tally = details.Tally(state.record)
 
     @property
     def record(self) -> RunRecord:
@@ -78,7 +83,7 @@ class Board:
         entry.waiting = None
         if commit is not None:
             entry.commit = commit
-        self.show()
+        self.show([ws_id])
 
     def waiting(self, ws_id: str, note: str | None) -> None:
         """What a running workstream waits for; a late word after it moved on is dropped."""
@@ -87,7 +92,7 @@ class Board:
             return
         if entry.waiting != note:
             entry.waiting = note
-            self.show()
+            self.show([ws_id])
 
     def fail(
         self, ws_id: str, reason: str, state: WorkstreamState = WorkstreamState.FAILED
@@ -98,11 +103,13 @@ class Board:
         entry.waiting = None
         entry.reason = reason
         word = "was dropped" if state == WorkstreamState.DROPPED else "failed"
+        changed = [ws_id]
         stack = [(dependent, ws_id) for dependent in self.dependents[ws_id]]
         while stack:
             dependent, via = stack.pop()
             blocked = self.ws(dependent)
             if blocked.status == WorkstreamState.PENDING:
+                changed.append(dependent)
                 blocked.status = WorkstreamState.BLOCKED
                 blocked.reason = (
                     f"dependency {via} {word}"
@@ -115,7 +122,7 @@ class Board:
                     workstream_id=dependent,
                 )
                 stack.extend((after, dependent) for after in self.dependents[dependent])
-        self.show()
+        self.show(changed)
 
     def block_all_pending(self, reason: str) -> None:
         for ws_id, entry in self.record.workstreams.items():
@@ -134,13 +141,20 @@ class Board:
                 parts.append(f"{state}: {', '.join(names)}")
         return "; ".join(parts)
 
-    def show(self) -> None:
-        """Live status for the Web UI (current details) and for search."""
+    def show(self, changed: Iterable[str] | None = None) -> None:
+        """Live status for the Web UI (current details) and for search. ``changed``: the only
+        workstreams whose state may have changed since the last time (else any may have)."""
         record = self.record
+        if changed is None:
+            self.tally.recount(record)
+        else:
+            for ws_id in changed:
+                self.tally.saw(ws_id)
         waiting = pending_requests(record.reviews)
         if record.status in (PhaseState.RUNNING, PhaseState.AWAITING_REVIEW):
             record.status = PhaseState.AWAITING_REVIEW if waiting else PhaseState.RUNNING
-        workflow.set_current_details(details.render(self.phase.phase_id, record, waiting))
+        text = details.render(self.phase.phase_id, record, waiting, self.tally)
+        workflow.set_current_details(text)
         status = str(record.status)
         if self.options.search_attributes and status != self.state.indexed_status:
             # One history event per phase state change, not per workstream change.

@@ -135,11 +135,13 @@ class Integration:
         self.record.head_sha = self.state.checkpoints[number] = integrated.head_sha
         self.state.history = integrated.history
         patch_of = {m.workstream_id: m.patch_id for m in merges}
+        merged = []
         for outcome in integrated.outcomes:
             entry = self.state.ledger.get(patch_of.get(outcome.workstream_id) or "")
             if not outcome.merged:
                 continue
             self.board.ws(outcome.workstream_id).step = number
+            merged.append(outcome.workstream_id)
             if entry is not None:
                 self.journal.move(
                     entry,
@@ -147,7 +149,7 @@ class Integration:
                     f"merged into {self.record.integration_branch} as "
                     f"{(outcome.merge_commit or '')[:12]}",
                 )
-            ws = self.phase.workstream(outcome.workstream_id)
+            ws = self.board.specs[outcome.workstream_id]
             if ws.compensation is not None:
                 # Pushed after the merge it belongs with, so it runs first on the way back,
                 # while the integration head still holds this workstream's work.
@@ -159,7 +161,7 @@ class Integration:
                     command=ws.compensation.command,
                     workspace=ws.workspace,
                 )
-        self.board.show()
+        self.board.show(merged)
         return integrated.outcomes
 
     def conflicted(self, ws_id: str, result: WorkstreamResult, conflicts: list[str]) -> str:

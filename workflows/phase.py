@@ -34,7 +34,7 @@ from workflows.slots import Slots
 from workflows.steps import QUICK, Steps
 
 with workflow.unsafe.imports_passed_through():
-    from activities.lib.parts import split
+    from activities.lib.parts import INLINE_LIMIT, DocumentReader, split
     from activities.planning import PlanningActivities
     from activities.workspace import WorkspaceActivities
     from schemas.base import ArtifactRef
@@ -61,6 +61,12 @@ with workflow.unsafe.imports_passed_through():
 CONTINUE_AS_NEW = "continue-as-new-between-waves"
 #: workflow.patched id: one undo step for a wave's workstream branches (issue 7).
 WAVE_BRANCHES = "one-branch-undo-per-wave"
+#: workflow.patched id: a large phase is read and validated a window of parts at a time
+#: (issue 20): at 10,000 workstreams it takes longer than one workflow task may run.
+PHASE_IN_SLICES = "phase-read-in-slices"
+#: workflow.patched id: a record too large for a payload reaches close_run, publish and the
+#: run's result as parts (issue 20): 10,000 workstreams make a 2 MB record.
+RECORD_BY_REFERENCE = "record-by-reference"
 
 
 @workflow.defn
@@ -228,7 +234,12 @@ class PhaseWorkflow:
         """The phase given by reference, and a continued run's state."""
         phase, patch_files = input.phase, input.patch_files
         if input.document:
-            document = RunDocument.model_validate_json(await self._parts.read(input.document))
+            if workflow.patched(PHASE_IN_SLICES):
+                reader = DocumentReader()
+                await self._parts.read_each(input.document, reader.add)
+                document = reader.document()
+            else:
+                document = RunDocument.model_validate_json(await self._parts.read(input.document))
             phase, patch_files = document.phase, document.patch_files
         assert phase is not None, "the starter gives a phase inline or as a document"
         state = None
@@ -467,15 +478,16 @@ class PhaseWorkflow:
             # A failed run opens none; its issues, if it has any, still hear how it went.
             publishing = PublishInput.of(
                 self._phase,
-                record,
+                await self._carried(record),
                 list(self._state.ledger.values()),
                 open_pull_requests=state == PhaseState.COMPLETED,
             )
             await publish_at_end(self._steps, self._journal, publishing)
+        carried = await self._carried(record)
         closed = await self._steps.run(
             WorkspaceActivities.close_run,
             CloseRunInput(
-                record=record,
+                record=carried,
                 ledger=list(self._state.ledger.values()),
                 events=sorted(self._journal.events, key=lambda e: e.event_id),
                 moves=self._journal.moves,
@@ -483,14 +495,21 @@ class PhaseWorkflow:
             QUICK,
             summary="write the run report, clean up checkouts",
         )
-        record.report_dir = closed.report_dir
+        record.report_dir = carried.report_dir = closed.report_dir
         await self._notifier.drain()
         if state in (PhaseState.FAILED, PhaseState.ROLLED_BACK):
             # A failed phase is a failed execution in the Web UI; the record rides along.
             raise ApplicationError(
                 f"phase {self._phase.phase_id} {state}: {record.reason}",
-                record.model_dump(mode="json"),
+                carried.model_dump(mode="json"),
                 type="PhaseFailed",
                 non_retryable=True,
             )
-        return record
+        return carried
+
+    async def _carried(self, record: RunRecord) -> RunRecord:
+        """``record`` as a payload may carry it: by reference when it is too large."""
+        text = record.model_dump_json()
+        if len(text) <= INLINE_LIMIT or not workflow.patched(RECORD_BY_REFERENCE):
+            return record
+        return record.by_reference(await self._parts.write(split(text), "record"))

@@ -102,7 +102,7 @@ class WorkstreamRunner:
         return WorkstreamInput(
             run_id=self.input.run_id,
             repo_path=self.input.repo_path,
-            workstream=self.phase.workstream(ws_id),
+            workstream=self.board.specs[ws_id],
             branch_ref=workstream_branch(self.input.run_id, ws_id),
             patch_file=self.patch_files.get(ws_id),
             run_history=self.state.history,
@@ -307,7 +307,7 @@ class WorkstreamRunner:
         """A conflict the 3-way merge could not resolve: re-run the workstream on the new
         head (that counts as a fix attempt); only then ask a person, or fail it."""
         ws_id = result.workstream_id
-        ws = self.phase.workstream(ws_id)
+        ws = self.board.specs[ws_id]
         rerun_left = ws.resilience_policy.max_fix_attempts > 0
         conflicts = outcome.conflicts
         while True:

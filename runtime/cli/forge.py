@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities.lib.forges import ForgeError, open_forge
 from activities.lib.journal_store import write_journal
-from activities.lib.parts import read_document
+from activities.lib.parts import read_run_document
 from runtime.artifact_store import artifact_store
 from runtime.cli.base import command, run_id
 from runtime.cli.undo import NO_WORKER
@@ -28,7 +28,7 @@ from runtime.workers import served
 from schemas.forge import ForgeSpec
 from schemas.publish import PublishInput
 from schemas.refs import publish_workflow_id
-from schemas.run import PhaseState, RunDocument, RunInput
+from schemas.run import PhaseState, RunInput
 from schemas.spec import PhaseSpec
 from workflows.publish import PublishWorkflow
 
@@ -181,8 +181,7 @@ async def _phase_of(client: Client, run_id: str, settings: Settings) -> PhaseSpe
         assert isinstance(run_input, RunInput)
         if run_input.phase is not None:
             return run_input.phase
-        text = read_document(artifact_store(settings.home), run_input.document)
-        return RunDocument.model_validate_json(text).phase
+        return read_run_document(artifact_store(settings.home), run_input.document).phase
     raise UserError(f"run {run_id} has no history to read its phase from")
 
 

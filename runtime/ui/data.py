@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.lib.artifacts import ArtifactStore, open_artifact_store
 from activities.lib.journal_store import compose
-from activities.lib.parts import read_document
+from activities.lib.parts import read_run_document
 from activities.lib.planning import plan_phase
 from activities.lib.telemetry import insights as analysis
 from activities.lib.telemetry.models import Execution
@@ -42,7 +42,7 @@ from schemas.events import RunEvent
 from schemas.ledger import LedgerEntry
 from schemas.refs import workflow_id
 from schemas.review import ReviewRequest, pending_requests
-from schemas.run import PhaseState, RunDocument, RunInput, RunRecord
+from schemas.run import PhaseState, RunInput, RunRecord
 from workflows.phase import PhaseWorkflow
 
 #: How often a watch asks Temporal about its run (the issue's budget: one query per second).
@@ -470,8 +470,10 @@ class Dashboard:
             assert isinstance(run_input, RunInput)
             spec = run_input.phase
             if spec is None and run_input.document:
-                text = await asyncio.to_thread(read_document, self.store, run_input.document)
-                spec = RunDocument.model_validate_json(text).phase
+                document = await asyncio.to_thread(
+                    read_run_document, self.store, run_input.document
+                )
+                spec = document.phase
         except Exception as exc:  # an input of another version, a store out of reach: no DAG edges
             return PlanInfo(note=f"the plan is not known ({type(exc).__name__})")
         if spec is None:

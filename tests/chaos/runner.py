@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.lib.artifacts import LocalArtifactStore
+from runtime.codec import DATA_CONVERTER
 from runtime.devserver import headless_server_args
 from runtime.settings import temporal_binary
 from runtime.specfile import import_patch_files, load_spec
@@ -198,7 +198,7 @@ class _Procs:
                 )
             try:
                 return await asyncio.wait_for(
-                    Client.connect(self.address, data_converter=pydantic_data_converter), 5
+                    Client.connect(self.address, data_converter=DATA_CONVERTER), 5
                 )
             except Exception:
                 if time.monotonic() > deadline:
