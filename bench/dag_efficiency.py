@@ -10,7 +10,8 @@ another.
 
 The bound is not always reachable by any schedule. So the script also simulates each mode's
 own scheduling rule with zero overhead ("ideal": waves list-scheduled in id order; eager
-starting the ready workstream with the longest remaining critical path first) and prints the
+starting ready workstreams in the plan's order: longest remaining critical path first, improved
+by the plan's simulated pairwise swaps, activities/lib/eager_order.py) and prints the
 measured makespan against it: what uet's orchestration costs, apart from the rule's own gap.
 
 Eager's priorities are only as good as its durations. So each DAG also runs eager twice more
@@ -40,6 +41,7 @@ from helpers import phase, run_input, run_phase  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from activities.lib.eager_order import makespan, searched_order  # noqa: E402
 from runtime.codec import DATA_CONVERTER  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
@@ -121,27 +123,13 @@ def simulate(dag: dict[str, tuple[float, list[str]]], mode: str) -> float:
                 slots[slots.index(min(slots))] += dag[ws][0]
             total += max(slots)
         return total
+    # Eager: the plan's rule (activities/lib/eager_order.py) with the durations the plan knows.
     rest = remaining(dag, unit=mode == "eager-noest")
-    done: dict[str, float] = {}
-    running: list[tuple[float, str]] = []
-    now = 0.0
-    while len(done) < len(dag):
-        ready = sorted(
-            (
-                w
-                for w in dag
-                if w not in done
-                and w not in {r for _, r in running}
-                and all(d in done and done[d] <= now for d in dag[w][1])
-            ),
-            key=lambda w: (-rest[w], w),
-        )
-        for ws in ready[: SLOTS - len(running)]:
-            running.append((now + dag[ws][0], ws))
-        running.sort()
-        now, ws = running.pop(0)
-        done[ws] = now
-    return now
+    weights = {ws: 1.0 if mode == "eager-noest" else duration for ws, (duration, _) in dag.items()}
+    dependencies = {ws: deps for ws, (_, deps) in dag.items()}
+    first = sorted(dag, key=lambda w: (-rest[w], w))
+    order = searched_order(weights, dependencies, first, SLOTS)
+    return makespan({ws: d for ws, (d, _) in dag.items()}, dependencies, order, SLOTS)
 
 
 def spec(

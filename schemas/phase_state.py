@@ -61,6 +61,11 @@ class PhaseWorkflowState(Model):
     remaining: dict[str, float] = Field(
         default_factory=dict, description="eager priorities: each one's remaining critical path"
     )
+    rank: dict[str, int] = Field(
+        default_factory=dict,
+        description="eager: each one's place in the plan's order (lower starts sooner); "
+        "empty: by remaining",
+    )
     indexed_status: str = Field(
         default=str(PhaseState.RUNNING), description="the UetStatus search attribute as set"
     )

@@ -37,6 +37,11 @@ class Plan(Model):
         default_factory=dict,
         description="per workstream: the longest path from it to the end, itself included",
     )
+    order: list[str] = Field(
+        default_factory=list,
+        description="eager: the order ready workstreams start in, the shortest the plan found "
+        "by simulating (activities/lib/eager_order.py); empty: longest remaining path first",
+    )
     learned_durations: dict[str, float] = Field(
         default_factory=dict,
         description="workstream → seconds learned from earlier runs, used where the spec has "

@@ -8,7 +8,9 @@ from pathlib import Path
 from helpers import git_out, phase, run_input, run_phase, show
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
+from test_eager_order import ten_independent
 
+from activities.lib.planning import plan_phase
 from runtime.plugin import WORKFLOWS
 from runtime.settings import Settings
 from schemas.run import PhaseState
@@ -108,3 +110,36 @@ async def test_scarce_slots_go_to_the_longest_remaining_path(
     # b-long leads a 6 s path, c-mid 3 s, a-short 1 s. When b-long's slot frees, b-next is not
     # ready yet (b-long is integrated first), so c-mid takes it; then b-next (5 s) beats a-short.
     assert order == ["b-long", "c-mid", "b-next", "a-short"]
+
+
+async def test_ready_workstreams_start_in_the_plans_searched_order(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    """Ten independent workstreams, four slots: the plan's order packs them better than
+    longest-first, and the first four children started are the first four of that order."""
+    durations = ten_independent()
+    spec = phase(
+        scheduling="eager",
+        max_parallel=4,
+        workstreams=[
+            {
+                "workstream_id": ws,
+                "estimated_duration_s": seconds,
+                "allow_no_change": True,
+                "execution_request": {"command": "true"},
+            }
+            for ws, seconds in durations.items()
+        ],
+    )
+    order = plan_phase(spec).order
+    longest_first = sorted(durations, key=lambda w: (-durations[w], w))
+    assert set(order[:4]) != set(longest_first[:4])  # else this test shows nothing
+    record = await run_phase(client, settings, run_input(spec, make_repo({"a.txt": "a\n"})))
+    assert record.status == PhaseState.COMPLETED
+    history = await client.get_workflow_handle(record.workflow_id).fetch_history()
+    started = [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_id.split("/")[-1]
+        for e in history.events
+        if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
+    assert set(started[:4]) == set(order[:4])

@@ -29,6 +29,9 @@ with workflow.unsafe.imports_passed_through():
 
 #: How a workstream ends when it does not complete.
 ENDED = (WorkstreamState.FAILED, WorkstreamState.DROPPED, WorkstreamState.BLOCKED)
+#: workflow.patched id: eager mode starts ready workstreams in the plan's searched order
+#: (issue 20) rather than by remaining path alone.
+PLANNED_ORDER = "eager-order-from-plan"
 #: Workstreams whose ledger entries may still change in place (and so stay in memory).
 LIVE = (WorkstreamState.PENDING, WorkstreamState.RUNNING, WorkstreamState.AWAITING_REVIEW)
 
@@ -59,6 +62,8 @@ class Board:
     def apply_plan(self, plan: Plan) -> None:
         self.record.waves = plan.waves
         self.state.remaining = plan.remaining
+        if plan.order and workflow.patched(PLANNED_ORDER):
+            self.state.rank = {ws_id: n for n, ws_id in enumerate(plan.order)}
         # Plans recorded before learned routing have neither: the router's own chains.
         self.state.router.learned_order = plan.tool_order
         self.state.router.learned_reason = plan.tool_order_reason
@@ -68,7 +73,10 @@ class Board:
         self.show()
 
     def priority(self, ws_id: str, missing: float = 1.0) -> float:
-        """Eager: the longest remaining critical path goes first (lower is sooner)."""
+        """Eager: lower is sooner. The plan's order, else the longest remaining path first."""
+        rank = self.state.rank
+        if rank:
+            return float(rank.get(ws_id, len(rank)))
         return -self.state.remaining.get(ws_id, missing)
 
     def pending(self) -> bool:

@@ -7,6 +7,7 @@ import statistics
 
 import networkx as nx
 
+from activities.lib.eager_order import searched_order
 from schemas.plan import Plan
 from schemas.spec import PhaseSpec
 from schemas.spec_check import dependency_graph
@@ -31,10 +32,9 @@ def plan_phase(spec: PhaseSpec, learned: dict[str, float] | None = None) -> Plan
             weight[ws_id] = 1.0
     if used:
         # Seconds now: a workstream nothing is known about weighs as the typical one, not 1 s.
+        estimated = {ws.workstream_id for ws in spec.workstreams if ws.estimated_duration_s}
         typical = statistics.median(
-            w
-            for ws_id, w in weight.items()
-            if ws_id in used or spec.workstream(ws_id).estimated_duration_s
+            w for ws_id, w in weight.items() if ws_id in used or ws_id in estimated
         )
         for ws in spec.workstreams:
             if ws.workstream_id not in used and not ws.estimated_duration_s:
@@ -47,8 +47,14 @@ def plan_phase(spec: PhaseSpec, learned: dict[str, float] | None = None) -> Plan
     for node in reversed(list(nx.lexicographical_topological_sort(graph))):
         after = [remaining[s] for s in graph.successors(node)]
         remaining[node] = weight[node] + max(after, default=0.0)
+    order: list[str] = []
+    if spec.scheduling == "eager":
+        dependencies = {node: list(graph.predecessors(node)) for node in graph}
+        first = sorted(remaining, key=lambda w: (-remaining[w], w))
+        order = searched_order(weight, dependencies, first, slots)
     return Plan(
         remaining=remaining,
+        order=order,
         phase_id=spec.phase_id,
         waves=waves,
         critical_path=path,
