@@ -268,14 +268,30 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             },
         ],
     },
+    # v10 on (issue 20): eager mode starts ready workstreams in the plan's searched order
+    # (here it packs 3+3 | 2+2+2 on two slots where longest-first would not), and integrates
+    # each step as a local activity.
+    "eager": {
+        "scheduling": "eager",
+        "max_parallel": 2,
+        "workstreams": [
+            {
+                "workstream_id": f"ws-{n}",
+                "estimated_duration_s": seconds,
+                "execution_request": {"command": f"echo {n} > e{n}.txt"},
+            }
+            for n, seconds in enumerate([3, 3, 2, 2, 2])
+        ],
+    },
     # v10 on (issue 20): a phase too large for a payload (read a window of its document's
-    # parts at a time) whose record is too large too (returned by reference). Long ids make
-    # 200 workstreams enough; only the phase's own histories are kept.
+    # parts at a time) whose record is too large too (returned by reference). Long ids and
+    # titles make 200 workstreams enough; only the phase's own histories are kept.
     "large": {
         "max_parallel": 8,
         "workstreams": [
             {
                 "workstream_id": f"ws-{n:03d}-" + "-".join(["long-enough-to-weigh"] * 4),
+                "title": f"{n}: " + "a title long enough for two windows of parts " * 50,
                 "allow_no_change": True,
                 "execution_request": {"command": "true"},
             }

@@ -125,8 +125,7 @@ async def test_ready_workstreams_start_in_the_plans_searched_order(
             {
                 "workstream_id": ws,
                 "estimated_duration_s": seconds,
-                "allow_no_change": True,
-                "execution_request": {"command": "true"},
+                "execution_request": {"command": f"echo {ws} > {ws}.txt"},
             }
             for ws, seconds in durations.items()
         ],
@@ -143,3 +142,10 @@ async def test_ready_workstreams_start_in_the_plans_searched_order(
         if e.HasField("start_child_workflow_execution_initiated_event_attributes")
     ]
     assert set(started[:4]) == set(order[:4])
+    # Each step's integration ran inside the phase's workflow task, as a local activity.
+    remote = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "integrate" not in remote and record.current_wave == 10  # ten steps, none remote

@@ -28,6 +28,10 @@ with workflow.unsafe.imports_passed_through():
     from schemas.workspace import IntegrateInput, MergeOutcome, MergeRequest, OpenRunInput
 
 
+#: workflow.patched id: an eager step's integration is a local activity (issue 20).
+INTEGRATE_LOCALLY = "integrate-eager-step-locally"
+
+
 class Integration:
     def __init__(
         self,
@@ -131,6 +135,10 @@ class Integration:
             ),
             QUICK,
             summary=f"integrate wave {number} ({len(merges)} branches)",
+            # Eager: one workstream per step, a few git runs; inside this workflow task it
+            # saves a round trip through the server and a workflow task per step. A wave of
+            # hundreds stays a remote activity: queries wait while a local one runs.
+            local=self.phase.scheduling == "eager" and workflow.patched(INTEGRATE_LOCALLY),
         )
         self.record.head_sha = self.state.checkpoints[number] = integrated.head_sha
         self.state.history = integrated.history
