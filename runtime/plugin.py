@@ -5,6 +5,7 @@ state dir), the sandbox it runs workflows in. ``build_worker`` and ``serve`` are
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import pkgutil
@@ -16,7 +17,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.plugin import SimplePlugin
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
@@ -51,11 +52,23 @@ HELPERS = tuple(
     for m in pkgutil.iter_modules(workflows.__path__)
     if m.name not in workflows.DEFINITIONS
 )
+PASSED_THROUGH = ("rich", "structlog", "pygments", *HELPERS)
 SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "rich", "structlog", "pygments", *HELPERS
-    )
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
 )
+
+
+def with_uet_passthrough(given: WorkflowRunner | None) -> WorkflowRunner:
+    """The worker's sandbox, passing uet's helpers and log pipeline through. A worker always
+    has a runner (the SDK's default sandbox unless given another), so the plugin extends it
+    rather than offering one: a test's own restrictions keep theirs, plus these; a worker
+    run without a sandbox stays without."""
+    if given is None:
+        return SANDBOX
+    if isinstance(given, SandboxedWorkflowRunner):
+        restrictions = given.restrictions.with_passthrough_modules(*PASSED_THROUGH)
+        return dataclasses.replace(given, restrictions=restrictions)
+    return given
 
 
 class UetPlugin(SimplePlugin):
@@ -65,8 +78,7 @@ class UetPlugin(SimplePlugin):
             "uet",
             workflows=WORKFLOWS,
             activities=all_activities(StateDir(settings.home)),
-            # A runner given to the worker itself (a test's, say) wins.
-            workflow_runner=lambda given: given or SANDBOX,
+            workflow_runner=with_uet_passthrough,
             run_context=lambda: _started(settings.home),
         )
 

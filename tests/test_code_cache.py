@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from runtime import code_cache
+from runtime.plugin import HELPERS
 from runtime.settings import Settings
 from schemas.run import PhaseState
 
@@ -36,3 +37,7 @@ async def test_workflow_modules_compile_once_however_many_runs(
     assert code_cache.compiled() == held  # three more sandboxes, nothing compiled again
     # …and each of the two workstreams' sandboxes imported its module from the cache.
     assert code_cache.hits("workflows.workstream") >= served + 2
+    # The helpers passed through (runtime/plugin.py HELPERS) ran once, outside any sandbox:
+    # `from workflows import steps` would import them afresh in every one, past the
+    # passthrough (the submodule comes by importlib's own machinery).
+    assert {h: code_cache.hits(h) for h in HELPERS if code_cache.hits(h)} == {}

@@ -8,8 +8,9 @@ from collections.abc import Iterable
 
 from temporalio import workflow
 
-from workflows import details, search
+from workflows.details import Tally, render
 from workflows.journal import Journal
+from workflows.search import STATUS
 
 with workflow.unsafe.imports_passed_through():
     from schemas.events import EventType
@@ -50,7 +51,7 @@ class Board:
         for ws in phase.workstreams:
             for dep in ws.dependencies:
                 self.dependents[dep].append(ws.workstream_id)
-        self.tally = details.Tally(state.record)
+        self.tally = Tally(state.record)
 
     @property
     def record(self) -> RunRecord:
@@ -161,12 +162,12 @@ class Board:
         waiting = pending_requests(record.reviews)
         if record.status in (PhaseState.RUNNING, PhaseState.AWAITING_REVIEW):
             record.status = PhaseState.AWAITING_REVIEW if waiting else PhaseState.RUNNING
-        text = details.render(self.phase.phase_id, record, waiting, self.tally)
+        text = render(self.phase.phase_id, record, waiting, self.tally)
         workflow.set_current_details(text)
         status = str(record.status)
         if self.options.search_attributes and status != self.state.indexed_status:
             # One history event per phase state change, not per workstream change.
-            workflow.upsert_search_attributes([search.STATUS.value_set(status)])
+            workflow.upsert_search_attributes([STATUS.value_set(status)])
             self.state.indexed_status = status
 
 

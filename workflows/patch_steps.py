@@ -11,10 +11,10 @@ from typing import Any, NoReturn, TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
-from workflows import steps
 from workflows.failures import AskReview, Failed, cause_message, last_lines
 from workflows.journal import Journal
-from workflows.steps import StepOptions, Steps
+from workflows.steps import WORKSTREAM, StepOptions, Steps
+from workflows.steps import gates as gates_options
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
@@ -183,7 +183,7 @@ class PatchSteps:
                 applied=applied,
                 workspace=self.ws.workspace,
             ),
-            options=steps.gates([g.timeout_s for g in gates], steps.WORKSTREAM),
+            options=gates_options([g.timeout_s for g in gates], WORKSTREAM),
             summary=f"gates for {self.ws.workstream_id}",
         )
         self.gate_results = result.results
@@ -268,7 +268,7 @@ class PatchSteps:
         arg: A,
         *,
         summary: str,
-        options: StepOptions = steps.WORKSTREAM,
+        options: StepOptions = WORKSTREAM,
         local: bool = False,
     ) -> R:
         """A short activity; its non-retryable failures end the workstream. ``local``: in this

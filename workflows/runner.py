@@ -10,7 +10,6 @@ from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, is_cancelled_exception
 
-from workflows import search
 from workflows.board import Board
 from workflows.budget import Budget
 from workflows.failures import cause_message
@@ -19,6 +18,7 @@ from workflows.journal import Journal
 from workflows.review import ReviewDesk
 from workflows.router import ToolRouter
 from workflows.saga import Saga
+from workflows.search import PHASE_ID, RUN_ID
 from workflows.slots import Slots
 from workflows.workstream import WorkstreamWorkflow
 
@@ -192,8 +192,8 @@ class WorkstreamRunner:
             return None
         return TypedSearchAttributes(
             [
-                SearchAttributePair(search.RUN_ID, self.input.run_id),
-                SearchAttributePair(search.PHASE_ID, self.phase.phase_id),
+                SearchAttributePair(RUN_ID, self.input.run_id),
+                SearchAttributePair(PHASE_ID, self.phase.phase_id),
             ]
         )
 

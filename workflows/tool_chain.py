@@ -15,10 +15,10 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
-from workflows import steps
 from workflows.failures import Failed, cause_message, last_lines
 from workflows.journal import Journal
-from workflows.steps import Steps
+from workflows.steps import QUICK, StepOptions, Steps
+from workflows.steps import tool as tool_options
 
 with workflow.unsafe.imports_passed_through():
     from activities.tools import ToolActivities
@@ -102,7 +102,7 @@ class ToolChain:
                     workspace=self.ws.workspace,
                 ),
                 # On cancel, wait until the tool is really dead: compensation comes next.
-                steps.tool(policy.timeout_s, policy.max_attempts),
+                tool_options(policy.timeout_s, policy.max_attempts),
                 summary=f"{tool_id} for {self.ws.workstream_id} (attempt {attempt})",
             )
         except ActivityError as err:
@@ -154,7 +154,7 @@ class ToolChain:
         return None, "", tool
 
     async def _on_a_capable_worker(
-        self, tool_id: str, input: ToolRunInput, options: steps.StepOptions, summary: str
+        self, tool_id: str, input: ToolRunInput, options: StepOptions, summary: str
     ) -> ToolRunResult:
         """The tool run, on the tool's own task queue: only workers whose host has the tool
         poll it. While none picks it up, the workstream says why it waits (its status in
@@ -184,7 +184,7 @@ class ToolChain:
             offers = await self.steps.run(
                 WorkerActivities.tool_offers,
                 OffersInput(task_queue=queue),
-                steps.QUICK,
+                QUICK,
                 summary=f"who offers {tool_id}",
                 local=True,
             )

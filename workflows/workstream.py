@@ -13,12 +13,11 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows import steps as step_options
 from workflows.failures import AskReview, Failed, headline, last_lines
 from workflows.ids import IdFactory
 from workflows.journal import Journal
 from workflows.patch_steps import PatchSteps
-from workflows.steps import Steps
+from workflows.steps import WORKSTREAM, Steps
 from workflows.tool_chain import ToolChain
 
 with workflow.unsafe.imports_passed_through():
@@ -334,7 +333,7 @@ class WorkstreamWorkflow:
                 version=plan.version if plan.source == "pattern" else None,
                 workspace=self._ws.workspace,
             ),
-            options=step_options.WORKSTREAM.within(plan.timeout_s + 120),
+            options=WORKSTREAM.within(plan.timeout_s + 120),
             summary=f"recovery {plan.label} for {ws_id}",
         )
         if tool.patch is None:
