@@ -42,7 +42,7 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.lib.eager_order import makespan, searched_order  # noqa: E402
-from runtime.codec import DATA_CONVERTER  # noqa: E402
+from runtime.converter import DATA_CONVERTER  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402

@@ -36,7 +36,7 @@ from pg_server import postgres_bin, running_postgres  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.lib.artifacts import open_artifact_store  # noqa: E402
-from runtime.codec import DATA_CONVERTER  # noqa: E402
+from runtime.converter import DATA_CONVERTER  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402

@@ -61,7 +61,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from activities.lib.git import checkout, open_repository  # noqa: E402
 from activities.lib.state_dir import StateDir  # noqa: E402
 from activities.lib.telemetry.models import Execution  # noqa: E402
-from runtime.codec import DATA_CONVERTER  # noqa: E402
+from runtime.converter import DATA_CONVERTER  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402

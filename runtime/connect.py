@@ -10,7 +10,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, RPCStatusCode
 
-from runtime.codec import DATA_CONVERTER
+from runtime.converter import DATA_CONVERTER
 from runtime.errors import ExitCode, UserError
 from runtime.settings import DEFAULT_ADDRESS, is_loopback
 from schemas.refs import workflow_id

@@ -13,7 +13,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from runtime.codec import DATA_CONVERTER
+from runtime.converter import DATA_CONVERTER
 from runtime.devserver import dynamic_config_args
 from runtime.plugin import UetWorker, build_worker
 from runtime.settings import Settings, temporal_binary

@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.lib.artifacts import LocalArtifactStore
 from activities.lib.parts import by_reference
 from runtime.capabilities import Capabilities
-from runtime.codec import DATA_CONVERTER
+from runtime.converter import DATA_CONVERTER
 from runtime.devserver import dynamic_config_args
 from runtime.plugin import build_worker, tool_worker
 from runtime.settings import Settings, temporal_binary

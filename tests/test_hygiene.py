@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.converter import PayloadCodec
 from temporalio.testing import WorkflowEnvironment
 
-from runtime.codec import DATA_CONVERTER
+from runtime.converter import DATA_CONVERTER
 from runtime.plugin import build_worker
 from runtime.settings import Settings
 from schemas.run import PhaseState

@@ -14,7 +14,7 @@ import pytest
 from helpers import phase, record_of, run_input, start_phase, wait_for_status
 from temporalio.client import Client
 
-from runtime.codec import DATA_CONVERTER
+from runtime.converter import DATA_CONVERTER
 from runtime.devserver import headless_server_args
 from runtime.plugin import build_worker
 from runtime.settings import Settings

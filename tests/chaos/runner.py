@@ -30,7 +30,7 @@ from typing import IO, Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from activities.lib.artifacts import LocalArtifactStore
-from runtime.codec import DATA_CONVERTER
+from runtime.converter import DATA_CONVERTER
 from runtime.devserver import headless_server_args
 from runtime.settings import temporal_binary
 from runtime.specfile import import_patch_files, load_spec

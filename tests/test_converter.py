@@ -3,14 +3,14 @@ reads in the Web UI as JSON."""
 
 from __future__ import annotations
 
-from runtime.codec import COMPRESS_FROM, DATA_CONVERTER, ENCODING
+from runtime.converter import COMPRESS_FROM, DATA_CONVERTER, ENCODING
 from schemas.workspace import PartText
 
 
 async def test_a_document_part_is_compressed_and_reads_back() -> None:
     part = PartText(text='{"workstream":{"workstream_id":"w-1"}}\n' * 1200)  # ~48 KB
     (payload,) = await DATA_CONVERTER.encode([part])
-    assert payload.metadata["encoding"] == ENCODING
+    assert payload.metadata["encoding"] == ENCODING.encode()
     assert len(payload.data) < len(part.text) / 10
     assert await DATA_CONVERTER.decode([payload], [PartText]) == [part]
 
