@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from helpers import phase
+from test_planning import spec
 
 from activities.lib.eager_order import makespan, searched_order
 from activities.lib.planning import plan_phase
@@ -48,19 +48,8 @@ def test_the_search_never_makes_a_schedule_longer() -> None:
 
 def test_an_eager_plan_carries_the_order_and_a_waves_plan_none() -> None:
     durations = ten_independent()
-    fields = {
-        "max_parallel": SLOTS,
-        "workstreams": [
-            {
-                "workstream_id": w,
-                "estimated_duration_s": d,
-                "execution_request": {"command": "true"},
-            }
-            for w, d in durations.items()
-        ],
-    }
-    eager = plan_phase(phase(scheduling="eager", **fields))
-    assert eager.order and eager.order == plan_phase(phase(scheduling="eager", **fields)).order
-    deps: dict[str, list[str]] = {w: [] for w in durations}
-    assert makespan(durations, deps, eager.order, SLOTS) < 1.02 * sum(durations.values()) / SLOTS
-    assert plan_phase(phase(scheduling="waves", **fields)).order == []
+    edges: dict[str, list[str]] = {w: [] for w in durations}
+    eager = plan_phase(spec(edges, SLOTS, "eager", **durations))
+    assert eager.order and eager.order == plan_phase(spec(edges, SLOTS, "eager", **durations)).order
+    assert makespan(durations, edges, eager.order, SLOTS) < 1.02 * sum(durations.values()) / SLOTS
+    assert plan_phase(spec(edges, SLOTS, "waves", **durations)).order == []

@@ -11,11 +11,17 @@ from runtime.cli import main
 from schemas.spec import PhaseSpec
 
 
-def spec(edges: dict[str, list[str]], max_parallel: int = 4, **durations: float) -> PhaseSpec:
+def spec(
+    edges: dict[str, list[str]],
+    max_parallel: int = 4,
+    scheduling: str = "waves",
+    **durations: float,
+) -> PhaseSpec:
     return PhaseSpec.model_validate(
         {
             "phase_id": "PH",
             "max_parallel": max_parallel,
+            "scheduling": scheduling,
             "workstreams": [
                 {
                     "workstream_id": ws,
