@@ -92,8 +92,7 @@ class ToolActivities:
         if adapter.needs_work_tree:
             end, change = await self._run_in_checkout(input, adapter, repo, scratch, env)
         else:
-            async with self.state.private_index(repo, input.run_id) as index:
-                await index.run("read-tree", input.base_sha)
+            async with self.state.private_index(repo, input.run_id, at=input.base_sha) as index:
                 ctx = ToolContext(
                     input, index, env, scratch / "tool.log", self.state.artifacts, scratch
                 )
@@ -217,13 +216,12 @@ async def capture_change(
     """Everything the tool left in the work tree — its commits, edits and new files — as one
     diff against the base, through a temporary index in the *user's* git dir (trusted config),
     so nothing the tool did to its own ``.git`` can influence the capture."""
-    async with state.private_index(repo.with_(work_tree=tree), run_id) as git:
+    at = None if seed_index is not None else base_sha
+    async with state.private_index(repo.with_(work_tree=tree), run_id, at=at) as git:
         if seed_index is not None and git.index_file is not None:
             # An index uet wrote for this very tree at the base (a pooled checkout's): its
             # stat data spares hashing every unchanged file again.
             copy_index(seed_index, git.index_file)
-        else:
-            await git.run("read-tree", base_sha)
         await git.run("add", "--all", "--", ".")
         if private_paths:
             # The tool's own caches and histories, and what the workspace put in, are not part

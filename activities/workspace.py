@@ -79,8 +79,7 @@ class WorkspaceActivities:
         branch. No work tree is involved, so nothing on disk can redirect the write."""
         repo = await open_run_repository(self.state.home, input.repo_path, input.base_sha)
         patch = await asyncio.to_thread(self.state.artifacts.verified_path, input.patch)
-        async with self.state.private_index(repo, input.run_id) as git:
-            await git.run("read-tree", input.base_sha)
+        async with self.state.private_index(repo, input.run_id, at=input.base_sha) as git:
             await apply_patch(
                 git,
                 patch,
@@ -111,36 +110,28 @@ class WorkspaceActivities:
         head = input.expected_head
         outcomes = []
         for request in input.merges:
-            result = await repo.run(
-                "merge-tree",
-                "--write-tree",
-                "--name-only",
-                "--no-messages",
-                "-z",
-                head,
-                request.commit_sha,
-                check=False,
-            )
-            fields = result.stdout.decode("utf-8", "replace").split("\0")
-            if result.returncode == 1:
-                # merge-tree is already a 3-way merge (merge-ort, with renames): what it
-                # cannot merge, re-applying the patch with `git apply --3way` cannot either.
-                conflicts = sorted({f for f in fields[1:] if f})
-                outcomes.append(
-                    MergeOutcome(
-                        workstream_id=request.workstream_id, merged=False, conflicts=conflicts
+            made = repo.loose_commit(request.commit_sha)
+            if made is not None and made[1] == [head]:
+                # Made on the head itself (each step of an eager chain, a wave's first): the
+                # merge's tree is its own, as merge-tree would find — without its process.
+                tree = made[0]
+            else:
+                merged = await self._merge_tree(repo, head, request.commit_sha)
+                if isinstance(merged, list):
+                    outcomes.append(
+                        MergeOutcome(
+                            workstream_id=request.workstream_id, merged=False, conflicts=merged
+                        )
                     )
-                )
-                continue
-            if result.returncode != 0:
-                raise GitError(("merge-tree",), result.returncode, result.stderr.decode())
+                    continue
+                tree = merged
             message = (
                 f"uet: integrate {request.workstream_id} (wave {input.wave})\n\n"
                 f"Uet-Run: {input.run_id}\n"
                 f"Uet-Integrates: {request.workstream_id}\n"
             )
             head = await repo.commit_tree(
-                fields[0], [head, request.commit_sha], message, input.timestamp
+                tree, [head, request.commit_sha], message, input.timestamp
             )
             outcomes.append(
                 MergeOutcome(workstream_id=request.workstream_id, merged=True, merge_commit=head)
@@ -151,6 +142,28 @@ class WorkspaceActivities:
         return IntegrateResult(
             head_sha=head, outcomes=outcomes, history=self._extend_history(input, outcomes)
         )
+
+    @staticmethod
+    async def _merge_tree(repo: Git, head: str, commit: str) -> str | list[str]:
+        """The tree of ``head`` merged with ``commit``, or the paths that conflict."""
+        result = await repo.run(
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            "-z",
+            head,
+            commit,
+            check=False,
+        )
+        fields = result.stdout.decode("utf-8", "replace").split("\0")
+        if result.returncode == 1:
+            # merge-tree is already a 3-way merge (merge-ort, with renames): what it cannot
+            # merge, re-applying the patch with `git apply --3way` cannot either.
+            return sorted({f for f in fields[1:] if f})
+        if result.returncode != 0:
+            raise GitError(("merge-tree",), result.returncode, result.stderr.decode())
+        return fields[0]
 
     @staticmethod
     async def _move_in_one(repo: Git, input: IntegrateInput, head: str) -> bool:

@@ -1,14 +1,13 @@
-"""A uet worker's wiring, as a temporalio plugin: its workflows, its activities (bound to the
-state dir), the sandbox it runs workflows in. ``build_worker`` and ``serve`` are what
-``uet worker``, ``uet run``'s in-process worker, the tests and the benches all use."""
+"""A uet worker's wiring, as a temporalio plugin: its workflows (outside the SDK's sandbox:
+workflows/__init__.py says why) and its activities (bound to the state dir). ``build_worker``
+and ``serve`` are what ``uet worker``, ``uet run``'s in-process worker, the tests and the
+benches all use."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
-import pkgutil
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,16 +16,13 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.plugin import SimplePlugin
-from temporalio.worker import Worker, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import Worker
 
-import workflows
 from activities.lib import gc
 from activities.lib.state_dir import StateDir
 from activities.lib.step_sandbox import startup_note
 from activities.registry import all_activities
 from activities.tools import ToolActivities
-from runtime import code_cache
 from runtime.capabilities import Capabilities, detect
 from runtime.connect import connect, target_from_env
 from runtime.errors import ExitCode, UserError
@@ -38,47 +34,14 @@ from workflows.rollback import RollbackWorkflow
 from workflows.workstream import WorkstreamWorkflow
 
 WORKFLOWS = [PhaseWorkflow, WorkstreamWorkflow, RollbackWorkflow, PublishWorkflow]
-#: The log pipeline (structlog, rich tracebacks and the pygments they highlight with) runs
-#: inside the sandbox when a workflow logs: re-imported there, rich touches os.path and a
-#: failed activation could not even be logged, and every lazily imported pygments module
-#: warned "imported after initial workflow load".
-#: uet's workflow helpers (board, journal, steps, …) pass through too: imported once per
-#: process, not once per workflow run — a run's cost in the worker was mostly re-importing
-#: them (bench/floor.py). They hold no state between runs and call nothing the sandbox
-#: forbids, which tests/test_workflow_purity.py checks in their source; the modules that
-#: define workflows are still imported afresh, in the sandbox, for every run.
-HELPERS = tuple(
-    f"workflows.{m.name}"
-    for m in pkgutil.iter_modules(workflows.__path__)
-    if m.name not in workflows.DEFINITIONS
-)
-PASSED_THROUGH = ("rich", "structlog", "pygments", *HELPERS)
-SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-)
-
-
-def with_uet_passthrough(given: WorkflowRunner | None) -> WorkflowRunner:
-    """The worker's sandbox, passing uet's helpers and log pipeline through. A worker always
-    has a runner (the SDK's default sandbox unless given another), so the plugin extends it
-    rather than offering one: a test's own restrictions keep theirs, plus these; a worker
-    run without a sandbox stays without."""
-    if given is None:
-        return SANDBOX
-    if isinstance(given, SandboxedWorkflowRunner):
-        restrictions = given.restrictions.with_passthrough_modules(*PASSED_THROUGH)
-        return dataclasses.replace(given, restrictions=restrictions)
-    return given
 
 
 class UetPlugin(SimplePlugin):
     def __init__(self, settings: Settings) -> None:
-        code_cache.install()  # the sandbox re-imports workflow modules for every run
         super().__init__(
             "uet",
             workflows=WORKFLOWS,
             activities=all_activities(StateDir(settings.home)),
-            workflow_runner=with_uet_passthrough,
             run_context=lambda: _started(settings.home),
         )
 

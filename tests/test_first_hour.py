@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,7 @@ from temporalio.worker import Worker
 
 from activities.lib.process import ProcessResult, missing_program
 from runtime.cli import parser
-from runtime.plugin import SANDBOX, build_worker
+from runtime.plugin import build_worker
 from runtime.settings import Settings
 from schemas.run import PhaseState, RunOptions, WorkstreamState
 from workflows.phase import PhaseWorkflow
@@ -732,28 +731,6 @@ async def test_a_bad_decision_is_one_line_for_signal_and_update(
         request.review_id
     ]
     await handle.cancel()
-
-
-async def test_no_late_import_warnings_from_the_log_pipeline(
-    client: Client, settings: Settings
-) -> None:
-    from sandbox_probe import LogsAnError
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        async with Worker(
-            client, task_queue=settings.task_queue, workflows=[LogsAnError], workflow_runner=SANDBOX
-        ):
-            assert (
-                await client.execute_workflow(
-                    LogsAnError.run,
-                    id=f"late-import-{settings.task_queue}",
-                    task_queue=settings.task_queue,
-                )
-                == "ok"
-            )
-    late = [w for w in caught if "imported after initial workflow load" in str(w.message)]
-    assert late == []
 
 
 async def test_a_worker_says_it_started(client: Client, settings: Settings) -> None:

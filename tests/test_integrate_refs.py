@@ -64,3 +64,31 @@ async def test_a_branch_someone_else_moved_is_refused(make_repo: Any, tmp_path: 
     assert refused.value.type == "IntegrationRefMoved" and refused.value.non_retryable
     assert git_out(repo, "rev-parse", BRANCH) == work
     assert git_out(repo, "tag", "--list") == ""  # the step's tag did not move either
+
+
+async def test_a_commit_made_on_the_head_merges_as_merge_tree_would(
+    make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its loose object says its parent is the head: the merge takes its tree without a
+    merge-tree process, and makes the same merge commit as one."""
+    repo, base, work = setup(make_repo)
+    activities = WorkspaceActivities(StateDir(tmp_path / "home"))
+    trees: list[tuple[str, str]] = []
+    merge_tree = WorkspaceActivities._merge_tree
+
+    async def counted(repo_: Any, head: str, commit: str) -> str | list[str]:
+        trees.append((head, commit))
+        return await merge_tree(repo_, head, commit)
+
+    monkeypatch.setattr(WorkspaceActivities, "_merge_tree", staticmethod(counted))
+    read = await activities.integrate(step(repo, base, work))
+    assert trees == []  # read from the loose commit
+    git_out(repo, "update-ref", BRANCH, base)
+    git_out(repo, "tag", "-d", "uet/R1/wave-1")
+    git_out(repo, "gc", "-q")  # packed: not loose any more, merged by merge-tree
+    merged = await activities.integrate(step(repo, base, work))
+    assert trees == [(base, work)]
+    assert merged.head_sha == read.head_sha
+    assert git_out(repo, "rev-parse", f"{read.head_sha}^{{tree}}") == git_out(
+        repo, "rev-parse", f"{work}^{{tree}}"
+    )

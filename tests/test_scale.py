@@ -18,6 +18,7 @@ from activities.lib.artifacts import LocalArtifactStore
 from activities.lib.parts import INLINE_LIMIT, by_reference, whole_record
 from runtime.settings import Settings
 from schemas.run import PhaseState, RunRecord, WorkstreamState
+from workflows import phase as phase_workflow
 from workflows.phase import PhaseWorkflow
 
 
@@ -163,7 +164,8 @@ async def test_a_record_too_large_for_a_payload_is_returned_by_reference(
 ) -> None:
     """At 10,000 workstreams the record is 2 MB: the result, close_run's input and a failed
     run's details carry its scalars and the parts that hold it whole (here: at 1 KB)."""
-    monkeypatch.setattr(parts, "INLINE_LIMIT", 1024)  # read as each run's sandbox imports it
+    monkeypatch.setattr(parts, "INLINE_LIMIT", 1024)
+    monkeypatch.setattr(phase_workflow, "INLINE_LIMIT", 1024)  # imported by name there
     spec = four_waves()
     handle = await start_phase(client, settings, run_input(spec, make_repo({"a.txt": "a\n"})))
     carried = await record_of(handle)

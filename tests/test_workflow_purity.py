@@ -1,6 +1,7 @@
 """What the workflow sandbox would refuse, refused in the source of every module in
-workflows/: the helpers are passed through the sandbox (imported once per process, see
-runtime/plugin.py), so nothing checks them at run time — this does, before they ship.
+workflows/: uet's workflows run outside the SDK's sandbox (workflows/__init__.py says why), so
+nothing checks them at run time — this does, before they ship, and the recorded histories'
+replay (tests/test_replay.py) checks what they decide.
 
 A workflow module may import only deterministic things (the standard library's pure parts,
 temporalio, uet's schemas, its activities' definitions and its own workflow modules), never
@@ -121,6 +122,20 @@ def test_only_the_definitions_define_workflows() -> None:
         and any(ast.unparse(d).startswith("workflow.defn") for d in node.decorator_list)
     }
     assert defining == set(workflows.DEFINITIONS)
+
+
+def test_no_definition_asks_for_the_sandbox() -> None:
+    """Each says ``sandboxed=SANDBOXED``: one place decides, and this guard is why it may."""
+    plain = [
+        f"{path.stem}:{node.lineno}"
+        for path in MODULES
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+        for d in node.decorator_list
+        if ast.unparse(d).startswith("workflow.defn")
+        and ast.unparse(d) != "workflow.defn(sandboxed=SANDBOXED)"
+    ]
+    assert plain == []
 
 
 def test_the_guard_catches_what_it_is_for(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from temporalio import workflow
 from workflows.details import Tally, render
 from workflows.journal import Journal
 from workflows.search import STATUS
+from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
     from schemas.events import EventType
@@ -63,7 +64,7 @@ class Board:
     def apply_plan(self, plan: Plan) -> None:
         self.record.waves = plan.waves
         self.state.remaining = plan.remaining
-        if plan.order and workflow.patched(PLANNED_ORDER):
+        if plan.order and patched(PLANNED_ORDER):
             self.state.rank = {ws_id: n for n, ws_id in enumerate(plan.order)}
         # Plans recorded before learned routing have neither: the router's own chains.
         self.state.router.learned_order = plan.tool_order

@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from workflows.failures import cause_message
 from workflows.journal import Journal
 from workflows.steps import WORKSTREAM, Steps
+from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
     from activities.caches import CacheActivities
@@ -41,7 +42,7 @@ async def prepare_caches(
             key = ws.workspace.model_dump_json()
             users.setdefault(key, []).append(ws.workstream_id)
             specs[key] = ws.workspace
-    if not users or not workflow.patched(PREPARE_CACHES):
+    if not users or not patched(PREPARE_CACHES):
         return {}
     # Setup may run twice (once more on a fresh checkout), and restoring takes a while.
     runs = [

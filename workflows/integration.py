@@ -14,6 +14,7 @@ from workflows.board import Board
 from workflows.journal import Journal
 from workflows.saga import Saga
 from workflows.steps import QUICK, Steps, gates
+from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
@@ -138,7 +139,7 @@ class Integration:
             # Eager: one workstream per step, a few git runs; inside this workflow task it
             # saves a round trip through the server and a workflow task per step. A wave of
             # hundreds stays a remote activity: queries wait while a local one runs.
-            local=self.phase.scheduling == "eager" and workflow.patched(INTEGRATE_LOCALLY),
+            local=self.phase.scheduling == "eager" and patched(INTEGRATE_LOCALLY),
         )
         self.record.head_sha = self.state.checkpoints[number] = integrated.head_sha
         self.state.history = integrated.history

@@ -15,6 +15,7 @@ from temporalio import workflow
 
 from workflows.ids import IdFactory
 from workflows.steps import QUICK, Steps
+from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
     from activities.lib.parts import pack_lines
@@ -164,7 +165,7 @@ class JournalParts:
         held = len(ledger) + len(journal.events) + len(journal.moves)
         if not everything and held < self.batch:
             return
-        if not workflow.patched(WRITE_JOURNAL):
+        if not patched(WRITE_JOURNAL):
             return
         final = [e for e in ledger.values() if not self.live(e.workstream_id)]
         events = sorted(journal.events, key=lambda e: e.event_id)

@@ -16,6 +16,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.versions import patched
+
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from schemas.events import EventType, RunEvent
@@ -56,7 +58,7 @@ class Notifier:
         """A journal event: tell the webhooks that asked for it."""
         kind = EVENTS.get(event.type)
         # patched() only where a notification goes out: runs without notify: record nothing.
-        if kind is None or kind not in self.wanted or not workflow.patched(NOTIFY):
+        if kind is None or kind not in self.wanted or not patched(NOTIFY):
             return
         record = self.record
         review = None

@@ -15,6 +15,7 @@ from workflows.failures import AskReview, Failed, cause_message, last_lines
 from workflows.journal import Journal
 from workflows.steps import WORKSTREAM, StepOptions, Steps
 from workflows.steps import gates as gates_options
+from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
@@ -75,7 +76,7 @@ class PatchSteps:
                 run_history=self.input.run_history,
             ),
             summary=f"validate patch of {self.ws.workstream_id}",
-            local=workflow.patched(VALIDATE_LOCALLY),
+            local=patched(VALIDATE_LOCALLY),
         )
         entry.patch = checked.artifact
         entry.record_validation(checked.report)
@@ -149,7 +150,7 @@ class PatchSteps:
                     timestamp=int(workflow.time_ns() // 1_000_000_000),
                 ),
                 summary=f"apply and commit {self.ws.workstream_id}",
-                local=workflow.patched(COMMIT_LOCALLY),
+                local=patched(COMMIT_LOCALLY),
             )
         except Failed as failed:
             self.journal.move(entry, PatchState.APPLY_FAILED, failed.reason)

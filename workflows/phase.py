@@ -19,6 +19,7 @@ from typing import NoReturn
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows import SANDBOXED
 from workflows.board import LIVE, Board, new_record
 from workflows.caches import prepare_caches
 from workflows.failures import cause_message
@@ -32,6 +33,7 @@ from workflows.runner import WorkstreamRunner
 from workflows.saga import Saga
 from workflows.slots import Slots
 from workflows.steps import QUICK, Steps
+from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
     from activities.lib.parts import INLINE_LIMIT, DocumentReader, split
@@ -69,7 +71,7 @@ PHASE_IN_SLICES = "phase-read-in-slices"
 RECORD_BY_REFERENCE = "record-by-reference"
 
 
-@workflow.defn
+@workflow.defn(sandboxed=SANDBOXED)
 class PhaseWorkflow:
     @workflow.init
     def __init__(self, input: RunInput) -> None:
@@ -234,7 +236,7 @@ class PhaseWorkflow:
         """The phase given by reference, and a continued run's state."""
         phase, patch_files = input.phase, input.patch_files
         if input.document:
-            if workflow.patched(PHASE_IN_SLICES):
+            if patched(PHASE_IN_SLICES):
                 reader = DocumentReader()
                 await self._parts.read_each(input.document, reader.add)
                 document = reader.document()
@@ -305,7 +307,7 @@ class PhaseWorkflow:
                 wave=number,
             )
             integration.push_checkpoint(number)
-            if ready and workflow.patched(WAVE_BRANCHES):
+            if ready and patched(WAVE_BRANCHES):
                 # One undo step for all the wave's branches rather than one each: the saga
                 # stack, and with it the run record, stays small in very large phases.
                 self._saga.push(
@@ -426,7 +428,7 @@ class PhaseWorkflow:
         long = info.is_continue_as_new_suggested() or (
             limit is not None and info.get_current_history_length() >= limit
         )
-        return long and workflow.patched(CONTINUE_AS_NEW)
+        return long and patched(CONTINUE_AS_NEW)
 
     async def _continue_as_new(self, next_wave: int) -> NoReturn:
         """Go on from ``next_wave`` in a fresh execution (same workflow id, so the Web UI, the
@@ -472,7 +474,7 @@ class PhaseWorkflow:
             forge is not None
             and forge.publish
             and (state == PhaseState.COMPLETED or (state == PhaseState.FAILED and tells_issues))
-            and workflow.patched(PUBLISH_AT_END)
+            and patched(PUBLISH_AT_END)
         ):
             # Before the report is written, so that it and the record name the pull request.
             # A failed run opens none; its issues, if it has any, still hear how it went.
@@ -510,6 +512,6 @@ class PhaseWorkflow:
     async def _carried(self, record: RunRecord) -> RunRecord:
         """``record`` as a payload may carry it: by reference when it is too large."""
         text = record.model_dump_json()
-        if len(text) <= INLINE_LIMIT or not workflow.patched(RECORD_BY_REFERENCE):
+        if len(text) <= INLINE_LIMIT or not patched(RECORD_BY_REFERENCE):
             return record
         return record.by_reference(await self._parts.write(split(text), "record"))

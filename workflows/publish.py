@@ -11,6 +11,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
+from workflows import SANDBOXED
 from workflows.failures import cause_message
 from workflows.journal import Journal
 from workflows.steps import PUBLISH, Steps
@@ -65,7 +66,7 @@ async def publish_at_end(steps: Steps, journal: Journal, input: PublishInput) ->
         journal.event(EventType.PUBLISH_FAILED, problem)
 
 
-@workflow.defn
+@workflow.defn(sandboxed=SANDBOXED)
 class PublishWorkflow:
     """``uet pr RUN``: a finished run published again (its id: ``uet-RUN/pr``)."""
 

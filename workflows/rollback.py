@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows import SANDBOXED
 from workflows.ids import IdFactory
 from workflows.journal import Journal
 from workflows.saga import Saga
@@ -18,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.workspace import CloseRunInput
 
 
-@workflow.defn
+@workflow.defn(sandboxed=SANDBOXED)
 class RollbackWorkflow:
     @workflow.run
     async def run(self, input: RollbackRunInput) -> RunRecord:

@@ -19,6 +19,7 @@ from workflows.failures import Failed, cause_message, last_lines
 from workflows.journal import Journal
 from workflows.steps import QUICK, StepOptions, Steps
 from workflows.steps import tool as tool_options
+from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
     from activities.tools import ToolActivities
@@ -159,7 +160,7 @@ class ToolChain:
         """The tool run, on the tool's own task queue: only workers whose host has the tool
         poll it. While none picks it up, the workstream says why it waits (its status in
         ``uet status`` and the Web UI) and asks again, less often as the wait goes on."""
-        if not workflow.patched(TOOL_QUEUES):  # runs started before: the workflow's queue
+        if not patched(TOOL_QUEUES):  # runs started before: the workflow's queue
             return await self.steps.run(ToolActivities.run_tool, input, options, summary=summary)
         queue = tool_queue(workflow.info().task_queue, tool_id)
         wait = self.steps.heartbeat

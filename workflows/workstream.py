@@ -13,12 +13,14 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows import SANDBOXED
 from workflows.failures import AskReview, Failed, headline, last_lines
 from workflows.ids import IdFactory
 from workflows.journal import Journal
 from workflows.patch_steps import PatchSteps
 from workflows.steps import WORKSTREAM, Steps
 from workflows.tool_chain import ToolChain
+from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
     from activities.lib.feedback import render_feedback
@@ -51,7 +53,7 @@ NO_CHANGE_FAILS = "ai-no-change-fails"
 FAILED_REVIEWS = ("gates_failed", "quarantined")
 
 
-@workflow.defn
+@workflow.defn(sandboxed=SANDBOXED)
 class WorkstreamWorkflow:
     @workflow.init
     def __init__(self, input: WorkstreamInput) -> None:
@@ -90,7 +92,7 @@ class WorkstreamWorkflow:
                 reason=ask.need.summary,
                 review=ask.need,
             )
-            if ask.need.reason in FAILED_REVIEWS and workflow.patched(FAIL_FOR_REVIEW):
+            if ask.need.reason in FAILED_REVIEWS and patched(FAIL_FOR_REVIEW):
                 # Its patch failed; a person decides what happens next. In the Web UI this
                 # execution is failed, not green; the parent reads the result from the details.
                 raise ApplicationError(
@@ -212,7 +214,7 @@ class WorkstreamWorkflow:
                 return commit, entry.patch if entry else None
             failure = gates.first_failure
             assert failure is not None
-            if failure.code is not None and workflow.patched(GATE_UNRUNNABLE):
+            if failure.code is not None and patched(GATE_UNRUNNABLE):
                 await self._patches.gate_unrunnable(failure, entry)
             why = f"gate {failure.gate_id} {failure.reason}"
             if attempt < last:
@@ -255,7 +257,7 @@ class WorkstreamWorkflow:
         return (
             self._tools.used[0] in AI_TOOLS
             and not self._ws.allow_no_change
-            and workflow.patched(NO_CHANGE_FAILS)
+            and patched(NO_CHANGE_FAILS)
         )
 
     # -- learning from runs --------------------------------------------------------------------
@@ -265,7 +267,7 @@ class WorkstreamWorkflow:
         ``learning: {mode: off}`` and no recoveries of its own, nor in runs started before."""
         if self._input.learning.mode == "off" and not self._rules():
             return False
-        return workflow.patched(RECOVER)
+        return patched(RECOVER)
 
     def _rules(self) -> list[RecoveryRule]:
         return [*self._ws.recoveries, *self._input.recoveries]

@@ -8,7 +8,9 @@ and neutralises config that executes commands or rewrites objects behind our bac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +131,29 @@ class Git:
         return await self.out(
             "commit-tree", tree, *parent_args, "-F", "-", input=message.encode(), env=ident
         )
+
+    def loose_commit(self, sha: str) -> tuple[str, list[str]] | None:
+        """(tree, parents) of commit ``sha``, read from its loose object file without a git
+        process: None where it is not one (packed, in an alternate, not a commit). Checked
+        against its own id, so a damaged file reads as none."""
+        try:
+            raw = zlib.decompress((self.git_dir / "objects" / sha[:2] / sha[2:]).read_bytes())
+        except (OSError, ValueError, zlib.error):
+            return None
+        digest = hashlib.sha1 if len(sha) == 40 else hashlib.sha256
+        header, _, body = raw.partition(b"\0")
+        if digest(raw).hexdigest() != sha or not header.startswith(b"commit "):
+            return None
+        tree, parents = "", []
+        for line in body.split(b"\n"):
+            if not line:  # the headers end at the first empty line
+                break
+            key, _, value = line.partition(b" ")
+            if key == b"tree":
+                tree = value.decode()
+            elif key == b"parent":
+                parents.append(value.decode())
+        return (tree, parents) if tree else None
 
     async def update_ref(
         self, ref: str, new: str, old: str | None = None, keep: str | None = None

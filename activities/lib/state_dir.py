@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -19,6 +21,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.lib.artifacts import ArtifactStore, UnusableArtifactStore, open_artifact_store
 from activities.lib.git import Git
+
+#: A commit id, as activities get them (a file name for the run's index of its tree).
+SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class StateDir:
@@ -62,12 +67,34 @@ class StateDir:
         return path
 
     @asynccontextmanager
-    async def private_index(self, repo: Git, run_id: str) -> AsyncIterator[Git]:
-        """``repo`` with a throwaway index file of our own (never the user's)."""
+    async def private_index(
+        self, repo: Git, run_id: str, at: str | None = None
+    ) -> AsyncIterator[Git]:
+        """``repo`` with a throwaway index file of our own (never the user's): empty, or
+        holding commit ``at``'s tree (what ``git read-tree at`` makes)."""
         tmp_root = self.run_dir(run_id) / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
-            yield repo.with_(index_file=Path(tmp) / "index")
+            index = Path(tmp) / "index"
+            if at is not None:
+                shutil.copyfile(await self._index_at(repo, run_id, at, Path(tmp)), index)
+            yield repo.with_(index_file=index)
+
+    async def _index_at(self, repo: Git, run_id: str, commit: str, tmp: Path) -> Path:
+        """The run's index of ``commit``'s tree, read once: a wave's workstreams share their
+        base, and each one's tool and commit both start from it — a git process each, saved
+        by a file copy. An index holds no more than the tree's entries (without a work tree
+        there is no stat data), so a copy is what ``read-tree`` would write; it is renamed
+        into place whole, and a run's indexes go with its scratch space."""
+        kept = self.run_dir(run_id) / "indexes" / commit
+        if not SHA.fullmatch(commit) or not kept.exists():
+            built = tmp / "read-tree"
+            await repo.with_(index_file=built).run("read-tree", commit)
+            if not SHA.fullmatch(commit):  # not a name to keep a file by
+                return built
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(built, kept)
+        return kept
 
 
 def _artifact_store(home: Path) -> ArtifactStore:
@@ -100,13 +127,18 @@ def read_owner(folder: Path) -> dict[str, Any] | None:
 
 
 def owner_mark() -> dict[str, Any]:
-    pid = os.getpid()
+    return {**_this_process(os.getpid()), "created_at": datetime.now(UTC).isoformat()}
+
+
+@functools.cache
+def _this_process(pid: int) -> dict[str, Any]:
+    """What marks this process (asked once per pid: each scratch dir of every activity
+    attempt is marked, and /proc need not be read again for the same answer)."""
     return {
         "host": socket.gethostname(),
         "pid": pid,
         "pid_start": process_start(pid),
         "boot_id": boot_id(),
-        "created_at": datetime.now(UTC).isoformat(),
     }
 
 

@@ -1,0 +1,69 @@
+"""A run started with this code records one change marker, for the generation, and takes every
+folded change (workflows/versions.py); runs recorded before replay as they were
+(tests/test_replay.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from helpers import phase, run_input, run_phase
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+import workflows
+from runtime.settings import Settings
+from schemas.run import PhaseState
+from workflows.versions import FOLDED, GENERATION
+
+
+def _changes(events: Any) -> list[str]:
+    found = []
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                found.append(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
+    return found
+
+
+async def test_a_new_run_records_the_generation_once_and_takes_the_folded_changes(
+    client: Client, settings: Settings, worker: Worker, make_repo: Any
+) -> None:
+    spec = phase(
+        workstreams=[
+            {"workstream_id": "a", "execution_request": {"command": "echo a > a.txt"}},
+            {"workstream_id": "b", "execution_request": {"command": "echo b > b.txt"}},
+        ]
+    )
+    record = await run_phase(client, settings, run_input(spec, make_repo({"README.md": "hi\n"})))
+    assert record.status == PhaseState.COMPLETED, record.reason
+    runs = [
+        w async for w in client.list_workflows(f'WorkflowId STARTS_WITH "{record.workflow_id}"')
+    ]
+    assert len(runs) == 3  # the phase and its two workstreams
+    for run in runs:
+        history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+        assert _changes(history.events) == [GENERATION], run.id
+        scheduled = [
+            e.activity_task_scheduled_event_attributes
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        ]
+        # Folded changes taken: validate and commit run as local activities
+        # ("validate-patch-locally", "commit-patch-locally"), the tool on its own queue
+        # ("tool-queues").
+        names = {a.activity_type.name for a in scheduled}
+        assert not names & {"validate_patch", "commit_patch"}, run.id
+        for a in scheduled:
+            if a.activity_type.name == "run_tool":
+                assert a.task_queue.name != settings.task_queue
+
+
+def test_every_folded_change_is_one_the_code_asks_for() -> None:
+    source = "\n".join(p.read_text() for p in Path(workflows.__file__).parent.glob("*.py"))
+    asked = set(re.findall(r'^[A-Z_]+ = "([a-z0-9-]+)"$', source, re.M))
+    assert asked >= FOLDED
