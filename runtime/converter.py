@@ -60,19 +60,28 @@ class CompressedJSON(EncodingPayloadConverter):
         return self.json.from_payload(plain, type_hint)
 
 
+def _converters() -> tuple[EncodingPayloadConverter, ...]:
+    json = PydanticJSONPlainPayloadConverter()
+    converters: list[EncodingPayloadConverter] = []
+    for converter in DefaultPayloadConverter.default_encoding_payload_converters:
+        if isinstance(converter, JSONPlainPayloadConverter):
+            # Tried first for every value; the plain one decodes ``json/plain``.
+            converters += [CompressedJSON(json), json]
+        else:
+            converters.append(converter)
+    return tuple(converters)
+
+
+#: Made once: the SDK makes a payload converter for every workflow activation, and these
+#: hold no state of their own.
+CONVERTERS = _converters()
+
+
 class UetPayloadConverter(CompositePayloadConverter):
     """The SDK's default converters, JSON replaced by pydantic's, compressed when large."""
 
     def __init__(self) -> None:
-        json = PydanticJSONPlainPayloadConverter()
-        converters: list[EncodingPayloadConverter] = []
-        for converter in DefaultPayloadConverter.default_encoding_payload_converters:
-            if isinstance(converter, JSONPlainPayloadConverter):
-                # Tried first for every value; the plain one decodes ``json/plain``.
-                converters += [CompressedJSON(json), json]
-            else:
-                converters.append(converter)
-        super().__init__(*converters)
+        super().__init__(*CONVERTERS)
 
 
 DATA_CONVERTER = DataConverter(payload_converter_class=UetPayloadConverter)

@@ -28,6 +28,7 @@ from workflows.integration import Integration
 from workflows.journal import Journal, JournalParts
 from workflows.notifier import Notifier
 from workflows.publish import PUBLISH_AT_END, publish_at_end
+from workflows.readiness import Readiness
 from workflows.review import ReviewDesk
 from workflows.runner import WorkstreamRunner
 from workflows.saga import Saga
@@ -344,9 +345,10 @@ class PhaseWorkflow:
         integrated the run continues as new from the next step."""
         board, runner, integration = self._board, self._runner, self._integration
         statuses = self._state.record.workstreams
-        deps = {ws.workstream_id: set(ws.dependencies) for ws in self._phase.workstreams}
         # Completed means integrated here (or nothing to integrate): a conflict re-runs it.
-        merged = {w for w, s in statuses.items() if s.status == WorkstreamState.COMPLETED}
+        readiness = Readiness(
+            self._phase, {w for w, s in statuses.items() if s.status == WorkstreamState.COMPLETED}
+        )
         running: dict[str, asyncio.Task[WorkstreamResult]] = {}
         step = first - 1
         draining = False
@@ -354,10 +356,8 @@ class PhaseWorkflow:
             if self._rollback is None and not draining:
                 ready = [
                     w
-                    for w, s in statuses.items()
-                    if s.status == WorkstreamState.PENDING
-                    and w not in running
-                    and deps[w] <= merged
+                    for w in readiness.frontier
+                    if statuses[w].status == WorkstreamState.PENDING and w not in running
                 ]
                 for ws_id in sorted(ready, key=lambda w: (board.priority(w), w)):
                     running[ws_id] = asyncio.create_task(
@@ -374,7 +374,7 @@ class PhaseWorkflow:
                 if self._rollback is not None or result.status != WorkstreamState.COMPLETED:
                     continue
                 if result.commit is None:  # nothing to integrate: done as it is
-                    merged.add(ws_id)
+                    readiness.merged(ws_id)
                     continue
                 step += 1
                 self._state.record.current_wave = step
@@ -382,7 +382,7 @@ class PhaseWorkflow:
                 for conflicted, outcome in await integration.integrate(step, [result]):
                     await runner.settle_conflict(step, conflicted, outcome)
                 if board.ws(ws_id).status == WorkstreamState.COMPLETED:
-                    merged.add(ws_id)
+                    readiness.merged(ws_id)
                 stop = await self._after_step(step, last=not running and not board.pending())
                 if stop is None and self._rollback is None:
                     await self._parts.write_out()

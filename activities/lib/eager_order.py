@@ -62,6 +62,9 @@ def searched_order(
     if n <= slots:
         return order  # every workstream has a slot: the order changes nothing
     best = makespan(durations, dependencies, order, slots)
+    floor = lower_bound(durations, dependencies, slots)
+    if best <= floor + 1e-9:
+        return order
     spent = n
     improved = True
     while improved and spent < BUDGET:
@@ -75,6 +78,32 @@ def searched_order(
                 spent += n
                 if tried < best - 1e-9:
                     best, improved = tried, True
+                    if best <= floor + 1e-9:  # no order ends sooner: the rest would not swap
+                        return order
                 else:
                     order[i], order[j] = order[j], order[i]
     return order
+
+
+def lower_bound(
+    durations: Mapping[str, float], dependencies: Mapping[str, list[str]], slots: int
+) -> float:
+    """No schedule ends sooner: the longest dependency path, or all the work on every slot."""
+    waiting = {ws_id: len(deps) for ws_id, deps in dependencies.items()}
+    dependents: dict[str, list[str]] = {ws_id: [] for ws_id in dependencies}
+    for ws_id, deps in dependencies.items():
+        for dep in deps:
+            dependents[dep].append(ws_id)
+    start = dict.fromkeys(dependencies, 0.0)
+    todo = [ws_id for ws_id, n in waiting.items() if not n]
+    longest = 0.0
+    while todo:
+        ws_id = todo.pop()
+        end = start[ws_id] + durations[ws_id]
+        longest = max(longest, end)
+        for after in dependents[ws_id]:
+            start[after] = max(start[after], end)
+            waiting[after] -= 1
+            if not waiting[after]:
+                todo.append(after)
+    return max(longest, sum(durations[w] for w in dependencies) / slots)
