@@ -13,6 +13,9 @@ own scheduling rule with zero overhead ("ideal": waves list-scheduled in id orde
 starting ready workstreams in the plan's order: longest remaining critical path first, improved
 by the plan's simulated pairwise swaps, activities/lib/eager_order.py) and prints the
 measured makespan against it: what uet's orchestration costs, apart from the rule's own gap.
+And once more with each workstream longer by the floor ("with the floor": a bare child
+workflow and one activity, measured first on the same server, bench/floor.py): what no design
+with a child workflow per workstream can beat, on this machine, however little else it does.
 
 Eager's priorities are only as good as its durations. So each DAG also runs eager twice more
 with no ``estimated_duration_s`` at all: first as it is (every workstream weighs 1, so a long
@@ -37,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from floor import floor_ms  # noqa: E402
 from helpers import phase, run_input, run_phase  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
@@ -109,9 +113,10 @@ def remaining(dag: dict[str, tuple[float, list[str]]], unit: bool = False) -> di
     return rest
 
 
-def simulate(dag: dict[str, tuple[float, list[str]]], mode: str) -> float:
+def simulate(dag: dict[str, tuple[float, list[str]]], mode: str, each: float = 0.0) -> float:
     """The makespan of ``mode``'s scheduling rule with no overhead at all (eager-noest: the
-    priorities of a plan with no durations)."""
+    priorities of a plan with no durations); ``each``: seconds added to every workstream."""
+    dag = {ws: (duration + each, deps) for ws, (duration, deps) in dag.items()}
     if mode == "waves":
         level: dict[str, int] = {}
         for ws, (_, deps) in dag.items():
@@ -171,6 +176,10 @@ async def main(scale: float) -> None:
         dev_server_extra_args=dynamic_config_args(),
     )
     rows = []
+    # What a child workflow and an activity cost on this server now (bench/floor.py): no
+    # design with a child per workstream can take less per workstream on the critical path.
+    floor = await floor_ms(env.client, 40) / 1000
+    print(f"floor (bare child + activity): {floor * 1000:.1f} ms per workstream", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", task_queue="bench", ui_port=0)
         async with build_worker(env.client, settings):
@@ -188,6 +197,7 @@ async def main(scale: float) -> None:
                 for mode in ("waves", "eager", "eager-noest", "eager-learned"):
                     rule = "eager-noest" if mode == "eager-noest" else mode.split("-")[0]
                     ideal = simulate(dag, rule)
+                    floored = simulate(dag, rule, each=floor)
                     repo = make_repo(Path(tmp) / f"{name}-{mode}".replace(" ", "-"))
                     if mode.startswith("eager-"):
                         the_spec = spec(
@@ -205,12 +215,12 @@ async def main(scale: float) -> None:
                         learned = f"  learned durations for {len(plan.learned_durations)} ws"
                         if mode == "eager-learned":
                             assert len(plan.learned_durations) == len(dag), "nothing learned"
-                    rows.append((name, mode, len(dag), makespan, lower, total, ideal))
+                    rows.append((name, mode, len(dag), makespan, lower, total, ideal, floored))
                     print(
                         f"{name:15} {mode:13}  {len(dag):2} ws  makespan {makespan:6.2f}s  "
                         f"bound {lower:6.2f}s  ratio {makespan / lower:5.2f}x  "
-                        f"(rule's ideal {ideal / lower:4.2f}x; uet adds "
-                        f"{100 * (makespan / ideal - 1):4.1f}%)  "
+                        f"(rule's ideal {ideal / lower:4.2f}x, with the floor "
+                        f"{floored / lower:4.2f}x; uet adds {100 * (makespan / ideal - 1):4.1f}%)  "
                         f"speedup {total / makespan:4.2f}x (of {total / lower:4.2f}x possible)"
                         + learned,
                         flush=True,
@@ -223,6 +233,12 @@ async def main(scale: float) -> None:
         f"summary: eager within {worst:.2f}x of the bound on all four DAGs (target 1.10x); "
         f"waves up to {max(r[3] / r[4] for r in rows if r[1] == 'waves'):.2f}x; "
         f"eager's orchestration adds at most {100 * (added - 1):.1f}% to its rule's ideal"
+    )
+    print(
+        f"summary: the rule with the floor's {floor * 1000:.0f} ms per workstream alone, eager: "
+        + " / ".join(f"{r[7] / r[4]:.2f}x" for r in eager)
+        + "; uet: "
+        + " / ".join(f"{r[3] / r[4]:.2f}x" for r in eager)
     )
     ratios = {(r[0], r[1]): r[3] / r[4] for r in rows}
     names = list(dict.fromkeys(r[0] for r in rows))

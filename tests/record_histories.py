@@ -25,16 +25,20 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.lib.artifacts import LocalArtifactStore
-from activities.lib.parts import by_reference
+from activities.lib.parts import by_reference, whole_record
 from runtime.capabilities import Capabilities
+from runtime.cli.undo import rollback_input
 from runtime.converter import DATA_CONVERTER
 from runtime.devserver import dynamic_config_args
 from runtime.plugin import build_worker, tool_worker
+from runtime.records import read_report
 from runtime.settings import Settings, temporal_binary
+from schemas.refs import rollback_workflow_id
 from schemas.review import ReviewDecision
 from schemas.run import PhaseState
 from workflows import search
 from workflows.phase import PhaseWorkflow
+from workflows.rollback import RollbackWorkflow
 
 OUT = Path(__file__).resolve().parent / "histories"
 FILE = "".join(f"line {n}\n" for n in range(1, 9))
@@ -301,6 +305,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }
 #: Scenarios whose workstreams' histories are like any other's: only the phase's are kept.
 PHASE_ONLY = {"large"}
+#: v12 on: scenarios `uet rollback` undoes once they end (their RollbackWorkflow's history is
+#: kept too; "large": its record goes to the rollback and back by reference).
+UNDONE = {"plain", "large"}
 #: What the recording worker offers: every tool but the one "tool_waits" waits for.
 RECORDER = Capabilities(tools=("shell", "patch", "claude", "codex"), labels=())
 
@@ -338,6 +345,16 @@ async def record(
             final = await record_of(handle)
     else:
         final = await record_of(handle)
+    if name in UNDONE:  # as `uet rollback RUN` does it (runtime/cli/undo.py)
+        store = LocalArtifactStore(settings.home / "artifacts")
+        view = read_report(final.run_id, settings)
+        assert view is not None
+        await client.execute_workflow(
+            RollbackWorkflow.run,
+            rollback_input(whole_record(final, store), view, store, None, "recorded"),
+            id=rollback_workflow_id(final.run_id),
+            task_queue=settings.task_queue,
+        )
     folder = OUT / name
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob(f"{generation}-*.json"):
@@ -346,7 +363,8 @@ async def record(
     query = f'WorkflowId = "{wf_id}" OR WorkflowId STARTS_WITH "{wf_id}/"'
     runs = sorted([(e.id, e.start_time, e.run_id) async for e in client.list_workflows(query)])
     if name in PHASE_ONLY:
-        runs = [run for run in runs if run[0] == wf_id]
+        kept = {wf_id, rollback_workflow_id(final.run_id)}
+        runs = [run for run in runs if run[0] in kept]
     for number, (execution_id, _, run) in enumerate(runs):
         history = await client.get_workflow_handle(execution_id, run_id=run).fetch_history()
         doc = {"workflow_id": execution_id, "history": json.loads(history.to_json())}

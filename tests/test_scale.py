@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import cli, git_out, phase, record_of, run_input, start_phase, wait_for_status
+from helpers import cli, cli_env, git_out, phase, record_of, run_input, start_phase, wait_for_status
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.worker import Worker
 from test_journal import report, rolled_back_chain
@@ -16,10 +16,13 @@ from test_journal import report, rolled_back_chain
 from activities.lib import parts
 from activities.lib.artifacts import LocalArtifactStore
 from activities.lib.parts import INLINE_LIMIT, by_reference, whole_record
+from runtime.cli.undo import rollback
 from runtime.settings import Settings
-from schemas.run import PhaseState, RunRecord, WorkstreamState
-from workflows import phase as phase_workflow
+from schemas.refs import rollback_workflow_id
+from schemas.run import PhaseState, RollbackRunInput, RunRecord, WorkstreamState
+from workflows import journal
 from workflows.phase import PhaseWorkflow
+from workflows.rollback import RollbackWorkflow
 
 
 def four_waves() -> Any:
@@ -165,7 +168,7 @@ async def test_a_record_too_large_for_a_payload_is_returned_by_reference(
     """At 10,000 workstreams the record is 2 MB: the result, close_run's input and a failed
     run's details carry its scalars and the parts that hold it whole (here: at 1 KB)."""
     monkeypatch.setattr(parts, "INLINE_LIMIT", 1024)
-    monkeypatch.setattr(phase_workflow, "INLINE_LIMIT", 1024)  # imported by name there
+    monkeypatch.setattr(journal, "INLINE_LIMIT", 1024)  # the workflows' copy of the name
     spec = four_waves()
     handle = await start_phase(client, settings, run_input(spec, make_repo({"a.txt": "a\n"})))
     carried = await record_of(handle)
@@ -185,3 +188,21 @@ async def test_a_record_too_large_for_a_payload_is_returned_by_reference(
     shown = await cli(client, settings)("status", record.run_id, "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["workstreams"].keys() == record.workstreams.keys()
+
+    # `uet rollback` of the finished run: in this process, so that it sees the 1 KB limit too.
+    for name, value in cli_env(client, settings).items():
+        monkeypatch.setenv(name, value)
+    assert await rollback(record.run_id, None, "too large", no_worker=True) == 0
+    rolled = await client.get_workflow_handle_for(
+        RollbackWorkflow.run, rollback_workflow_id(record.run_id)
+    ).result()
+    assert rolled.status == PhaseState.ROLLED_BACK and rolled.parts and rolled.workstreams == {}
+    after = whole_record(rolled, store)
+    assert {s.status for s in after.workstreams.values()} == {WorkstreamState.ROLLED_BACK}
+    on_disk = RunRecord.model_validate_json(Path(record.report_dir, "run.json").read_text())
+    assert on_disk.status == PhaseState.ROLLED_BACK and on_disk.workstreams == after.workstreams
+    history = await client.get_workflow_handle(rollback_workflow_id(record.run_id)).fetch_history()
+    assert max(p.ByteSize() for e in history.events for p in _payloads(e)) < 48_000 + 1024
+    started = history.events[0].workflow_execution_started_event_attributes.input.payloads
+    (given,) = await client.data_converter.decode(started, [RollbackRunInput])
+    assert given.record.parts and given.record.workstreams == {}  # the CLI's, by reference

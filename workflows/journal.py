@@ -18,13 +18,14 @@ from workflows.steps import QUICK, Steps
 from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
-    from activities.lib.parts import pack_lines
+    from activities.lib.parts import INLINE_LIMIT, pack_lines, split
     from activities.parts import PartActivities
     from schemas.base import ArtifactRef
     from schemas.events import EventType, RunEvent
     from schemas.journal import JournalRecord, LedgerMove
     from schemas.ledger import TRANSITIONS, IllegalTransition, LedgerEntry, PatchState, StateChange
     from schemas.phase_state import PhaseWorkflowState
+    from schemas.run import RunRecord
     from schemas.workspace import PartText
 
 #: workflow.patched id: the journal is written out step by step (issue 7).
@@ -188,23 +189,10 @@ class JournalParts:
         del journal.moves[: len(moves)]
 
     async def write(self, parts: list[str], what: str) -> list[ArtifactRef]:
-        return list(
-            await asyncio.gather(
-                *(
-                    self.steps.run(
-                        PartActivities.store_part,
-                        PartText(text=part),
-                        QUICK,
-                        summary=f"write {what} part {n + 1} of {len(parts)}",
-                    )
-                    for n, part in enumerate(parts)
-                )
-            )
-        )
+        return await write_parts(self.steps, parts, what)
 
     async def read(self, refs: list[ArtifactRef]) -> str:
-        texts = await asyncio.gather(*(self._load(refs, n) for n in range(len(refs))))
-        return "".join(t.text for t in texts)
+        return await read_parts(self.steps, refs)
 
     async def read_each(self, refs: list[ArtifactRef], take: Callable[[str], None]) -> None:
         """The parts in order, a window of them at a time, each given to ``take`` as its window
@@ -212,10 +200,43 @@ class JournalParts:
         window, each far inside the SDK's two seconds."""
         for start in range(0, len(refs), READ_WINDOW):
             window = range(start, min(start + READ_WINDOW, len(refs)))
-            for text in await asyncio.gather(*(self._load(refs, n) for n in window)):
+            for text in await asyncio.gather(*(_load(self.steps, refs, n) for n in window)):
                 take(text.text)
 
-    def _load(self, refs: list[ArtifactRef], n: int) -> Awaitable[PartText]:
-        return self.steps.run(
-            PartActivities.load_part, refs[n], QUICK, summary=f"read part {n + 1} of {len(refs)}"
+
+async def write_parts(steps: Steps, parts: list[str], what: str) -> list[ArtifactRef]:
+    """``parts`` into the artifact store, one activity each, at once."""
+    return list(
+        await asyncio.gather(
+            *(
+                steps.run(
+                    PartActivities.store_part,
+                    PartText(text=part),
+                    QUICK,
+                    summary=f"write {what} part {n + 1} of {len(parts)}",
+                )
+                for n, part in enumerate(parts)
+            )
         )
+    )
+
+
+async def read_parts(steps: Steps, refs: list[ArtifactRef]) -> str:
+    """The text the parts ``refs`` hold, read at once."""
+    texts = await asyncio.gather(*(_load(steps, refs, n) for n in range(len(refs))))
+    return "".join(t.text for t in texts)
+
+
+async def carried_record(steps: Steps, record: RunRecord, change: str) -> RunRecord:
+    """``record`` as a payload may carry it: by reference, as parts, when it is too large
+    (10,000 workstreams make a 2 MB record) and the run has ``change``."""
+    text = record.model_dump_json()
+    if len(text) <= INLINE_LIMIT or not patched(change):
+        return record
+    return record.by_reference(await write_parts(steps, split(text), "record"))
+
+
+def _load(steps: Steps, refs: list[ArtifactRef], n: int) -> Awaitable[PartText]:
+    return steps.run(
+        PartActivities.load_part, refs[n], QUICK, summary=f"read part {n + 1} of {len(refs)}"
+    )

@@ -25,7 +25,7 @@ from workflows.caches import prepare_caches
 from workflows.failures import cause_message
 from workflows.ids import IdFactory
 from workflows.integration import Integration
-from workflows.journal import Journal, JournalParts
+from workflows.journal import Journal, JournalParts, carried_record
 from workflows.notifier import Notifier
 from workflows.publish import PUBLISH_AT_END, publish_at_end
 from workflows.readiness import Readiness
@@ -37,7 +37,7 @@ from workflows.steps import QUICK, Steps
 from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
-    from activities.lib.parts import INLINE_LIMIT, DocumentReader, split
+    from activities.lib.parts import DocumentReader, split
     from activities.planning import PlanningActivities
     from activities.workspace import WorkspaceActivities
     from schemas.base import ArtifactRef
@@ -511,7 +511,4 @@ class PhaseWorkflow:
 
     async def _carried(self, record: RunRecord) -> RunRecord:
         """``record`` as a payload may carry it: by reference when it is too large."""
-        text = record.model_dump_json()
-        if len(text) <= INLINE_LIMIT or not patched(RECORD_BY_REFERENCE):
-            return record
-        return record.by_reference(await self._parts.write(split(text), "record"))
+        return await carried_record(self._steps, record, RECORD_BY_REFERENCE)

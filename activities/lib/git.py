@@ -281,14 +281,25 @@ def objects_dir(repo: Git) -> Path:
 
 async def checkout(repo: Git, sha: str, path: Path) -> Git:
     """A standalone repository at ``path`` whose branch ``uet`` and work tree are at ``sha``."""
-    await run_git("init", "--quiet", "--template=", "--initial-branch=uet", str(path), cwd=path)
-    alternates = path / ".git" / "objects" / "info" / "alternates"
+    local = await borrowing_repository(repo, path)
+    await reset_to(local, sha)
+    return local
+
+
+async def borrowing_repository(repo: Git, tree: Path) -> Git:
+    """A new, empty ``.git`` in ``tree`` (its branch ``uet``, unborn) borrowing ``repo``'s
+    objects."""
+    await run_git("init", "--quiet", "--template=", "--initial-branch=uet", str(tree), cwd=tree)
+    alternates = tree / ".git" / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
     alternates.write_text(f"{objects_dir(repo)}\n")
-    local = Git(git_dir=path / ".git", work_tree=path)
-    await local.update_ref("refs/heads/uet", sha)
-    await local.run("reset", "--quiet", "--hard", "refs/heads/uet")
-    return local
+    return Git(git_dir=tree / ".git", work_tree=tree)
+
+
+async def reset_to(local: Git, sha: str) -> None:
+    """Branch ``uet``, index and work tree at ``sha``: one ``reset --hard``, which sets the
+    branch too (an unborn one as well)."""
+    await local.run("reset", "--quiet", "--hard", sha)
 
 
 async def resolve_commit(repo: Git, rev: str) -> str | None:

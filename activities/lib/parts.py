@@ -133,6 +133,19 @@ def whole_record(record: RunRecord, store: ArtifactStore) -> RunRecord:
     (the report folder, say, is known only after the parts were written)."""
     if not record.parts:
         return record
-    whole = RunRecord.model_validate_json(read_document(store, record.parts))
+    return merged_record(record, read_document(store, record.parts))
+
+
+def merged_record(record: RunRecord, text: str) -> RunRecord:
+    """The record its parts' ``text`` holds, with ``record``'s own scalars (the newer)."""
+    whole = RunRecord.model_validate_json(text)
     scalars = {name: value for name, value in record if not isinstance(value, list | dict)}
     return whole.model_copy(update=scalars)
+
+
+def record_by_reference(record: RunRecord, store: ArtifactStore) -> RunRecord:
+    """``record`` as a payload may carry it: by reference when it is too large."""
+    text = record.model_dump_json()
+    if len(text) <= INLINE_LIMIT:
+        return record
+    return record.by_reference(store_document(store, text))

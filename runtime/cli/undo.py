@@ -8,7 +8,9 @@ import getpass
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from activities.lib.artifacts import ArtifactStore
 from activities.lib.journal_store import write_journal
+from activities.lib.parts import record_by_reference
 from runtime import connect
 from runtime.artifact_store import artifact_store
 from runtime.cli.base import command, run_id
@@ -16,7 +18,7 @@ from runtime.connect import ended, phase_handle, until_closed
 from runtime.errors import ExitCode, UserError
 from runtime.output import err, out
 from runtime.progress import is_eager
-from runtime.records import current_record, load
+from runtime.records import RunView, current_record, load
 from runtime.settings import Settings
 from runtime.workers import served
 from schemas.refs import rollback_workflow_id
@@ -102,29 +104,36 @@ async def rollback(run_id: str, to_wave: int | None, reason: str, no_worker: boo
         record = current.record
         _check_to_wave(record, to_wave)
         view = await load(run_id)
-        # By reference: a large run's ledger and events are far beyond a payload.
-        store = artifact_store(settings.home)
         try:
-            journal = write_journal(store, view.ledger, view.events)
+            input = rollback_input(
+                record, view, artifact_store(settings.home), to_wave, reason or f"rollback by {who}"
+            )
         except ApplicationError as exc:  # the store unreachable, say
             raise UserError(f"run {run_id}: {exc.message}", exit_code=ExitCode.FAILED) from None
         rollback_id = rollback_workflow_id(run_id)
         async with served(client, settings, what, err, [rollback_id], own_worker=not no_worker):
             await client.execute_workflow(
-                RollbackWorkflow.run,
-                RollbackRunInput(
-                    record=record.model_copy(update={"journal": journal}),
-                    written={e.patch_id: (e.workstream_id, e.state) for e in view.ledger},
-                    to_wave=to_wave or 0,
-                    reason=reason or f"rollback by {who}",
-                ),
-                id=rollback_id,
-                task_queue=settings.task_queue,
+                RollbackWorkflow.run, input, id=rollback_id, task_queue=settings.task_queue
             )
     after = (await current_record(client, run_id, settings)).record
     head = after.head_sha[:12] if after.head_sha else "-"
     out.print(f"{run_id} {after.status}: {after.integration_branch} at {head}")
     return ExitCode.COMPLETED
+
+
+def rollback_input(
+    record: RunRecord, view: RunView, store: ArtifactStore, to_wave: int | None, reason: str
+) -> RollbackRunInput:
+    """The rollback of a finished run, by reference: its ledger and events as journal parts
+    (a large run's are far beyond a payload), and its record as parts too when it is too
+    large (10,000 workstreams make 2 MB)."""
+    journal = write_journal(store, view.ledger, view.events)
+    return RollbackRunInput(
+        record=record_by_reference(record.model_copy(update={"journal": journal}), store),
+        written={e.patch_id: (e.workstream_id, e.state) for e in view.ledger},
+        to_wave=to_wave or 0,
+        reason=reason,
+    )
 
 
 def _check_to_wave(record: RunRecord, to_wave: int | None) -> None:

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from activities.lib.git import Git, checkout, objects_dir, run_git
+from activities.lib.git import Git, borrowing_repository, checkout, reset_to
 from activities.lib.workspace.cache import fingerprint
 
 #: Slots per repository: more steps at once than this make checkouts of their own.
@@ -146,23 +146,13 @@ async def _reset(tree: Path, index_copy: Path, repo: Git, commit: str, kept: dic
     in, so that ``reset --hard`` rewrites only the files that changed since (their stat data
     differs: git compares ctime too, which no tool can set back)."""
     _remove(tree / ".git")
-    git = await checkout_repository(repo, tree)
+    git = await borrowing_repository(repo, tree)
     if index_copy.is_file():
         copy_index(index_copy, tree / ".git" / "index")
-    await git.update_ref("refs/heads/uet", commit)
-    await git.run("reset", "--quiet", "--hard", "refs/heads/uet")
+    await reset_to(git, commit)
     excludes = [arg for path in kept for arg in ("-e", f"/{path.strip('/')}")]
     await git.run("clean", "-ffdxq", *excludes)
     return git
-
-
-async def checkout_repository(repo: Git, tree: Path) -> Git:
-    """A new, empty ``.git`` in ``tree`` borrowing ``repo``'s objects (as ``checkout`` makes)."""
-    await run_git("init", "--quiet", "--template=", "--initial-branch=uet", str(tree), cwd=tree)
-    alternates = tree / ".git" / "objects" / "info" / "alternates"
-    alternates.parent.mkdir(parents=True, exist_ok=True)
-    alternates.write_text(f"{objects_dir(repo)}\n")
-    return Git(git_dir=tree / ".git", work_tree=tree)
 
 
 def _real_dir(path: Path) -> bool:
