@@ -142,7 +142,7 @@ async def fixed_tree(
             ),
         )
         with ready.step("capture"):
-            patch, files = await capture_change(
+            patch, files, _ = await capture_change(
                 repo,
                 slot.tree,
                 base_sha,

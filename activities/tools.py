@@ -97,7 +97,7 @@ class ToolActivities:
                     input, index, env, scratch / "tool.log", self.state.artifacts, scratch
                 )
                 end = await adapter.run(ctx)
-                change = await diff_index(index, input.base_sha) if end.ok else (None, [])
+                change = await captured(index, input.base_sha) if end.ok else (None, [], None)
         log = await asyncio.to_thread(
             self.state.artifacts.put_file, scratch / "tool.log", "text/plain"
         )
@@ -110,7 +110,7 @@ class ToolActivities:
             log=log,
             usage=end.usage,
         )
-        patch, files = change
+        patch, files, tree = change
         if not end.ok:
             result.outcome = "timeout" if end.timed_out else "failed"
         elif patch is None and end.reason_code == "permission_denied":
@@ -122,6 +122,7 @@ class ToolActivities:
         else:
             result.patch = self.state.artifacts.put_bytes(patch, "text/x-diff")
             result.files_changed = files
+            result.tree_sha = tree
         result.duration_s = round(time.monotonic() - started, 3)
         return result
 
@@ -132,7 +133,7 @@ class ToolActivities:
         repo: Git,
         scratch: Path,
         env: dict[str, str],
-    ) -> tuple[ToolEnd, tuple[bytes | None, list[str]]]:
+    ) -> tuple[ToolEnd, tuple[bytes | None, list[str], str | None]]:
         """The tool in a throwaway checkout at the base; its change captured as a diff."""
         async with workspace_checkout(
             input.workspace,
@@ -174,7 +175,7 @@ class ToolActivities:
             if before is not None:
                 await asyncio.to_thread(check_work_tree, before, repo.git_dir, input.workstream_id)
             if not end.ok:
-                return end, (None, [])
+                return end, (None, [], None)
             # What the workspace put in (caches, included files) is never part of the change.
             with ready.step("capture"):
                 change = await capture_change(
@@ -212,7 +213,7 @@ async def capture_change(
     run_id: str,
     private_paths: tuple[str, ...] = (),
     seed_index: Path | None = None,
-) -> tuple[bytes | None, list[str]]:
+) -> tuple[bytes | None, list[str], str | None]:
     """Everything the tool left in the work tree — its commits, edits and new files — as one
     diff against the base, through a temporary index in the *user's* git dir (trusted config),
     so nothing the tool did to its own ``.git`` can influence the capture."""
@@ -228,7 +229,15 @@ async def capture_change(
             # of its change: back to the base in the index (an exclude pathspec would make
             # `git add` fail on a path that is also ignored).
             await git.run("reset", "-q", base_sha, "--", *[f":(glob){p}" for p in private_paths])
-        return await diff_index(git, base_sha)
+        return await captured(git, base_sha)
+
+
+async def captured(git: Git, base_sha: str) -> tuple[bytes | None, list[str], str | None]:
+    """The index's change from ``base_sha`` (diff_index) and, when there is one, the tree the
+    index holds: the base with exactly that change, which commit_patch can commit as it is
+    rather than apply the patch a second time."""
+    patch, files = await diff_index(git, base_sha)
+    return patch, files, (await git.out("write-tree")) if patch is not None else None
 
 
 async def diff_index(git: Git, base_sha: str) -> tuple[bytes | None, list[str]]:

@@ -75,18 +75,16 @@ class WorkspaceActivities:
     @activity.defn
     @heartbeating
     async def commit_patch(self, input: CommitPatchInput) -> CommitPatchResult:
-        """Apply the patch to the base in a private index and commit it on the workstream
-        branch. No work tree is involved, so nothing on disk can redirect the write."""
+        """Commit the patch on the workstream branch: the tree the tool's capture left in uet's
+        index, where this host has it, else the patch applied to the base in a private index.
+        No work tree is involved, so nothing on disk can redirect the write."""
         repo = await open_run_repository(self.state.home, input.repo_path, input.base_sha)
-        patch = await asyncio.to_thread(self.state.artifacts.verified_path, input.patch)
-        async with self.state.private_index(repo, input.run_id, at=input.base_sha) as git:
-            await apply_patch(
-                git,
-                patch,
-                target="--cached",
-                what=f"patch for {input.workstream_id} at {input.base_sha[:12]}",
-            )
-            tree = await git.out("write-tree")
+        tree = input.tree_sha
+        made = repo.loose_object(tree) if tree is not None else None
+        if tree is None or made is None or made[0] != b"tree":
+            # Not the tool's capture here (another host made it, or a reviewed patch resumes):
+            # the patch itself, applied.
+            tree = await self._applied(repo, input)
         message = (
             f"{input.title or input.workstream_id}\n\n"
             f"Uet-Run: {input.run_id}\n"
@@ -98,6 +96,18 @@ class WorkspaceActivities:
             input.branch_ref, commit, keep=tag_ref(patch_tag(input.run_id, input.patch_id))
         )
         return CommitPatchResult(commit_sha=commit, tree_sha=tree)
+
+    async def _applied(self, repo: Git, input: CommitPatchInput) -> str:
+        """The tree of the patch applied to the base, in a private index."""
+        patch = await asyncio.to_thread(self.state.artifacts.verified_path, input.patch)
+        async with self.state.private_index(repo, input.run_id, at=input.base_sha) as git:
+            await apply_patch(
+                git,
+                patch,
+                target="--cached",
+                what=f"patch for {input.workstream_id} at {input.base_sha[:12]}",
+            )
+            return await git.out("write-tree")
 
     @activity.defn
     @heartbeating

@@ -247,10 +247,11 @@ async def test_a_same_size_edit_in_the_checkouts_second_is_seen(make_repo, tmp_p
             target.write_text("fast\n")
             same_second = int(target.stat().st_mtime) == int(slot.pristine_index().stat().st_mtime)  # type: ignore[union-attr]
             time.sleep(1 - time.time() % 1 + 0.01)  # the capture happens a second later
-            patch, files = await capture_change(
+            patch, files, tree = await capture_change(
                 repo, slot.tree, commit, state, "run", seed_index=slot.pristine_index()
             )
         assert files == ["mode.txt"] and patch is not None and b"+fast" in patch
+        assert tree is not None and git_out(repo.git_dir, "show", f"{tree}:mode.txt") == "fast"
         async with checkout_slot(home, repo, commit, {}, tmp_path / "fallback") as again:
             assert again.reused
             assert (again.tree / "mode.txt").read_text() == "safe\n"

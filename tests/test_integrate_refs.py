@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.lib.state_dir import StateDir
 from activities.workspace import WorkspaceActivities
-from schemas.workspace import IntegrateInput, MergeRequest
+from schemas.workspace import CommitPatchInput, IntegrateInput, MergeRequest
 
 BRANCH = "refs/heads/uet/R1/integration"
 TAG = "refs/tags/uet/R1/wave-1"
@@ -92,3 +92,46 @@ async def test_a_commit_made_on_the_head_merges_as_merge_tree_would(
     assert git_out(repo, "rev-parse", f"{read.head_sha}^{{tree}}") == git_out(
         repo, "rev-parse", f"{work}^{{tree}}"
     )
+
+
+async def test_a_patch_commits_the_captures_tree_or_applies_it_where_the_tree_is_not_here(
+    make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tool's capture left the tree of base + patch in the repository: committing it is
+    the same commit as applying the patch; a tree this host lacks (a tool on another host)
+    is applied instead."""
+    repo, base, work = setup(make_repo)
+    state = StateDir(tmp_path / "home")
+    diff = git_out(repo, "diff", "--binary", base, work).encode() + b"\n"
+    made = git_out(repo, "rev-parse", f"{work}^{{tree}}")
+    activities = WorkspaceActivities(state)
+    applied: list[str] = []
+    apply = WorkspaceActivities._applied
+
+    async def counted(self: WorkspaceActivities, repo_: Any, input: CommitPatchInput) -> str:
+        applied.append(input.patch_id)
+        return await apply(self, repo_, input)
+
+    monkeypatch.setattr(WorkspaceActivities, "_applied", counted)
+
+    async def commit(n: int, tree: str | None) -> str:
+        committed = await activities.commit_patch(
+            CommitPatchInput(
+                repo_path=str(repo),
+                run_id="R1",
+                workstream_id="ws",
+                title="b",
+                base_sha=base,
+                patch=state.artifacts.put_bytes(diff, "text/x-diff"),
+                patch_id=f"P{n}",
+                branch_ref=f"refs/heads/uet/R1/ws-{n}",
+                timestamp=1_700_000_000,
+                tree_sha=tree,
+            )
+        )
+        assert committed.tree_sha == made
+        return git_out(repo, "rev-parse", f"refs/heads/uet/R1/ws-{n}^{{tree}}")
+
+    assert await commit(1, made) == await commit(2, None) == made
+    assert await commit(3, "0" * 40) == made  # not here: the patch applied
+    assert applied == ["P2", "P3"]

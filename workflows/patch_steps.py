@@ -47,6 +47,8 @@ class PatchSteps:
         self.journal = journal
         self.steps = steps
         self.gate_results: list[GateResult] = []  # the latest gates' results
+        #: patch sha256 → the tree its tool's capture made of it: committed as it is.
+        self.trees: dict[str, str] = {}
 
     async def validate(
         self,
@@ -80,6 +82,8 @@ class PatchSteps:
         )
         entry.patch = checked.artifact
         entry.record_validation(checked.report)
+        if tool.tree_sha is not None and checked.artifact.sha256 == tool.patch.sha256:
+            self.trees[checked.artifact.sha256] = tool.tree_sha
         if checked.report.ok:
             stats = checked.artifact.stats
             allowed = "".join(f"; {w.code} (allowed): {w.message}" for w in checked.report.warnings)
@@ -148,6 +152,7 @@ class PatchSteps:
                     patch_id=entry.patch_id,
                     branch_ref=branch_ref(self.input.branch_ref),
                     timestamp=int(workflow.time_ns() // 1_000_000_000),
+                    tree_sha=self.trees.get(entry.patch.sha256),
                 ),
                 summary=f"apply and commit {self.ws.workstream_id}",
                 local=patched(COMMIT_LOCALLY),

@@ -132,20 +132,27 @@ class Git:
             "commit-tree", tree, *parent_args, "-F", "-", input=message.encode(), env=ident
         )
 
-    def loose_commit(self, sha: str) -> tuple[str, list[str]] | None:
-        """(tree, parents) of commit ``sha``, read from its loose object file without a git
-        process: None where it is not one (packed, in an alternate, not a commit). Checked
-        against its own id, so a damaged file reads as none."""
+    def loose_object(self, sha: str) -> tuple[bytes, bytes] | None:
+        """(type, content) of object ``sha`` read from its loose file without a git process:
+        None where it is not one (packed, in an alternate, elsewhere). Checked against its own
+        id, so a damaged file reads as none."""
         try:
             raw = zlib.decompress((self.git_dir / "objects" / sha[:2] / sha[2:]).read_bytes())
         except (OSError, ValueError, zlib.error):
             return None
         digest = hashlib.sha1 if len(sha) == 40 else hashlib.sha256
+        if digest(raw).hexdigest() != sha:
+            return None
         header, _, body = raw.partition(b"\0")
-        if digest(raw).hexdigest() != sha or not header.startswith(b"commit "):
+        return header.split(b" ", 1)[0], body
+
+    def loose_commit(self, sha: str) -> tuple[str, list[str]] | None:
+        """(tree, parents) of commit ``sha``, if it is a loose object here (loose_object)."""
+        found = self.loose_object(sha)
+        if found is None or found[0] != b"commit":
             return None
         tree, parents = "", []
-        for line in body.split(b"\n"):
+        for line in found[1].split(b"\n"):
             if not line:  # the headers end at the first empty line
                 break
             key, _, value = line.partition(b" ")
