@@ -80,8 +80,7 @@ class WorkspaceActivities:
         No work tree is involved, so nothing on disk can redirect the write."""
         repo = await open_run_repository(self.state.home, input.repo_path, input.base_sha)
         tree = input.tree_sha
-        made = repo.loose_object(tree) if tree is not None else None
-        if tree is None or made is None or made[0] != b"tree":
+        if tree is None or not repo.has_loose(tree, b"tree"):
             # Not the tool's capture here (another host made it, or a reviewed patch resumes):
             # the patch itself, applied.
             tree = await self._applied(repo, input)
@@ -120,21 +119,12 @@ class WorkspaceActivities:
         head = input.expected_head
         outcomes = []
         for request in input.merges:
-            made = repo.loose_commit(request.commit_sha)
-            if made is not None and made[1] == [head]:
-                # Made on the head itself (each step of an eager chain, a wave's first): the
-                # merge's tree is its own, as merge-tree would find — without its process.
-                tree = made[0]
-            else:
-                merged = await self._merge_tree(repo, head, request.commit_sha)
-                if isinstance(merged, list):
-                    outcomes.append(
-                        MergeOutcome(
-                            workstream_id=request.workstream_id, merged=False, conflicts=merged
-                        )
-                    )
-                    continue
-                tree = merged
+            tree = await self._merged(repo, head, request.commit_sha)
+            if isinstance(tree, list):
+                outcomes.append(
+                    MergeOutcome(workstream_id=request.workstream_id, merged=False, conflicts=tree)
+                )
+                continue
             message = (
                 f"uet: integrate {request.workstream_id} (wave {input.wave})\n\n"
                 f"Uet-Run: {input.run_id}\n"
@@ -153,9 +143,19 @@ class WorkspaceActivities:
             head_sha=head, outcomes=outcomes, history=self._extend_history(input, outcomes)
         )
 
+    @classmethod
+    async def _merged(cls, repo: Git, head: str, commit: str) -> str | list[str]:
+        """The tree of ``head`` merged with ``commit``, or the paths that conflict."""
+        made = repo.loose_commit(commit)
+        if made is not None and made[1] == [head]:
+            # Made on the head itself (each step of an eager chain, a wave's first): the
+            # merge's tree is its own, as merge-tree would find, without its process.
+            return made[0]
+        return await cls._merge_tree(repo, head, commit)
+
     @staticmethod
     async def _merge_tree(repo: Git, head: str, commit: str) -> str | list[str]:
-        """The tree of ``head`` merged with ``commit``, or the paths that conflict."""
+        """``git merge-tree``: the merged tree, or the paths that conflict."""
         result = await repo.run(
             "merge-tree",
             "--write-tree",

@@ -89,7 +89,7 @@ class ToolRunResult(Model):
     usage: ToolUsage | None = None
     exit_code: int | None = None
     patch: ArtifactRef | None = Field(default=None, description="the change as a unified diff")
-    tree_sha: str | None = Field(
+    tree_sha: GitSha | None = Field(
         default=None,
         description="the base's tree with the change, as uet's own index held it when the patch "
         "was taken from it (commit_patch commits it rather than applying the patch again)",

@@ -33,7 +33,7 @@ class CommitPatchInput(Model):
     patch_id: str
     branch_ref: str
     timestamp: int = Field(description="commit date, seconds since the epoch, from workflow time")
-    tree_sha: str | None = Field(
+    tree_sha: GitSha | None = Field(
         default=None,
         description="the tree the patch makes on the base, when the tool's capture computed it "
         "(used where this host has it; else the patch is applied)",

@@ -80,4 +80,7 @@ def test_an_eager_plan_carries_the_order_and_a_waves_plan_none() -> None:
     eager = plan_phase(spec(edges, SLOTS, "eager", **durations))
     assert eager.order and eager.order == plan_phase(spec(edges, SLOTS, "eager", **durations)).order
     assert makespan(durations, edges, eager.order, SLOTS) < 1.02 * sum(durations.values()) / SLOTS
+    # The plan gives the search its own bound: the order is the one the search finds alone.
+    longest_first = sorted(durations, key=lambda w: (-durations[w], w))
+    assert eager.order == searched_order(durations, edges, longest_first, SLOTS)
     assert plan_phase(spec(edges, SLOTS, "waves", **durations)).order == []

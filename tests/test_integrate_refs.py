@@ -11,6 +11,7 @@ import pytest
 from helpers import git_out
 from temporalio.exceptions import ApplicationError
 
+from activities.lib.git import Git, open_repository
 from activities.lib.state_dir import StateDir
 from activities.workspace import WorkspaceActivities
 from schemas.workspace import CommitPatchInput, IntegrateInput, MergeRequest
@@ -135,3 +136,32 @@ async def test_a_patch_commits_the_captures_tree_or_applies_it_where_the_tree_is
     assert await commit(1, made) == await commit(2, None) == made
     assert await commit(3, "0" * 40) == made  # not here: the patch applied
     assert applied == ["P2", "P3"]
+
+
+async def test_a_base_is_read_into_an_index_once_per_run(
+    make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each private index at a base holds what `git read-tree` writes, and only the first one
+    of a run runs it; a name that is not a commit id is read every time, never kept."""
+    repo, _, work = setup(make_repo)
+    state = StateDir(tmp_path / "home")
+    git = await open_repository(repo)
+    reads: list[tuple[str, ...]] = []
+    run = Git.run
+
+    async def counted(self: Git, *args: str, **kwargs: Any) -> Any:
+        if args[:1] == ("read-tree",):
+            reads.append(args)
+        return await run(self, *args, **kwargs)
+
+    monkeypatch.setattr(Git, "run", counted)
+
+    async def listing(at: str) -> str:
+        async with state.private_index(git, "R1", at=at) as index:
+            return (await index.run("ls-files", "--stage")).stdout.decode()
+
+    first, again = await listing(work), await listing(work)
+    assert first == again and "b.txt" in first and reads == [("read-tree", work)]
+    assert await listing("work") == first  # a branch name: read, not kept
+    assert reads == [("read-tree", work), ("read-tree", "work")]
+    assert [p.name for p in (state.run_dir("R1") / "indexes").iterdir()] == [work]

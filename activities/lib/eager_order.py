@@ -55,14 +55,16 @@ def searched_order(
     dependencies: Mapping[str, list[str]],
     first: list[str],
     slots: int,
+    bound: float | None = None,
 ) -> list[str]:
-    """``first`` (longest remaining path first), improved by pairwise swaps within BUDGET."""
+    """``first`` (longest remaining path first), improved by pairwise swaps within BUDGET.
+    ``bound``: what no order can beat (the plan has it; computed here when not given)."""
     order = list(first)
     n = len(order)
     if n <= slots:
         return order  # every workstream has a slot: the order changes nothing
     best = makespan(durations, dependencies, order, slots)
-    floor = lower_bound(durations, dependencies, slots)
+    floor = lower_bound(durations, dependencies, slots) if bound is None else bound
     if best <= floor + 1e-9:
         return order
     spent = n

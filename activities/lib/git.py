@@ -146,6 +146,11 @@ class Git:
         header, _, body = raw.partition(b"\0")
         return header.split(b" ", 1)[0], body
 
+    def has_loose(self, sha: str, kind: bytes) -> bool:
+        """Whether ``sha`` is a loose object of ``kind`` (``b"tree"``, …) here."""
+        found = self.loose_object(sha)
+        return found is not None and found[0] == kind
+
     def loose_commit(self, sha: str) -> tuple[str, list[str]] | None:
         """(tree, parents) of commit ``sha``, if it is a loose object here (loose_object)."""
         found = self.loose_object(sha)

@@ -51,7 +51,7 @@ def plan_phase(spec: PhaseSpec, learned: dict[str, float] | None = None) -> Plan
     if spec.scheduling == "eager":
         dependencies = {node: list(graph.predecessors(node)) for node in graph}
         first = sorted(remaining, key=lambda w: (-remaining[w], w))
-        order = searched_order(weight, dependencies, first, slots)
+        order = searched_order(weight, dependencies, first, slots, bound)
     return Plan(
         remaining=remaining,
         order=order,
