@@ -302,6 +302,33 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             for n in range(200)
         ],
     },
+    # v13 on (issue 20): a ready patch is applied, validated and committed in its
+    # workstream's first workflow task (local activities); one waits for the other (eager).
+    "ready_patch": {
+        "scheduling": "eager",
+        "workstreams": [
+            {
+                "workstream_id": "ws-p1",
+                "execution_request": {"tool_id": "patch", "patch_file": "p1.diff"},
+                "acceptance_criteria": {
+                    "gates": [{"gate_id": "has-p", "command": "test -f p.txt"}]
+                },
+            },
+            {
+                "workstream_id": "ws-p2",
+                "dependencies": ["ws-p1"],
+                "execution_request": {"tool_id": "patch", "patch_file": "p2.diff"},
+            },
+        ],
+    },
+}
+#: The ready patches of the scenarios that have them.
+PATCHES: dict[str, dict[str, bytes]] = {
+    "ready_patch": {
+        "ws-p1": b"--- /dev/null\n+++ b/p.txt\n@@ -0,0 +1 @@\n+p\n",
+        "ws-p2": b"--- a/f.txt\n+++ b/f.txt\n@@ -1,3 +1,3 @@\n-line 1\n+line one\n"
+        b" line 2\n line 3\n",
+    }
 }
 #: Scenarios whose workstreams' histories are like any other's: only the phase's are kept.
 PHASE_ONLY = {"large"}
@@ -325,10 +352,12 @@ async def record(
 ) -> None:
     repo = make_repo(root / name, {"f.txt": FILE})
     (repo / "local.cfg").write_text("local\n")  # untracked: what `include` copies
-    input = by_reference(
-        run_input(phase(**SCENARIOS[name]), repo, **OPTIONS.get(name, {})),
-        LocalArtifactStore(settings.home / "artifacts"),
-    )
+    store = LocalArtifactStore(settings.home / "artifacts")
+    input = run_input(phase(**SCENARIOS[name]), repo, **OPTIONS.get(name, {}))
+    input.patch_files = {
+        ws: store.put_bytes(patch, "text/x-diff") for ws, patch in PATCHES.get(name, {}).items()
+    }
+    input = by_reference(input, store)
     handle = await start_phase(client, settings, input)
     if name == "review":
         await wait_for_status(handle, lambda s: s.status == PhaseState.AWAITING_REVIEW)
@@ -346,7 +375,6 @@ async def record(
     else:
         final = await record_of(handle)
     if name in UNDONE:  # as `uet rollback RUN` does it (runtime/cli/undo.py)
-        store = LocalArtifactStore(settings.home / "artifacts")
         view = read_report(final.run_id, settings)
         assert view is not None
         await client.execute_workflow(

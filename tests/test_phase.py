@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 from helpers import git_out, phase, run_input, run_phase, show, snapshot
@@ -249,5 +250,13 @@ async def test_patch_tool_and_phase_gate(
     history = await client.get_workflow_handle(
         f"{workflow_id(record.run_id)}/ws/ws-stale"
     ).fetch_history()
-    started = [e for e in history.events if e.HasField("activity_task_started_event_attributes")]
-    assert len(started) == 1, "a patch that does not apply is not retried"
+    # A ready patch runs as a local activity: its marker says how many attempts it took.
+    runs = [
+        json.loads(m.details["data"].payloads[0].data)
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and (m := e.marker_recorded_event_attributes).marker_name == "core_local_activity"
+    ]
+    assert [(r["activity_type"], r["attempt"]) for r in runs] == [("run_tool", 1)], (
+        "a patch that does not apply is not retried"
+    )

@@ -9,12 +9,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from helpers import phase, run_input, run_phase
+from helpers import phase, run_input, run_phase, show
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 import workflows
+from activities.lib.artifacts.local import LocalArtifactStore
 from runtime.settings import Settings
 from schemas.run import PhaseState
 from workflows.versions import FOLDED, GENERATION
@@ -37,14 +38,23 @@ async def test_a_new_run_records_the_generation_once_and_takes_the_folded_change
         workstreams=[
             {"workstream_id": "a", "execution_request": {"command": "echo a > a.txt"}},
             {"workstream_id": "b", "execution_request": {"command": "echo b > b.txt"}},
+            {
+                "workstream_id": "p",
+                "execution_request": {"tool_id": "patch", "patch_file": "p.diff"},
+            },
         ]
     )
-    record = await run_phase(client, settings, run_input(spec, make_repo({"README.md": "hi\n"})))
+    repo = make_repo({"README.md": "hi\n"})
+    input = run_input(spec, repo)
+    patch = b"--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n-hi\n+hello\n"
+    input.patch_files = {"p": LocalArtifactStore(settings.home / "artifacts").put_bytes(patch)}
+    record = await run_phase(client, settings, input)
     assert record.status == PhaseState.COMPLETED, record.reason
     runs = [
         w async for w in client.list_workflows(f'WorkflowId STARTS_WITH "{record.workflow_id}"')
     ]
-    assert len(runs) == 3  # the phase and its two workstreams
+    assert len(runs) == 4  # the phase and its three workstreams
+    tasks = {}
     for run in runs:
         history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
         assert _changes(history.events) == [GENERATION], run.id
@@ -54,13 +64,21 @@ async def test_a_new_run_records_the_generation_once_and_takes_the_folded_change
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         ]
         # Folded changes taken: validate and commit run as local activities
-        # ("validate-patch-locally", "commit-patch-locally"), the tool on its own queue
-        # ("tool-queues").
+        # ("validate-patch-locally", "commit-patch-locally"), a tool on its own queue
+        # ("tool-queues"), a ready patch here ("ready-patch-applied-locally").
         names = {a.activity_type.name for a in scheduled}
         assert not names & {"validate_patch", "commit_patch"}, run.id
         for a in scheduled:
             if a.activity_type.name == "run_tool":
                 assert a.task_queue.name != settings.task_queue
+        if run.id.endswith("/ws/p"):
+            assert "run_tool" not in names
+        tasks[run.id.rsplit("/", 1)[-1]] = sum(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in history.events
+        )
+    # The ready patch is applied, validated and committed in the workstream's first task.
+    assert tasks["p"] == 1 and tasks["a"] == 2, tasks
+    assert show(repo, record.integration_branch, "README.md") == "hello"
 
 
 def test_every_folded_change_is_one_the_code_asks_for() -> None:

@@ -32,6 +32,11 @@ with workflow.unsafe.imports_passed_through():
 
 #: workflow.patched id: tool runs go to their tool's task queue (issue 17).
 TOOL_QUEUES = "tool-queues"
+#: workflow.patched id: a ready patch is applied on the workstream's own worker, as a local
+#: activity in the workflow task that starts the workstream (issue 20).
+READY_PATCH_LOCAL = "ready-patch-applied-locally"
+#: The tool that applies a ready patch: uet's own git work, which every worker can do.
+READY_PATCH = "patch"
 #: The longest a waiting tool run goes between looks at who offers it.
 MAX_WAIT = timedelta(minutes=5)
 
@@ -159,7 +164,15 @@ class ToolChain:
     ) -> ToolRunResult:
         """The tool run, on the tool's own task queue: only workers whose host has the tool
         poll it. While none picks it up, the workstream says why it waits (its status in
-        ``uet status`` and the Web UI) and asks again, less often as the wait goes on."""
+        ``uet status`` and the Web UI) and asks again, less often as the wait goes on.
+
+        A ready patch runs no program: applying it is git work like validating and
+        committing it, which this worker does as local activities. So it runs here too, in
+        this workflow task: no task-queue round trip and no second task for the workstream."""
+        if tool_id == READY_PATCH and patched(READY_PATCH_LOCAL):
+            return await self.steps.run(
+                ToolActivities.run_tool, input, options, summary=summary, local=True
+            )
         if not patched(TOOL_QUEUES):  # runs started before: the workflow's queue
             return await self.steps.run(ToolActivities.run_tool, input, options, summary=summary)
         queue = tool_queue(workflow.info().task_queue, tool_id)

@@ -1,5 +1,5 @@
-"""Which of uet's workflow changes a run has: ``workflow.patched``, with the changes made
-before generation 11 folded into one marker.
+"""Which of uet's workflow changes a run has: ``workflow.patched``, with the changes of each
+generation folded into one marker.
 
 Each ``workflow.patched(id)`` a run takes records a marker, and the SDK upserts the
 ``TemporalChangeVersion`` search attribute beside it: two history events and a visibility
@@ -13,19 +13,25 @@ first folded question comes while its history replays (every change in it was as
 the same point by the code that started it, after the generation is asked), so the
 generation is False for the whole run and each change is asked on its own, as before. Were
 the first question asked live, every change would be True anyway: that is what
-``workflow.patched`` answers outside replay. A change made after generation 11 is not in
-:data:`FOLDED` and is asked on its own, as any change is.
+``workflow.patched`` answers outside replay.
+
+Generation 12 folds the changes of generation 11 and those made since (:data:`FOLDED_12`)
+behind ``uet-generation-12``, by the same argument: a run started with this code records
+that one marker; a generation-11 run, replaying, hears False for generation 12 and True for
+generation 11, so it takes what it took and asks each later change on its own. Each new
+generation is asked first, so a new run records only the newest marker. A change made after
+the newest generation is asked on its own, as any change is.
 """
 
 from __future__ import annotations
 
 from temporalio import workflow
 
-#: The marker a run started with generation 11 or later records (once).
-GENERATION = "uet-generation-11"
+#: The marker a run started with generation 11 recorded (once).
+GENERATION_11 = "uet-generation-11"
 #: The change ids of generations 1 to 10, all of which a generation-11 run has. Never add
-#: to this set: a change is folded only by a new generation with a new marker.
-FOLDED = frozenset(
+#: to this set (or any generation's): a change is folded only by a new generation.
+FOLDED_11 = frozenset(
     {
         "ai-no-change-fails",
         "commit-patch-locally",
@@ -48,8 +54,20 @@ FOLDED = frozenset(
 )
 
 
+#: The marker a run started with this code records (once).
+GENERATION = "uet-generation-12"
+#: Generation 12's own changes: the one made after generation 11 (v12's histories) and the
+#: ready patch applied on the workstream's worker (issue 20, v13's).
+FOLDED_12 = frozenset({"ready-patch-applied-locally", "rollback-record-by-reference"})
+#: Every change a run of the newest generation has.
+FOLDED = FOLDED_11 | FOLDED_12
+#: Newest first: a new run asks (and records) only the newest marker.
+GENERATIONS = ((GENERATION, FOLDED), (GENERATION_11, FOLDED_11))
+
+
 def patched(change: str) -> bool:
     """Whether this run has ``change``: ``workflow.patched``, one marker for the folded ones."""
-    if change in FOLDED and workflow.patched(GENERATION):
-        return True
+    for marker, changes in GENERATIONS:
+        if change in changes and workflow.patched(marker):
+            return True
     return workflow.patched(change)
