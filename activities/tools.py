@@ -237,7 +237,7 @@ async def captured(git: Git, base_sha: str) -> tuple[bytes | None, list[str], st
     index holds: the base with exactly that change, which commit_patch can commit as it is
     rather than apply the patch a second time."""
     patch, files = await diff_index(git, base_sha)
-    return patch, files, (await git.out("write-tree")) if patch is not None else None
+    return patch, files, (await git.write_tree()) if patch is not None else None
 
 
 async def diff_index(git: Git, base_sha: str) -> tuple[bytes | None, list[str]]:

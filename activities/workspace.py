@@ -106,7 +106,7 @@ class WorkspaceActivities:
                 target="--cached",
                 what=f"patch for {input.workstream_id} at {input.base_sha[:12]}",
             )
-            return await git.out("write-tree")
+            return await git.write_tree()
 
     @activity.defn
     @heartbeating
@@ -178,10 +178,18 @@ class WorkspaceActivities:
     @staticmethod
     async def _move_in_one(repo: Git, input: IntegrateInput, head: str) -> bool:
         """The integration branch from the head uet expects to ``head`` and the step's tag to
-        ``head``, as one ``update-ref`` transaction (one git process instead of three).
+        ``head``, as one transaction (Git.move_refs; else one ``update-ref --stdin``).
         False when the branch is not where uet expects it — a retry that moved it already,
         or someone else: the caller looks which."""
         branch = input.integration_ref
+        moves: list[tuple[str, str | None, str | None]] = [
+            (branch, head if head != input.expected_head else None, input.expected_head)
+        ]
+        if input.tag_ref:
+            moves.append((input.tag_ref, head, None))
+        done = repo.move_refs(moves)
+        if done is not None:
+            return done
         script = (
             f"update {branch} {head} {input.expected_head}\n"
             if head != input.expected_head

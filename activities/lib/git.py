@@ -18,8 +18,12 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporalio.exceptions import ApplicationError
+
+if TYPE_CHECKING:  # libgit2 is imported where it is used: the CLI's start does without it
+    import pygit2
 
 SAFE_CONFIG: tuple[str, ...] = (
     "-c",
@@ -38,13 +42,23 @@ SAFE_CONFIG: tuple[str, ...] = (
     "commit.gpgSign=false",
     "-c",
     "tag.gpgSign=false",
+    # uet's own index files stay whole, as libgit2 reads them (Git.write_tree).
+    "-c",
+    "core.splitIndex=false",
 )
+
+#: A full object id (SHA-1 or SHA-256).
+SHA_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 #: Any mention of core.sharedRepository in a repository's config file.
 _SHARED = re.compile(rb"sharedrepository", re.IGNORECASE)
 
 #: Fixed identity so that a re-executed commit gets the same sha.
 UET_IDENT = ("uet", "uet@localhost")
+
+
+class _Elsewhere(Exception):
+    """A ref is not where a compare-and-swap expects it."""
 
 
 class GitError(Exception):
@@ -211,10 +225,78 @@ class Git:
         if self.remote is not None:
             await self._push(ref, new, old, keep)
             old = None  # the remote decided; the mirror follows it
-        args = ["update-ref", "--no-deref", ref, new]
-        if old is not None:
-            args.append(old)
-        await self.run(*args)
+        moved = self.move_refs([(ref, new, old)])
+        if moved is False:
+            raise GitError(("update-ref", ref), 1, f"{ref} is not at {old or 'nothing'}")
+        if moved is None:
+            args = ["update-ref", "--no-deref", ref, new]
+            if old is not None:
+                args.append(old)
+            await self.run(*args)
+
+    async def write_tree(self) -> str:
+        """``git write-tree`` of this context's index: the tree's id, its objects written. By
+        libgit2 in this process where it can read the index (else git)."""
+        if self.index_file is not None:
+            import pygit2
+
+            try:
+                repo = self._libgit2()
+                return str(_index(self.index_file).write_tree(repo))
+            except (pygit2.GitError, ValueError, OSError):
+                pass  # an index libgit2 does not read (a split index, say): git's
+        return await self.out("write-tree")
+
+    async def read_tree(self, commit: str) -> None:
+        """``git read-tree <commit>`` into this context's index (a new file): by libgit2 in
+        this process for a full commit id (a name is git's to resolve)."""
+        if self.index_file is not None and SHA_ID.fullmatch(commit):
+            import pygit2
+
+            try:
+                repo = self._libgit2()
+                index = _index(self.index_file)
+                index.read_tree(repo[pygit2.Oid(hex=commit)].peel(pygit2.Tree))
+                index.write()
+                return
+            except (pygit2.GitError, KeyError, ValueError, OSError):
+                self.index_file.unlink(missing_ok=True)  # from nothing, as git reads it
+        await self.run("read-tree", commit)
+
+    def _libgit2(self) -> pygit2.Repository:
+        """This repository opened by libgit2 (raises where it cannot: a format it lacks)."""
+        import pygit2
+        from pygit2.enums import RepositoryOpenFlag
+
+        return pygit2.Repository(str(self.git_dir), RepositoryOpenFlag.NO_SEARCH)
+
+    def move_refs(self, moves: list[tuple[str, str | None, str | None]]) -> bool | None:
+        """Each ``(ref, new, old)`` in one transaction, by libgit2 in this process (a git
+        process costs milliseconds on every workstream's path): each ref locked, then, under
+        the lock, checked to be at ``old`` when that is given (``""``: not there), then set to
+        ``new`` (None: only checked). True when all moved; False when one was elsewhere
+        (nothing moved); None where git itself should do it (libgit2 cannot open this
+        repository, or anything else went wrong: nothing moved either, and git says why)."""
+        import pygit2
+
+        try:
+            repo = self._libgit2()
+            repo.set_ident(*UET_IDENT)  # the reflog's entries: uet moved these refs
+            with repo.transaction() as moving:
+                for ref, _, _ in moves:
+                    moving.lock_ref(ref)
+                for ref, new, old in moves:
+                    if old is not None:
+                        found = repo.references.get(ref)
+                        if (str(found.target) if found is not None else "") != old:
+                            raise _Elsewhere
+                    if new is not None:
+                        moving.set_target(ref, new, message="uet")
+        except _Elsewhere:
+            return False
+        except (pygit2.GitError, KeyError, ValueError, OSError):
+            return None
+        return True
 
     async def delete_refs(self, refs: list[str]) -> None:
         """Delete ``refs`` in one transaction; one that is not there is no error."""
@@ -320,6 +402,18 @@ def redact_url(url: str) -> str:
         return url
     netloc = f"{parts.username}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _index(path: Path) -> pygit2.Index:
+    """``pygit2.Index(path)``, whose finalizer would complain of one it failed to open (an
+    extension libgit2 lacks): it frees nothing then."""
+    import pygit2
+    from pygit2.ffi import ffi
+
+    index = pygit2.Index.__new__(pygit2.Index)
+    setattr(index, "_index", ffi.NULL)  # noqa: B010 - what __del__ frees when __init__ fails
+    index.__init__(str(path))  # type: ignore[misc]
+    return index
 
 
 def ident_env(date: str) -> dict[str, str]:

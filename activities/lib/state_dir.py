@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -20,10 +19,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.lib.artifacts import ArtifactStore, UnusableArtifactStore, open_artifact_store
-from activities.lib.git import Git
-
-#: A commit id, as activities get them (a file name for the run's index of its tree).
-SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+from activities.lib.git import SHA_ID, Git
 
 
 class StateDir:
@@ -87,10 +83,10 @@ class StateDir:
         there is no stat data), so a copy is what ``read-tree`` would write; it is renamed
         into place whole, and a run's indexes go with its scratch space."""
         kept = self.run_dir(run_id) / "indexes" / commit
-        if not SHA.fullmatch(commit) or not kept.exists():
+        if not SHA_ID.fullmatch(commit) or not kept.exists():
             built = tmp / "read-tree"
-            await repo.with_(index_file=built).run("read-tree", commit)
-            if not SHA.fullmatch(commit):  # not a name to keep a file by
+            await repo.with_(index_file=built).read_tree(commit)
+            if not SHA_ID.fullmatch(commit):  # not a name to keep a file by
                 return built
             kept.parent.mkdir(parents=True, exist_ok=True)
             os.replace(built, kept)
