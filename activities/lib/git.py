@@ -166,7 +166,7 @@ class Git:
                 (self.git_dir / "config").read_bytes()
             ):
                 return None
-            if not (objects / tree[:2] / tree[2:]).is_file():
+            if not self._loose(tree).is_file():
                 return None  # packed, say: git checks it exists (the parents are the run's)
         except OSError:
             return None
@@ -186,7 +186,7 @@ class Git:
         None where it is not one (packed, in an alternate, elsewhere). Checked against its own
         id, so a damaged file reads as none."""
         try:
-            raw = zlib.decompress((self.git_dir / "objects" / sha[:2] / sha[2:]).read_bytes())
+            raw = zlib.decompress(self._loose(sha).read_bytes())
         except (OSError, ValueError, zlib.error):
             return None
         digest = hashlib.sha1 if len(sha) == 40 else hashlib.sha256
@@ -194,6 +194,10 @@ class Git:
             return None
         header, _, body = raw.partition(b"\0")
         return header.split(b" ", 1)[0], body
+
+    def _loose(self, sha: str) -> Path:
+        """Where object ``sha`` is, if it is a loose object here."""
+        return self.git_dir / "objects" / sha[:2] / sha[2:]
 
     def has_loose(self, sha: str, kind: bytes) -> bool:
         """Whether ``sha`` is a loose object of ``kind`` (``b"tree"``, …) here."""
