@@ -2,7 +2,8 @@
 
 The user's repository is only ever touched through its object store and uet's own refs
 (``refs/heads/uet/<run>/…``, ``refs/tags/uet/<run>/…``): commits are built with a private index
-and ``commit-tree``, merges with ``merge-tree --write-tree``, refs moved with compare-and-swap.
+and ``commit-tree``, merges with ``merge-tree --write-tree`` (in-process where it is trivial:
+lib/tree_merge.py), refs moved with compare-and-swap.
 Their HEAD, index and working tree are never used.
 
 Checkouts for tools and gates are standalone throwaway repositories that borrow the user's
@@ -27,6 +28,7 @@ from activities.lib.parts import whole_record
 from activities.lib.remote_repo import open_run_repository
 from activities.lib.state_dir import StateDir
 from activities.lib.telemetry.recorder import RunFact
+from activities.lib.tree_merge import Lineage, disjoint_merge
 from schemas.base import ArtifactRef
 from schemas.events import EventType
 from schemas.refs import patch_tag, tag_ref
@@ -117,9 +119,11 @@ class WorkspaceActivities:
         the compare-and-swap at the end either applies it or finds it already applied."""
         repo = await open_run_repository(self.state.home, input.repo_path)
         head = input.expected_head
+        lineage = Lineage(head)
         outcomes = []
         for request in input.merges:
-            tree = await self._merged(repo, head, request.commit_sha)
+            made = repo.loose_commit(request.commit_sha)
+            tree = await self._merged(repo, head, request.commit_sha, made, lineage)
             if isinstance(tree, list):
                 outcomes.append(
                     MergeOutcome(workstream_id=request.workstream_id, merged=False, conflicts=tree)
@@ -133,6 +137,7 @@ class WorkspaceActivities:
             head = await repo.commit_tree(
                 tree, [head, request.commit_sha], message, input.timestamp
             )
+            lineage.merged(request.commit_sha, made[1] if made else None, head)
             outcomes.append(
                 MergeOutcome(workstream_id=request.workstream_id, merged=True, merge_commit=head)
             )
@@ -144,14 +149,23 @@ class WorkspaceActivities:
         )
 
     @classmethod
-    async def _merged(cls, repo: Git, head: str, commit: str) -> str | list[str]:
-        """The tree of ``head`` merged with ``commit``, or the paths that conflict."""
-        made = repo.loose_commit(commit)
+    async def _merged(
+        cls,
+        repo: Git,
+        head: str,
+        commit: str,
+        made: tuple[str, list[str]] | None,
+        lineage: Lineage,
+    ) -> str | list[str]:
+        """The tree of ``head`` merged with ``commit`` (``made``: its tree and parents, when
+        it is a loose object here), or the paths that conflict."""
         if made is not None and made[1] == [head]:
             # Made on the head itself (each step of an eager chain, a wave's first): the
             # merge's tree is its own, as merge-tree would find, without its process.
             return made[0]
-        return await cls._merge_tree(repo, head, commit)
+        # A wave's later workstreams: the sides changed different files (tree_merge).
+        base = lineage.base_of(commit, made[1] if made else None)
+        return disjoint_merge(repo, head, commit, base) or await cls._merge_tree(repo, head, commit)
 
     @staticmethod
     async def _merge_tree(repo: Git, head: str, commit: str) -> str | list[str]:

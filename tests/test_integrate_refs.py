@@ -71,7 +71,7 @@ async def test_a_commit_made_on_the_head_merges_as_merge_tree_would(
     make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its loose object says its parent is the head: the merge takes its tree without a
-    merge-tree process, and makes the same merge commit as one."""
+    merge-tree process, and makes the same merge commit as one (and as libgit2, packed)."""
     repo, base, work = setup(make_repo)
     activities = WorkspaceActivities(StateDir(tmp_path / "home"))
     trees: list[tuple[str, str]] = []
@@ -86,8 +86,12 @@ async def test_a_commit_made_on_the_head_merges_as_merge_tree_would(
     assert trees == []  # read from the loose commit
     git_out(repo, "update-ref", BRANCH, base)
     git_out(repo, "tag", "-d", "uet/R1/wave-1")
-    git_out(repo, "gc", "-q")  # packed: not loose any more, merged by merge-tree
-    merged = await activities.integrate(step(repo, base, work))
+    git_out(repo, "gc", "-q")  # packed: not loose any more, merged by libgit2 (tree_merge)
+    packed = await activities.integrate(step(repo, base, work))
+    assert trees == [] and packed.head_sha == read.head_sha
+    git_out(repo, "update-ref", BRANCH, base)
+    monkeypatch.setattr("activities.workspace.disjoint_merge", lambda *_: None)
+    merged = await activities.integrate(step(repo, base, work))  # and by merge-tree
     assert trees == [(base, work)]
     assert merged.head_sha == read.head_sha
     assert git_out(repo, "rev-parse", f"{read.head_sha}^{{tree}}") == git_out(

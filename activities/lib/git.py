@@ -157,19 +157,8 @@ class Git:
         git's own writer should do it: a shared repository (git sets group permissions), an
         object directory given elsewhere, anything unexpected on the way."""
         objects = self.git_dir / "objects"
-        if "GIT_OBJECT_DIRECTORY" in self.env:
-            return None
-        try:
-            # A shared repository (git init --shared, core.sharedRepository in its config):
-            # git gives new objects and directories the group's permissions.
-            if objects.stat().st_mode & stat.S_ISGID or _SHARED.search(
-                (self.git_dir / "config").read_bytes()
-            ):
-                return None
-            if not self._loose(tree).is_file():
-                return None  # packed, say: git checks it exists (the parents are the run's)
-        except OSError:
-            return None
+        if not self.writes_own_objects() or not self._loose(tree).is_file():
+            return None  # a packed tree, say: git checks it exists (the parents are the run's)
         name, email = UET_IDENT
         ident = f"{name} <{email}> {date}"
         # commit-tree drops a parent given twice ("duplicate parent ignored").
@@ -180,6 +169,21 @@ class Git:
             return write_loose(objects, b"commit", body, len(tree))
         except OSError:
             return None
+
+    def writes_own_objects(self) -> bool:
+        """Whether uet may write objects into this repository from its own process (its
+        commit writer, libgit2): not where git's own writer must, a shared repository (``git
+        init --shared``, ``core.sharedRepository``: git gives new objects and directories the
+        group's permissions, libgit2 does not) or an object directory given elsewhere."""
+        if "GIT_OBJECT_DIRECTORY" in self.env:
+            return False
+        try:
+            return not (
+                (self.git_dir / "objects").stat().st_mode & stat.S_ISGID
+                or _SHARED.search((self.git_dir / "config").read_bytes())
+            )
+        except OSError:
+            return False
 
     def loose_object(self, sha: str) -> tuple[bytes, bytes] | None:
         """(type, content) of object ``sha`` read from its loose file without a git process:
@@ -240,12 +244,12 @@ class Git:
 
     async def write_tree(self) -> str:
         """``git write-tree`` of this context's index: the tree's id, its objects written. By
-        libgit2 in this process where it can read the index (else git)."""
-        if self.index_file is not None:
+        libgit2 in this process where it can read the index and write the objects (else git)."""
+        if self.index_file is not None and self.writes_own_objects():
             import pygit2
 
             try:
-                repo = self._libgit2()
+                repo = self.libgit2()
                 return str(_index(self.index_file).write_tree(repo))
             except (pygit2.GitError, ValueError, OSError):
                 pass  # an index libgit2 does not read (a split index, say): git's
@@ -258,7 +262,7 @@ class Git:
             import pygit2
 
             try:
-                repo = self._libgit2()
+                repo = self.libgit2()
                 index = _index(self.index_file)
                 index.read_tree(repo[pygit2.Oid(hex=commit)].peel(pygit2.Tree))
                 index.write()
@@ -267,7 +271,7 @@ class Git:
                 self.index_file.unlink(missing_ok=True)  # from nothing, as git reads it
         await self.run("read-tree", commit)
 
-    def _libgit2(self) -> pygit2.Repository:
+    def libgit2(self) -> pygit2.Repository:
         """This repository opened by libgit2 (raises where it cannot: a format it lacks)."""
         import pygit2
         from pygit2.enums import RepositoryOpenFlag
@@ -284,7 +288,7 @@ class Git:
         import pygit2
 
         try:
-            repo = self._libgit2()
+            repo = self.libgit2()
             repo.set_ident(*UET_IDENT)  # the reflog's entries: uet moved these refs
             with repo.transaction() as moving:
                 for ref, _, _ in moves:
