@@ -258,3 +258,50 @@ async def test_a_same_size_edit_in_the_checkouts_second_is_seen(make_repo, tmp_p
         if same_second:
             return
     raise AssertionError("the edit never fell in the checkout's second: the test proved nothing")
+
+
+async def test_a_reset_copies_the_pools_empty_git_dir_instead_of_running_git_init(
+    make_repo, tmp_path: Path, monkeypatch
+) -> None:
+    """The reused slot's .git is file for file what a fresh checkout's git init makes (but the
+    index's stat data), the tool's own .git gone, and no git init ran for it."""
+    import activities.lib.git as git_module
+
+    repo_dir: Path = make_repo({"a.txt": "a\n"})
+    head = git_out(repo_dir, "rev-parse", "HEAD")
+    repo = await open_repository(repo_dir)
+    home = tmp_path / "home"
+    async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "x") as slot:
+        git = ["git", "-C", str(slot.tree)]
+        subprocess.run([*git, "config", "alias.x", "!touch PWNED"], check=True)
+        (slot.tree / ".git" / "hooks").mkdir()
+        (slot.tree / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\n")
+    ran: list[tuple[str, ...]] = []
+    run_git = git_module.run_git
+
+    async def counted(*args: str, **kwargs):  # type: ignore[no-untyped-def]
+        ran.append(args)
+        return await run_git(*args, **kwargs)
+
+    monkeypatch.setattr(git_module, "run_git", counted)
+    async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "x") as slot:
+        pass
+    inits = [a[-1] for a in ran if a[0] == "init"]
+    assert len(inits) == 1 and Path(inits[0]).parent == slot.tree.parent.parent  # the pool's
+    ran.clear()
+    async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "x") as slot:
+        assert slot.reused
+        reused = slot.tree / ".git"
+        assert not [a for a in ran if a[0] == "init"]
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        await checkout(repo, head, fresh)
+
+        def files(git_dir: Path) -> dict[str, bytes | None]:
+            return {
+                str(p.relative_to(git_dir)): None if p.is_dir() else p.read_bytes()
+                for p in sorted(git_dir.rglob("*"))
+                if p.name != "index"
+            }
+
+        assert files(reused) == files(fresh / ".git")

@@ -582,6 +582,8 @@ def _plan_pool(plan: GcPlan, limit: float) -> None:
     """Pooled checkouts (activities/lib/workspace/pool.py) not used since the limit."""
     for repo in _subdirs(plan.home / "pool"):
         for slot in _subdirs(repo):
+            if not slot.name.isdigit():
+                continue  # git-dir: the empty .git the pool's resets copy
             if _mtime(slot / "slot.json") < limit and is_free(slot):
                 plan.items.append(
                     GcItem("pool", str(slot), tree_size(slot), "a pooled checkout unused since")

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import stat
 import tempfile
 import zlib
@@ -46,6 +47,9 @@ SAFE_CONFIG: tuple[str, ...] = (
     "-c",
     "core.splitIndex=false",
 )
+
+#: How uet makes a checkout's ``.git``: no template (no hooks, no exclude file), branch uet.
+INIT = ("--quiet", "--template=", "--initial-branch=uet")
 
 #: A full object id (SHA-1 or SHA-256).
 SHA_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -470,14 +474,30 @@ async def checkout(repo: Git, sha: str, path: Path) -> Git:
     return local
 
 
-async def borrowing_repository(repo: Git, tree: Path) -> Git:
+async def borrowing_repository(repo: Git, tree: Path, like: Path | None = None) -> Git:
     """A new, empty ``.git`` in ``tree`` (its branch ``uet``, unborn) borrowing ``repo``'s
-    objects."""
-    await run_git("init", "--quiet", "--template=", "--initial-branch=uet", str(tree), cwd=tree)
+    objects. ``like``: such a ``.git``, made by git on the same file system (git init's
+    config says what it found there), copied instead of a git process."""
+    if like is not None and like.is_dir():
+        shutil.copytree(like, tree / ".git", symlinks=True)
+    else:
+        await run_git("init", *INIT, str(tree), cwd=tree)
     alternates = tree / ".git" / "objects" / "info" / "alternates"
     alternates.parent.mkdir(parents=True, exist_ok=True)
     alternates.write_text(f"{objects_dir(repo)}\n")
     return Git(git_dir=tree / ".git", work_tree=tree)
+
+
+async def git_dir_like(folder: Path) -> Path:
+    """``folder/git-dir``: an empty ``.git`` as borrowing_repository makes it, made once (by
+    git: its config holds what git init probes of the file system) for copies of it."""
+    made = folder / "git-dir"
+    if not made.is_dir():
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            await run_git("init", *INIT, tmp, cwd=Path(tmp))
+            with contextlib.suppress(OSError):  # made meanwhile by another worker: the same
+                os.rename(Path(tmp) / ".git", made)
+    return made
 
 
 async def reset_to(local: Git, sha: str) -> None:
