@@ -13,6 +13,7 @@ from activities.notify import NotifyActivities
 from activities.parts import PartActivities
 from activities.patches import PatchActivities
 from activities.planning import PlanningActivities
+from activities.ready_patch import ReadyPatchActivities
 from activities.recovery import RecoveryActivities
 from activities.saga import SagaActivities
 from activities.tools import ToolActivities
@@ -25,6 +26,7 @@ ACTIVITY_CLASSES: tuple[type, ...] = (
     WorkspaceActivities,
     ToolActivities,
     PatchActivities,
+    ReadyPatchActivities,
     GateActivities,
     CacheActivities,
     RecoveryActivities,

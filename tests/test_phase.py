@@ -250,13 +250,14 @@ async def test_patch_tool_and_phase_gate(
     history = await client.get_workflow_handle(
         f"{workflow_id(record.run_id)}/ws/ws-stale"
     ).fetch_history()
-    # A ready patch runs as a local activity: its marker says how many attempts it took.
+    # A ready patch runs as one local activity, applied, validated and committed: its marker
+    # says how many attempts it took.
     runs = [
         json.loads(m.details["data"].payloads[0].data)
         for e in history.events
         if e.HasField("marker_recorded_event_attributes")
         and (m := e.marker_recorded_event_attributes).marker_name == "core_local_activity"
     ]
-    assert [(r["activity_type"], r["attempt"]) for r in runs] == [("run_tool", 1)], (
+    assert [(r["activity_type"], r["attempt"]) for r in runs] == [("take_ready_patch", 1)], (
         "a patch that does not apply is not retried"
     )

@@ -65,7 +65,7 @@ async def test_a_new_run_records_the_generation_once_and_takes_the_folded_change
         ]
         # Folded changes taken: validate and commit run as local activities
         # ("validate-patch-locally", "commit-patch-locally"), a tool on its own queue
-        # ("tool-queues"), a ready patch here ("ready-patch-applied-locally").
+        # ("tool-queues"), a ready patch here ("ready-patch-applied-locally") in one step.
         names = {a.activity_type.name for a in scheduled}
         assert not names & {"validate_patch", "commit_patch"}, run.id
         for a in scheduled:
@@ -73,6 +73,14 @@ async def test_a_new_run_records_the_generation_once_and_takes_the_folded_change
                 assert a.task_queue.name != settings.task_queue
         if run.id.endswith("/ws/p"):
             assert "run_tool" not in names
+            # One local activity from file to commit ("ready-patch-in-one-step").
+            local = [
+                json.loads(m.details["data"].payloads[0].data)["activity_type"]
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+                and (m := e.marker_recorded_event_attributes).marker_name == "core_local_activity"
+            ]
+            assert local == ["take_ready_patch"], local
         tasks[run.id.rsplit("/", 1)[-1]] = sum(
             e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in history.events
         )

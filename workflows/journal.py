@@ -85,12 +85,24 @@ class Journal:
         )
         return event
 
+    def next_ids(self) -> tuple[str, str]:
+        """(ledger id, patch id) for an entry made later (new_entry's ``ids``), when a step
+        before it needs the patch's id."""
+        return self.ids.new(), self.ids.new()
+
     def new_entry(
-        self, *, workstream_id: str, attempt: int, tool_id: str, replaces: str | None
+        self,
+        *,
+        workstream_id: str,
+        attempt: int,
+        tool_id: str,
+        replaces: str | None,
+        ids: tuple[str, str] | None = None,
     ) -> LedgerEntry:
+        ledger_id, patch_id = ids or self.next_ids()
         entry = LedgerEntry(
-            ledger_id=self.ids.new(),
-            patch_id=self.ids.new(),
+            ledger_id=ledger_id,
+            patch_id=patch_id,
             run_id=self.run_id,
             workstream_id=workstream_id,
             attempt=attempt,

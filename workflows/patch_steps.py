@@ -21,16 +21,24 @@ with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
     from activities.patches import PatchActivities
     from activities.workspace import WorkspaceActivities
+    from schemas.base import ArtifactRef
     from schemas.events import EventType
     from schemas.gates import GateResult, GateRunInput, GateRunResult
     from schemas.learning import PatternApplied, Resolving
     from schemas.ledger import LedgerEntry, PatchState, Quarantine
-    from schemas.patch import PatchArtifact, QuarantineInput, ValidatePatchInput, ValidationReport
+    from schemas.patch import (
+        PatchArtifact,
+        QuarantineInput,
+        ValidatePatchInput,
+        ValidatePatchResult,
+        ValidationReport,
+    )
+    from schemas.ready_patch import ReadyPatchResult
     from schemas.refs import branch_ref
     from schemas.review import ReviewNeed
     from schemas.run import WorkstreamInput
     from schemas.tools import Feedback, ToolRunResult
-    from schemas.workspace import CommitPatchInput
+    from schemas.workspace import CommitPatchInput, CommitPatchResult
 
 #: workflow.patched id: validate_patch became a local activity (issue 7).
 VALIDATE_LOCALLY = "validate-patch-locally"
@@ -50,6 +58,40 @@ class PatchSteps:
         #: patch sha256 → the tree its tool's capture made of it: committed as it is.
         self.trees: dict[str, str] = {}
 
+    def validation_input(
+        self, patch_id: str, patch: ArtifactRef, attempt: int, earlier: list[PatchArtifact]
+    ) -> ValidatePatchInput:
+        return ValidatePatchInput(
+            run_id=self.input.run_id,
+            workstream_id=self.ws.workstream_id,
+            tool_id=self.ws.execution_request.tool_id,
+            attempt=attempt,
+            patch_id=patch_id,
+            base_sha=self.input.base_sha,
+            patch=patch,
+            repo_path=self.input.repo_path,
+            scope=self.ws.constraints.file_scope,
+            policy=self.ws.patch_policy,
+            earlier_attempts=earlier,
+            run_history=self.input.run_history,
+        )
+
+    def commit_input(
+        self, patch_id: str, patch: ArtifactRef, tree_sha: str | None
+    ) -> CommitPatchInput:
+        return CommitPatchInput(
+            repo_path=self.input.repo_path,
+            run_id=self.input.run_id,
+            workstream_id=self.ws.workstream_id,
+            title=self.ws.title,
+            base_sha=self.input.base_sha,
+            patch=patch,
+            patch_id=patch_id,
+            branch_ref=branch_ref(self.input.branch_ref),
+            timestamp=int(workflow.time_ns() // 1_000_000_000),
+            tree_sha=tree_sha,
+        )
+
     async def validate(
         self,
         entry: LedgerEntry,
@@ -57,29 +99,20 @@ class PatchSteps:
         attempt: int,
         earlier: list[PatchArtifact],
         feedback: Feedback | None,
+        taken: ValidatePatchResult | None = None,
     ) -> None:
+        """``taken``: the validation already made, in the tool's own step (a ready patch)."""
         assert tool.patch is not None
         # Pure CPU on a small artifact: as a local activity it costs no workflow task of its
         # own (runs started before this change keep the scheduled activity they recorded).
-        checked = await self.activity(
-            PatchActivities.validate_patch,
-            ValidatePatchInput(
-                run_id=self.input.run_id,
-                workstream_id=self.ws.workstream_id,
-                tool_id=self.ws.execution_request.tool_id,
-                attempt=attempt,
-                patch_id=entry.patch_id,
-                base_sha=self.input.base_sha,
-                patch=tool.patch,
-                repo_path=self.input.repo_path,
-                scope=self.ws.constraints.file_scope,
-                policy=self.ws.patch_policy,
-                earlier_attempts=earlier,
-                run_history=self.input.run_history,
-            ),
-            summary=f"validate patch of {self.ws.workstream_id}",
-            local=patched(VALIDATE_LOCALLY),
-        )
+        checked = taken
+        if checked is None:
+            checked = await self.activity(
+                PatchActivities.validate_patch,
+                self.validation_input(entry.patch_id, tool.patch, attempt, earlier),
+                summary=f"validate patch of {self.ws.workstream_id}",
+                local=patched(VALIDATE_LOCALLY),
+            )
         entry.patch = checked.artifact
         entry.record_validation(checked.report)
         if tool.tree_sha is not None and checked.artifact.sha256 == tool.patch.sha256:
@@ -133,36 +166,35 @@ class PatchSteps:
             )
         raise Failed(message, checked.artifact)
 
-    async def apply(self, entry: LedgerEntry) -> str:
+    async def apply(self, entry: LedgerEntry, taken: ReadyPatchResult | None = None) -> str:
+        """``taken``: the commit already made (or refused), in the tool's own step."""
         assert entry.patch is not None
         self.journal.move(entry, PatchState.QUEUED)
         entry.apply_attempts += 1
-        # A few git commands in a private index: local too, so validate → apply → commit of a
-        # patch costs no workflow task beyond the one the tool's result arrives in.
         try:
-            committed = await self.activity(
-                WorkspaceActivities.commit_patch,
-                CommitPatchInput(
-                    repo_path=self.input.repo_path,
-                    run_id=self.input.run_id,
-                    workstream_id=self.ws.workstream_id,
-                    title=self.ws.title,
-                    base_sha=self.input.base_sha,
-                    patch=entry.patch.ref,
-                    patch_id=entry.patch_id,
-                    branch_ref=branch_ref(self.input.branch_ref),
-                    timestamp=int(workflow.time_ns() // 1_000_000_000),
-                    tree_sha=self.trees.get(entry.patch.sha256),
-                ),
-                summary=f"apply and commit {self.ws.workstream_id}",
-                local=patched(COMMIT_LOCALLY),
-            )
+            committed = await self._committed(entry, entry.patch.ref, taken)
         except Failed as failed:
             self.journal.move(entry, PatchState.APPLY_FAILED, failed.reason)
             raise Failed(failed.reason, entry.patch) from None
         entry.commit = committed.commit_sha
         self.journal.move(entry, PatchState.APPLIED, f"commit {committed.commit_sha[:12]}")
         return committed.commit_sha
+
+    async def _committed(
+        self, entry: LedgerEntry, patch: ArtifactRef, taken: ReadyPatchResult | None
+    ) -> CommitPatchResult:
+        if taken is not None:
+            if taken.commit is None:
+                raise Failed(taken.commit_error or "the ready patch was not committed")
+            return taken.commit
+        # A few git commands in a private index: local too, so validate → apply → commit of a
+        # patch costs no workflow task beyond the one the tool's result arrives in.
+        return await self.activity(
+            WorkspaceActivities.commit_patch,
+            self.commit_input(entry.patch_id, patch, self.trees.get(patch.sha256)),
+            summary=f"apply and commit {self.ws.workstream_id}",
+            local=patched(COMMIT_LOCALLY),
+        )
 
     async def gates(
         self,

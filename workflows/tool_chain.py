@@ -22,12 +22,16 @@ from workflows.steps import tool as tool_options
 from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
+    from activities.ready_patch import ReadyPatchActivities
     from activities.tools import ToolActivities
     from activities.workers import WorkerActivities
     from schemas.events import EventType
+    from schemas.patch import ValidatePatchInput
+    from schemas.ready_patch import ReadyPatchInput, ReadyPatchResult
     from schemas.refs import tool_queue
     from schemas.run import OffersInput, WaitingNote, WorkstreamInput
     from schemas.tools import Feedback, ToolAttempt, ToolReason, ToolRunInput, ToolRunResult
+    from schemas.workspace import CommitPatchInput
 
 
 #: workflow.patched id: tool runs go to their tool's task queue (issue 17).
@@ -35,6 +39,9 @@ TOOL_QUEUES = "tool-queues"
 #: workflow.patched id: a ready patch is applied on the workstream's own worker, as a local
 #: activity in the workflow task that starts the workstream (issue 20).
 READY_PATCH_LOCAL = "ready-patch-applied-locally"
+#: workflow.patched id: a ready patch is applied, validated and committed in one local
+#: activity, not three (issue 20; activities/ready_patch.py).
+READY_IN_ONE_STEP = "ready-patch-in-one-step"
 #: The tool that applies a ready patch: uet's own git work, which every worker can do.
 READY_PATCH = "patch"
 #: The longest a waiting tool run goes between looks at who offers it.
@@ -51,10 +58,33 @@ class ToolChain:
         self.attempts: list[ToolAttempt] = []
         #: The tool that made the latest patch, and why it was the one.
         self.used = (self.ws.execution_request.tool_id, "")
+        #: The steps after a ready patch's run, when they go with it (run's ``then``); and
+        #: what they made of it.
+        self._then: tuple[ValidatePatchInput, CommitPatchInput] | None = None
+        self.taken: ReadyPatchResult | None = None
 
-    async def run(self, attempt: int, feedback: Feedback | None) -> ToolRunResult:
-        """The tool, or the next in the router's chain when it fails (fallback)."""
-        chain = self.input.tool_chain or [self.ws.execution_request.tool_id]
+    def ready_patch_alone(self) -> bool:
+        """The chain is a ready patch alone, applied on this worker (READY_PATCH_LOCAL)."""
+        return (
+            self._chain() == [READY_PATCH]
+            and self.input.patch_file is not None
+            and patched(READY_PATCH_LOCAL)
+        )
+
+    def _chain(self) -> list[str]:
+        return self.input.tool_chain or [self.ws.execution_request.tool_id]
+
+    async def run(
+        self,
+        attempt: int,
+        feedback: Feedback | None,
+        then: tuple[ValidatePatchInput, CommitPatchInput] | None = None,
+    ) -> ToolRunResult:
+        """The tool, or the next in the router's chain when it fails (fallback). ``then``: a
+        ready patch's validation and commit, to run in the same local activity as its tool
+        (ready_patch_alone); what they made is in ``taken``."""
+        self._then, self.taken = then, None
+        chain = self._chain()
         why = self.input.tool_reason or f"{chain[0]} (set in the spec)"
         for index, tool_id in enumerate(chain):
             failure, code, tool = await self._try_tool(tool_id, attempt, feedback)
@@ -169,6 +199,16 @@ class ToolChain:
         A ready patch runs no program: applying it is git work like validating and
         committing it, which this worker does as local activities. So it runs here too, in
         this workflow task: no task-queue round trip and no second task for the workstream."""
+        if tool_id == READY_PATCH and self._then is not None:
+            validation, commit = self._then
+            self.taken = await self.steps.run(
+                ReadyPatchActivities.take_ready_patch,
+                ReadyPatchInput(tool=input, validation=validation, commit=commit),
+                options,
+                summary=f"{summary}: applied, validated and committed",
+                local=True,
+            )
+            return self.taken.tool
         if tool_id == READY_PATCH and patched(READY_PATCH_LOCAL):
             return await self.steps.run(
                 ToolActivities.run_tool, input, options, summary=summary, local=True

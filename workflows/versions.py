@@ -20,7 +20,9 @@ behind ``uet-generation-12``, by the same argument: a run started with this code
 that one marker; a generation-11 run, replaying, hears False for generation 12 and True for
 generation 11, so it takes what it took and asks each later change on its own. Each new
 generation is asked first, so a new run records only the newest marker. A change made after
-the newest generation is asked on its own, as any change is.
+the newest generation is asked on its own, as any change is. Generation 13 folds one more
+(:data:`FOLDED_13`) behind ``uet-generation-13`` the same way: were it asked on its own, every
+new workstream would record its marker and upsert beside generation 12's.
 """
 
 from __future__ import annotations
@@ -54,15 +56,25 @@ FOLDED_11 = frozenset(
 )
 
 
-#: The marker a run started with this code records (once).
-GENERATION = "uet-generation-12"
+#: The marker a run started with generation 12 recorded (once).
+GENERATION_12 = "uet-generation-12"
 #: Generation 12's own changes: the one made after generation 11 (v12's histories) and the
 #: ready patch applied on the workstream's worker (issue 20, v13's).
 FOLDED_12 = frozenset({"ready-patch-applied-locally", "rollback-record-by-reference"})
+
+#: The marker a run started with this code records (once).
+GENERATION = "uet-generation-13"
+#: Generation 13's own change: a ready patch applied, validated and committed in one local
+#: activity (issue 20, v14's histories).
+FOLDED_13 = frozenset({"ready-patch-in-one-step"})
 #: Every change a run of the newest generation has.
-FOLDED = FOLDED_11 | FOLDED_12
+FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13
 #: Newest first: a new run asks (and records) only the newest marker.
-GENERATIONS = ((GENERATION, FOLDED), (GENERATION_11, FOLDED_11))
+GENERATIONS = (
+    (GENERATION, FOLDED),
+    (GENERATION_12, FOLDED_11 | FOLDED_12),
+    (GENERATION_11, FOLDED_11),
+)
 
 
 def patched(change: str) -> bool:

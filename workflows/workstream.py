@@ -19,7 +19,7 @@ from workflows.ids import IdFactory
 from workflows.journal import Journal
 from workflows.patch_steps import PatchSteps
 from workflows.steps import WORKSTREAM, Steps
-from workflows.tool_chain import ToolChain
+from workflows.tool_chain import READY_IN_ONE_STEP, ToolChain
 from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
@@ -35,11 +35,12 @@ with workflow.unsafe.imports_passed_through():
         Resolving,
     )
     from schemas.ledger import LedgerEntry, PatchState
-    from schemas.patch import PatchArtifact
+    from schemas.patch import PatchArtifact, ValidatePatchInput
     from schemas.review import ReviewNeed
     from schemas.run import WorkstreamInput, WorkstreamResult, WorkstreamState
     from schemas.spec import AI_TOOLS, GateSpec, RecoveryRule
     from schemas.tools import Feedback
+    from schemas.workspace import CommitPatchInput
 
 #: workflow.patched id: a gate whose program is missing fails the workstream at once (issue 11).
 GATE_UNRUNNABLE = "gate-command-not-found-fails-at-once"
@@ -157,7 +158,8 @@ class WorkstreamWorkflow:
                         workstream_id=self._ws.workstream_id,
                         gate_id=feedback.gate_id,
                     )
-                tool = await self._tools.run(attempt, feedback)
+                ids, then = self._ready_patch_steps(attempt, earlier)
+                tool = await self._tools.run(attempt, feedback, then)
                 if tool.patch is None:
                     self._journal.event(
                         EventType.NO_CHANGE,
@@ -175,15 +177,19 @@ class WorkstreamWorkflow:
                         attempt=attempt,
                         tool_id=self._tools.used[0],
                         replaces=previous_id,
+                        ids=ids,
                     )
                     entry.tool_reason = self._tools.used[1]
                     entry.tool_usage = tool.usage
                     if feedback is not None and feedback.guidance:
                         entry.pattern = feedback.pattern_id
-                    await self._patches.validate(entry, tool, attempt, earlier, feedback)
+                    taken = self._tools.taken
+                    await self._patches.validate(
+                        entry, tool, attempt, earlier, feedback, taken.validation if taken else None
+                    )
                     assert entry.patch is not None
                     earlier.append(entry.patch)
-                    commit = await self._patches.apply(entry)
+                    commit = await self._patches.apply(entry, taken)
             learn = self._learns()
             gates = await self._patches.gates(
                 commit,
@@ -250,6 +256,23 @@ class WorkstreamWorkflow:
             await self._patches.quarantine(entry, why, gate_output=failure.output_tail)
             raise Failed(f"{why}\n{tail}" if tail else why, entry.patch)
         raise AssertionError("the loop returns or raises")
+
+    def _ready_patch_steps(
+        self, attempt: int, earlier: list[PatchArtifact]
+    ) -> tuple[tuple[str, str] | None, tuple[ValidatePatchInput, CommitPatchInput] | None]:
+        """(the entry's ids, its validation and commit) where a ready patch goes from file to
+        commit in one local activity (activities/ready_patch.py): the steps after the tool
+        need the patch's id before the tool runs. Their ``patch`` is the ready patch's file,
+        for which the step puts its capture."""
+        if not self._tools.ready_patch_alone() or not patched(READY_IN_ONE_STEP):
+            return None, None
+        ids = self._journal.next_ids()
+        ready = self._input.patch_file
+        assert ready is not None  # ready_patch_alone
+        return ids, (
+            self._patches.validation_input(ids[1], ready, attempt, earlier),
+            self._patches.commit_input(ids[1], ready, None),
+        )
 
     def _no_change_fails(self) -> bool:
         """An AI tool that changed nothing did not do the work: no gates on the base, no

@@ -1,0 +1,59 @@
+"""A ready patch (`tool_id: patch`) in one step: applied, validated and committed.
+
+A ready patch runs no program: applying, judging and committing it are git and CPU work of a
+few milliseconds each, which the workstream's own worker does as local activities. Run as
+three, each costs a round trip through the SDK's core and a new activation of the workflow;
+run as one, the workstream's first workflow task takes the patch from file to commit in a
+single local activity. Each step is the very activity method it would be on its own, so a
+retry of the whole (all three are idempotent) ends as the first try did.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.lib.heartbeat import heartbeating
+from activities.lib.state_dir import StateDir
+from activities.patches import PatchActivities
+from activities.tools import ToolActivities
+from activities.workspace import WorkspaceActivities
+from schemas.ready_patch import ReadyPatchInput, ReadyPatchResult
+
+#: What fails a commit for good, as the commit step's own retry policy says (steps.GIT_RETRY).
+FINAL_COMMIT_ERRORS = ("PatchDoesNotApply",)
+
+
+class ReadyPatchActivities:
+    def __init__(self, state: StateDir) -> None:
+        self.tools = ToolActivities(state)
+        self.patches = PatchActivities(state)
+        self.workspace = WorkspaceActivities(state)
+
+    @activity.defn
+    @heartbeating
+    async def take_ready_patch(self, input: ReadyPatchInput) -> ReadyPatchResult:
+        """The tool run; its patch validated; a valid one committed. What a step refuses ends
+        the chain there, and the workstream reads it as it reads that step's own result."""
+        tool = await self.tools.run_tool(input.tool)
+        if tool.patch is None:
+            return ReadyPatchResult(tool=tool)
+        checked = await self.patches.validate_patch(
+            input.validation.model_copy(update={"patch": tool.patch})
+        )
+        if not checked.report.ok:
+            return ReadyPatchResult(tool=tool, validation=checked)
+        commit = input.commit.model_copy(
+            update={
+                "patch": checked.artifact.ref,
+                # The capture's tree is the patch's: committed as it is (as PatchSteps does).
+                "tree_sha": tool.tree_sha if checked.artifact.sha256 == tool.patch.sha256 else None,
+            }
+        )
+        try:
+            committed = await self.workspace.commit_patch(commit)
+        except ApplicationError as error:
+            if not (error.non_retryable or error.type in FINAL_COMMIT_ERRORS):
+                raise  # the whole step is retried: each part of it is idempotent
+            return ReadyPatchResult(tool=tool, validation=checked, commit_error=error.message)
+        return ReadyPatchResult(tool=tool, validation=checked, commit=committed)
