@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import pygit2
 import pytest
@@ -237,8 +239,17 @@ async def test_a_waves_integration_takes_no_merge_tree_and_makes_gits_commits(
     monkeypatch.setattr(WorkspaceActivities, "_merge_tree", staticmethod(counted))
     walks: list[object] = []
     monkeypatch.setattr(pygit2.Repository, "merge_base", lambda *a: walks.append(a))
+    threads: list[threading.Thread] = []
+
+    def off_the_loop(*args: Any) -> str | None:
+        threads.append(threading.current_thread())
+        return disjoint_merge(*args)
+
+    monkeypatch.setattr("activities.workspace.disjoint_merge", off_the_loop)
     inside = await activities.integrate(step())
     assert spawned == [] and walks == []  # the lineage knows each merge base
+    # Each merge in a thread: a wave's trees must not stall the worker's event loop.
+    assert len(threads) == 3 and threading.main_thread() not in threads
     monkeypatch.setattr("activities.workspace.disjoint_merge", lambda *_: None)
     by_merge_tree = await activities.integrate(step())
     assert spawned == works[1:]  # the first is made on the head: its own tree
