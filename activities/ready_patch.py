@@ -13,15 +13,13 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.lib.git import FINAL_GIT_ERRORS
 from activities.lib.heartbeat import heartbeating
 from activities.lib.state_dir import StateDir
 from activities.patches import PatchActivities
 from activities.tools import ToolActivities
 from activities.workspace import WorkspaceActivities
 from schemas.ready_patch import ReadyPatchInput, ReadyPatchResult
-
-#: What fails a commit for good, as the commit step's own retry policy says (steps.GIT_RETRY).
-FINAL_COMMIT_ERRORS = ("PatchDoesNotApply",)
 
 
 class ReadyPatchActivities:
@@ -43,17 +41,15 @@ class ReadyPatchActivities:
         )
         if not checked.report.ok:
             return ReadyPatchResult(tool=tool, validation=checked)
+        # The capture's tree is the patch's (the validated artifact is the captured patch):
+        # committed as it is.
         commit = input.commit.model_copy(
-            update={
-                "patch": checked.artifact.ref,
-                # The capture's tree is the patch's: committed as it is (as PatchSteps does).
-                "tree_sha": tool.tree_sha if checked.artifact.sha256 == tool.patch.sha256 else None,
-            }
+            update={"patch": checked.artifact.ref, "tree_sha": tool.tree_sha}
         )
         try:
             committed = await self.workspace.commit_patch(commit)
         except ApplicationError as error:
-            if not (error.non_retryable or error.type in FINAL_COMMIT_ERRORS):
+            if not (error.non_retryable or error.type in FINAL_GIT_ERRORS):
                 raise  # the whole step is retried: each part of it is idempotent
             return ReadyPatchResult(tool=tool, validation=checked, commit_error=error.message)
         return ReadyPatchResult(tool=tool, validation=checked, commit=committed)

@@ -184,8 +184,9 @@ class PatchSteps:
         self, entry: LedgerEntry, patch: ArtifactRef, taken: ReadyPatchResult | None
     ) -> CommitPatchResult:
         if taken is not None:
-            if taken.commit is None:
-                raise Failed(taken.commit_error or "the ready patch was not committed")
+            if taken.commit is None:  # validated (apply comes after a valid patch only)
+                assert taken.commit_error is not None
+                raise Failed(taken.commit_error)
             return taken.commit
         # A few git commands in a private index: local too, so validate → apply → commit of a
         # patch costs no workflow task beyond the one the tool's result arrives in.

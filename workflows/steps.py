@@ -17,12 +17,15 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
+with workflow.unsafe.imports_passed_through():
+    from activities.lib.git import FINAL_GIT_ERRORS
+
 A = TypeVar("A")
 R = TypeVar("R")
 
 #: Retries that heal what git and the disk go through (locks, a dead worker); an error typed
 #: here never heals.
-GIT_RETRY = RetryPolicy(maximum_attempts=10, non_retryable_error_types=["PatchDoesNotApply"])
+GIT_RETRY = RetryPolicy(maximum_attempts=10, non_retryable_error_types=list(FINAL_GIT_ERRORS))
 #: Attempts a tool run gets for lost workers, on top of the spec's max_attempts (which counts
 #: the tool's own transient errors: the adapter makes the last of those final).
 CRASH_ALLOWANCE = 10

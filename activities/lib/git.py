@@ -51,6 +51,10 @@ SAFE_CONFIG: tuple[str, ...] = (
 #: How uet makes a checkout's ``.git``: no template (no hooks, no exclude file), branch uet.
 INIT = ("--quiet", "--template=", "--initial-branch=uet")
 
+#: Error types a git step raises that no retry heals (a patch that does not apply never will):
+#: the git steps' retry policy (workflows/steps.py GIT_RETRY) and the ready patch's own step.
+FINAL_GIT_ERRORS = ("PatchDoesNotApply",)
+
 #: A full object id (SHA-1 or SHA-256).
 SHA_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
