@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -31,7 +32,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.lib import sandbox as sandbox_lib
 from activities.lib.git import checkout, open_repository
-from activities.lib.process import ProcessResult, run_process
+from activities.lib.process import ProcessResult, _launch, run_process
 from activities.lib.sandbox import SandboxPlan, Seed, plan_sandbox, probe
 from schemas.sandbox import SandboxSpec
 
@@ -539,6 +540,84 @@ async def test_cancellation_kills_the_whole_sandboxed_tree(world: World) -> None
     await asyncio.sleep(2)
     assert sorted(world.checkout.glob("survived-*")) == []
     assert survivors(token) == []
+
+
+#: A worker that runs one command under a plan and waits: the test SIGKILLs it.
+_DOOMED_WORKER = """
+import asyncio, json, os, sys
+from pathlib import Path
+from activities.lib.process import run_process
+from activities.lib.sandbox import plan_sandbox
+from schemas.sandbox import SandboxSpec
+w = json.loads(sys.argv[1])
+plan = None if w["spec"] is None else plan_sandbox(
+    SandboxSpec.model_validate(w["spec"]), checkout=Path(w["checkout"]),
+    object_store=Path(w["objects"]), scratch=Path(w["scratch"]), uet_home=Path(w["home"]),
+    user_tree=Path(w["user"]), network_default=False, env=os.environ)
+asyncio.run(run_process(w["command"], cwd=Path(w["checkout"]), env={"PATH": os.environ["PATH"]},
+    timeout_s=60, log_path=Path(w["log"]), sandbox=plan))
+"""
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        None,
+        {"mode": "none"},
+        {"mode": "none", "limits": {"cpu_s": 30}},
+        {},
+        {"limits": {"cpu_s": 30}},
+    ],
+    ids=["no-plan", "none", "none-limits", "bwrap", "bwrap-limits"],
+)
+async def test_a_killed_worker_takes_its_command_with_it(
+    world: World, spec: dict[str, Any] | None
+) -> None:
+    """SIGKILL gives the worker no time to clean up: the kernel must end its command (the
+    parent-death signal, set by setpriv, bwrap or the forked child, whichever starts it)."""
+    token = f"uet-orphan-{uuid.uuid4().hex[:8]}"
+    started = world.checkout / "started"
+    args = {
+        "spec": spec,
+        "command": f"touch {started}; sleep 30 # {token}",
+        "checkout": str(world.checkout),
+        "objects": str(world.user / ".git" / "objects"),
+        "scratch": str(world.scratch),
+        "home": str(world.uet_home),
+        "user": str(world.user),
+        "log": str(world.base / "doomed.log"),
+    }
+    doomed = subprocess.Popen(
+        [PY, "-c", _DOOMED_WORKER, json.dumps(args)], cwd=Path(__file__).resolve().parent.parent
+    )
+    try:
+        for _ in range(200):
+            if started.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert started.exists(), "the command never started"
+        assert survivors(token), "the command should be running"
+        doomed.kill()
+        doomed.wait(timeout=10)
+        for _ in range(50):
+            if not survivors(token):
+                break
+            await asyncio.sleep(0.1)
+        assert survivors(token) == [], "the command outlived its worker"
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+
+
+def test_the_child_runs_python_only_for_limits(world: World) -> None:
+    """Code before exec makes Python fork the whole worker (vfork otherwise): only joining
+    cgroups and setting rlimits need it."""
+    for spec, forks in (({}, False), ({"mode": "none"}, False), ({"limits": {"cpu_s": 5}}, True)):
+        plan = world.plan(**spec)
+        run = plan.start()
+        launch, child_setup = _launch(["true"], world.checkout, plan, run)
+        assert (child_setup is not None) == forks, spec
+        assert subprocess.run(launch, cwd=world.checkout, check=False).returncode == 0
 
 
 async def test_a_timeout_still_lets_the_tool_stop_itself(world: World) -> None:

@@ -717,6 +717,10 @@ class SandboxRun:
         self._procs_files = [str(g.path / "cgroup.procs") for g in cgroups]
         self.closed = False
 
+    def needs_child_setup(self) -> bool:
+        """The child must run :meth:`preexec` before exec (cgroups to join, rlimits to set)."""
+        return bool(self._procs_files or self.plan.rlimits)
+
     def preexec(self) -> None:
         """In the child, before exec: join the cgroups, then take on the rlimits (bwrap and
         everything it starts inherit both)."""
