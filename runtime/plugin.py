@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from activities.lib import gc
 from activities.lib.state_dir import StateDir
 from activities.lib.step_sandbox import startup_note
+from activities.ready_patch import ReadyPatchActivities
 from activities.registry import all_activities
 from activities.tools import ToolActivities
 from runtime.capabilities import Capabilities, detect
@@ -129,13 +130,14 @@ def tool_worker(
     identity: str | None = None,
     state: StateDir | None = None,
 ) -> Worker:
-    """The worker of one tool's queue: tool runs only. (The main worker keeps run_tool too,
-    for runs whose history put tool runs on the main queue, before "tool-queues".)"""
-    run_tool = ToolActivities(state or StateDir(settings.home)).run_tool
+    """The worker of one tool's queue: tool runs only, alone or with their patch's validation
+    and commit (take_tool_patch). (The main worker keeps run_tool too, for runs whose history
+    put tool runs on the main queue, before "tool-queues".)"""
+    state = state or StateDir(settings.home)
     return Worker(
         client,
         task_queue=tool_queue(settings.task_queue, tool_id),
-        activities=[run_tool],
+        activities=[ToolActivities(state).run_tool, ReadyPatchActivities(state).take_tool_patch],
         identity=identity,
     )
 

@@ -1,5 +1,6 @@
 """A ready patch goes from file to commit in one local activity (activities/ready_patch.py),
-and the workstream reads each step's result as it reads that step on its own: a patch its
+a tool's patch from the tool to its commit in the tool's own activity on its queue, and the
+workstream reads each step's result as it reads that step on its own: a patch its
 validation refuses is quarantined and never committed, a commit that fails for good fails the
 workstream with the patch ``apply_failed``, a transient failure retries the whole step, and a
 valid patch ends on the integration branch."""
@@ -21,6 +22,7 @@ from activities.lib.artifacts.local import LocalArtifactStore
 from activities.workspace import WorkspaceActivities
 from runtime.settings import Settings
 from schemas.ledger import PatchState
+from schemas.refs import tool_queue
 from schemas.run import PhaseState, RunRecord, WorkstreamState
 from schemas.workspace import CommitPatchInput, CommitPatchResult
 
@@ -80,7 +82,9 @@ async def test_a_refused_patch_is_quarantined_and_never_committed(
         assert await local_steps(client, record, ws_id) == ["take_ready_patch"], ws_id
 
 
+@pytest.mark.parametrize("kind", ["ready", "tool"])
 async def test_a_commit_that_fails_for_good_fails_the_workstream_apply_failed(
+    kind: str,
     client: Client,
     settings: Settings,
     worker: Worker,
@@ -94,7 +98,7 @@ async def test_a_commit_that_fails_for_good_fails_the_workstream_apply_failed(
 
     monkeypatch.setattr(WorkspaceActivities, "commit_patch", refused)
     repo = make_repo({"README.md": "hi\n", "src/app.py": "app\n"})
-    record = await run(client, settings, repo, {"good": INSIDE})
+    record = await good(kind, client, settings, repo)
     assert record.workstreams["good"].status == WorkstreamState.FAILED
     assert "is locked" in (record.workstreams["good"].reason or "")
     entry = ledger(record)["good"]
@@ -107,7 +111,9 @@ async def test_a_commit_that_fails_for_good_fails_the_workstream_apply_failed(
     ]
 
 
+@pytest.mark.parametrize("kind", ["ready", "tool"])
 async def test_a_transient_commit_failure_retries_the_step_and_commits_once(
+    kind: str,
     client: Client,
     settings: Settings,
     worker: Worker,
@@ -125,10 +131,64 @@ async def test_a_transient_commit_failure_retries_the_step_and_commits_once(
 
     monkeypatch.setattr(WorkspaceActivities, "commit_patch", flaky)
     repo = make_repo({"README.md": "hi\n", "src/app.py": "app\n"})
-    record = await run(client, settings, repo, {"good": INSIDE})
+    record = await good(kind, client, settings, repo)
     assert record.status == PhaseState.COMPLETED, record.reason
     assert len(calls) == 2 and len(set(calls)) == 1  # the same patch id both times
     entry = ledger(record)["good"]
     assert entry["state"] == PatchState.COMMITTED and entry["commit"]
     assert git_out(repo, "rev-parse", f"{entry['commit']}^") == record.base_sha
     assert show(repo, record.integration_branch, "src/app.py") == "app 2"
+
+
+# --- a tool's patch, in the tool's own activity on its queue ("tool-patch-in-its-step") ------
+
+EDITS = {"good": "printf 'app 2\\n' > src/app.py", "bad": "printf 'hello\\n' > README.md"}
+
+
+async def run_tools(client: Client, settings: Settings, repo: Path, ws_ids: list[str]) -> RunRecord:
+    workstreams = [{**ready(ws), "execution_request": {"command": EDITS[ws]}} for ws in ws_ids]
+    return await run_phase(
+        client, settings, run_input(phase(workstreams=workstreams), repo, no_review=True)
+    )
+
+
+async def tool_steps(client: Client, record: RunRecord, ws_id: str) -> list[tuple[str, str]]:
+    """(activity type, task queue) of what the workstream scheduled, and its local ones."""
+    history = await client.get_workflow_handle(f"{record.workflow_id}/ws/{ws_id}").fetch_history()
+    scheduled = [
+        (a.activity_type.name, a.task_queue.name)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        for a in [e.activity_task_scheduled_event_attributes]
+    ]
+    return scheduled + [("local", name) for name in await local_steps(client, record, ws_id)]
+
+
+async def test_a_tools_refused_patch_is_quarantined_in_its_step(
+    client: Client, settings: Settings, worker: Worker, make_repo: Any
+) -> None:
+    repo = make_repo({"README.md": "hi\n", "src/app.py": "app\n"})
+    record = await run_tools(client, settings, repo, ["good", "bad"])
+    assert record.status == PhaseState.FAILED
+    assert record.workstreams["good"].status == WorkstreamState.COMPLETED
+    assert "README.md" in (record.workstreams["bad"].reason or "")
+    entries = ledger(record)
+    assert entries["bad"]["state"] == PatchState.QUARANTINED and entries["bad"]["commit"] is None
+    assert entries["good"]["state"] == PatchState.COMMITTED
+    assert git_out(repo, "tag", "--list", f"*{entries['bad']['patch_id']}*") == ""
+    assert show(repo, record.integration_branch, "src/app.py") == "app 2"
+    assert show(repo, record.integration_branch, "README.md") == "hi"
+    # One step on the tool's queue; after it only the refused patch's quarantine.
+    step = ("take_tool_patch", tool_queue(settings.task_queue, "shell"))
+    assert await tool_steps(client, record, "good") == [step]
+    assert await tool_steps(client, record, "bad") == [
+        step,
+        ("quarantine_patch", settings.task_queue),
+    ]
+
+
+async def good(kind: str, client: Client, settings: Settings, repo: Path) -> RunRecord:
+    """One workstream whose patch is valid: a ready patch, or a tool's."""
+    if kind == "ready":
+        return await run(client, settings, repo, {"good": INSIDE})
+    return await run_tools(client, settings, repo, ["good"])

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 import workflows
 from activities.lib.artifacts.local import LocalArtifactStore
 from runtime.settings import Settings
+from schemas.refs import tool_queue
 from schemas.run import PhaseState
 from workflows.versions import FOLDED, GENERATION
 
@@ -68,19 +69,23 @@ async def test_a_new_run_records_the_generation_once_and_takes_the_folded_change
         # ("tool-queues"), a ready patch here ("ready-patch-applied-locally") in one step.
         names = {a.activity_type.name for a in scheduled}
         assert not names & {"validate_patch", "commit_patch"}, run.id
-        for a in scheduled:
-            if a.activity_type.name == "run_tool":
-                assert a.task_queue.name != settings.task_queue
+        local = [
+            json.loads(m.details["data"].payloads[0].data)["activity_type"]
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            and (m := e.marker_recorded_event_attributes).marker_name == "core_local_activity"
+        ]
         if run.id.endswith("/ws/p"):
             assert "run_tool" not in names
             # One local activity from file to commit ("ready-patch-in-one-step").
-            local = [
-                json.loads(m.details["data"].payloads[0].data)["activity_type"]
-                for e in history.events
-                if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-                and (m := e.marker_recorded_event_attributes).marker_name == "core_local_activity"
-            ]
             assert local == ["take_ready_patch"], local
+        elif "/ws/" in run.id:
+            # The tool on its own queue ("tool-queues") validates and commits its patch
+            # ("tool-patch-in-its-step"): nothing is left for the workstream's worker.
+            assert [(a.activity_type.name, a.task_queue.name) for a in scheduled] == [
+                ("take_tool_patch", tool_queue(settings.task_queue, "shell"))
+            ], run.id
+            assert local == [], local
         tasks[run.id.rsplit("/", 1)[-1]] = sum(
             e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in history.events
         )

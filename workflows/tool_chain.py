@@ -42,6 +42,9 @@ READY_PATCH_LOCAL = "ready-patch-applied-locally"
 #: workflow.patched id: a ready patch is applied, validated and committed in one local
 #: activity, not three (issue 20; activities/ready_patch.py).
 READY_IN_ONE_STEP = "ready-patch-in-one-step"
+#: workflow.patched id: a tool's patch is validated and committed in the tool's own activity,
+#: on its tool's queue (issue 20; activities/ready_patch.py).
+TOOL_TAKES_ITS_PATCH = "tool-patch-in-its-step"
 #: The tool that applies a ready patch: uet's own git work, which every worker can do.
 READY_PATCH = "patch"
 #: The longest a waiting tool run goes between looks at who offers it.
@@ -71,6 +74,13 @@ class ToolChain:
             and patched(READY_PATCH_LOCAL)
         )
 
+    def takes_its_patch(self) -> bool:
+        """The patch's validation and commit go in the step that makes it: a ready patch's
+        local activity (READY_IN_ONE_STEP) or a tool's on its queue (TOOL_TAKES_ITS_PATCH)."""
+        if self.ready_patch_alone():
+            return patched(READY_IN_ONE_STEP)
+        return READY_PATCH not in self._chain() and patched(TOOL_TAKES_ITS_PATCH)
+
     def _chain(self) -> list[str]:
         return self.input.tool_chain or [self.ws.execution_request.tool_id]
 
@@ -80,9 +90,9 @@ class ToolChain:
         feedback: Feedback | None,
         then: tuple[ValidatePatchInput, CommitPatchInput] | None = None,
     ) -> ToolRunResult:
-        """The tool, or the next in the router's chain when it fails (fallback). ``then``: a
-        ready patch's validation and commit, to run in the same local activity as its tool
-        (ready_patch_alone); what they made is in ``taken``."""
+        """The tool, or the next in the router's chain when it fails (fallback). ``then``: the
+        patch's validation and commit, to run in the same activity as its tool
+        (takes_its_patch); what they made is in ``taken``."""
         self._then, self.taken = then, None
         chain = self._chain()
         why = self.input.tool_reason or f"{chain[0]} (set in the spec)"
@@ -220,14 +230,26 @@ class ToolChain:
         waiting: str | None = None
         while True:
             try:
-                result = await self.steps.run(
-                    ToolActivities.run_tool,
-                    input,
-                    options,
-                    summary=summary,
-                    task_queue=queue,
-                    schedule_to_start=wait,
-                )
+                if self._then is not None:
+                    validation, commit = self._then
+                    self.taken = await self.steps.run(
+                        ReadyPatchActivities.take_tool_patch,
+                        ReadyPatchInput(tool=input, validation=validation, commit=commit),
+                        options,
+                        summary=f"{summary}, its patch validated and committed",
+                        task_queue=queue,
+                        schedule_to_start=wait,
+                    )
+                    result = self.taken.tool
+                else:
+                    result = await self.steps.run(
+                        ToolActivities.run_tool,
+                        input,
+                        options,
+                        summary=summary,
+                        task_queue=queue,
+                        schedule_to_start=wait,
+                    )
                 break
             except ActivityError as err:
                 cause = err.cause

@@ -22,7 +22,8 @@ generation 11, so it takes what it took and asks each later change on its own. E
 generation is asked first, so a new run records only the newest marker. A change made after
 the newest generation is asked on its own, as any change is. Generation 13 folds one more
 (:data:`FOLDED_13`) behind ``uet-generation-13`` the same way: were it asked on its own, every
-new workstream would record its marker and upsert beside generation 12's.
+new workstream would record its marker and upsert beside generation 12's. Generation 14
+(:data:`FOLDED_14`, ``uet-generation-14``) likewise.
 """
 
 from __future__ import annotations
@@ -62,16 +63,23 @@ GENERATION_12 = "uet-generation-12"
 #: ready patch applied on the workstream's worker (issue 20, v13's).
 FOLDED_12 = frozenset({"ready-patch-applied-locally", "rollback-record-by-reference"})
 
-#: The marker a run started with this code records (once).
-GENERATION = "uet-generation-13"
+#: The marker a run started with generation 13 recorded (once).
+GENERATION_13 = "uet-generation-13"
 #: Generation 13's own change: a ready patch applied, validated and committed in one local
 #: activity (issue 20, v14's histories).
 FOLDED_13 = frozenset({"ready-patch-in-one-step"})
+
+#: The marker a run started with this code records (once).
+GENERATION = "uet-generation-14"
+#: Generation 14's own change: a tool's patch validated and committed in the tool's own
+#: activity (issue 20, v15's histories).
+FOLDED_14 = frozenset({"tool-patch-in-its-step"})
 #: Every change a run of the newest generation has.
-FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13
+FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14
 #: Newest first: a new run asks (and records) only the newest marker.
 GENERATIONS = (
     (GENERATION, FOLDED),
+    (GENERATION_13, FOLDED_11 | FOLDED_12 | FOLDED_13),
     (GENERATION_12, FOLDED_11 | FOLDED_12),
     (GENERATION_11, FOLDED_11),
 )

@@ -19,7 +19,7 @@ from workflows.ids import IdFactory
 from workflows.journal import Journal
 from workflows.patch_steps import PatchSteps
 from workflows.steps import WORKSTREAM, Steps
-from workflows.tool_chain import READY_IN_ONE_STEP, ToolChain
+from workflows.tool_chain import ToolChain
 from workflows.versions import patched
 
 with workflow.unsafe.imports_passed_through():
@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.ledger import LedgerEntry, PatchState
     from schemas.patch import PatchArtifact, ValidatePatchInput
+    from schemas.ready_patch import CAPTURE
     from schemas.review import ReviewNeed
     from schemas.run import WorkstreamInput, WorkstreamResult, WorkstreamState
     from schemas.spec import AI_TOOLS, GateSpec, RecoveryRule
@@ -158,7 +159,7 @@ class WorkstreamWorkflow:
                         workstream_id=self._ws.workstream_id,
                         gate_id=feedback.gate_id,
                     )
-                ids, then = self._ready_patch_steps(attempt, earlier)
+                ids, then = self._steps_with_the_tool(attempt, earlier)
                 tool = await self._tools.run(attempt, feedback, then)
                 if tool.patch is None:
                     self._journal.event(
@@ -257,21 +258,21 @@ class WorkstreamWorkflow:
             raise Failed(f"{why}\n{tail}" if tail else why, entry.patch)
         raise AssertionError("the loop returns or raises")
 
-    def _ready_patch_steps(
+    def _steps_with_the_tool(
         self, attempt: int, earlier: list[PatchArtifact]
     ) -> tuple[tuple[str, str] | None, tuple[ValidatePatchInput, CommitPatchInput] | None]:
-        """(the entry's ids, its validation and commit) where a ready patch goes from file to
-        commit in one local activity (activities/ready_patch.py): the steps after the tool
-        need the patch's id before the tool runs. Their ``patch`` is the ready patch's file,
-        for which the step puts its capture."""
-        if not self._tools.ready_patch_alone() or not patched(READY_IN_ONE_STEP):
+        """(the entry's ids, its validation and commit) where the patch goes from tool to
+        commit in one activity (activities/ready_patch.py): the steps after the tool need the
+        patch's id before the tool runs. Their ``patch`` stands for the capture the step makes
+        (the ready patch's file, or CAPTURE), which the step puts in its place."""
+        if not self._tools.takes_its_patch():
             return None, None
         ids = self._journal.next_ids()
-        ready = self._input.patch_file
-        assert ready is not None  # ready_patch_alone
+        made = self._input.patch_file if self._tools.ready_patch_alone() else CAPTURE
+        assert made is not None  # ready_patch_alone
         return ids, (
-            self._patches.validation_input(ids[1], ready, attempt, earlier),
-            self._patches.commit_input(ids[1], ready, None),
+            self._patches.validation_input(ids[1], made, attempt, earlier),
+            self._patches.commit_input(ids[1], made, None),
         )
 
     def _no_change_fails(self) -> bool:
