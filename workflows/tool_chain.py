@@ -209,20 +209,8 @@ class ToolChain:
         A ready patch runs no program: applying it is git work like validating and
         committing it, which this worker does as local activities. So it runs here too, in
         this workflow task: no task-queue round trip and no second task for the workstream."""
-        if tool_id == READY_PATCH and self._then is not None:
-            validation, commit = self._then
-            self.taken = await self.steps.run(
-                ReadyPatchActivities.take_ready_patch,
-                ReadyPatchInput(tool=input, validation=validation, commit=commit),
-                options,
-                summary=f"{summary}: applied, validated and committed",
-                local=True,
-            )
-            return self.taken.tool
-        if tool_id == READY_PATCH and patched(READY_PATCH_LOCAL):
-            return await self.steps.run(
-                ToolActivities.run_tool, input, options, summary=summary, local=True
-            )
+        if tool_id == READY_PATCH and (self._then is not None or patched(READY_PATCH_LOCAL)):
+            return await self._step(input, options, summary, local=True)
         if not patched(TOOL_QUEUES):  # runs started before: the workflow's queue
             return await self.steps.run(ToolActivities.run_tool, input, options, summary=summary)
         queue = tool_queue(workflow.info().task_queue, tool_id)
@@ -230,26 +218,9 @@ class ToolChain:
         waiting: str | None = None
         while True:
             try:
-                if self._then is not None:
-                    validation, commit = self._then
-                    self.taken = await self.steps.run(
-                        ReadyPatchActivities.take_tool_patch,
-                        ReadyPatchInput(tool=input, validation=validation, commit=commit),
-                        options,
-                        summary=f"{summary}, its patch validated and committed",
-                        task_queue=queue,
-                        schedule_to_start=wait,
-                    )
-                    result = self.taken.tool
-                else:
-                    result = await self.steps.run(
-                        ToolActivities.run_tool,
-                        input,
-                        options,
-                        summary=summary,
-                        task_queue=queue,
-                        schedule_to_start=wait,
-                    )
+                result = await self._step(
+                    input, options, summary, task_queue=queue, schedule_to_start=wait
+                )
                 break
             except ActivityError as err:
                 cause = err.cause
@@ -276,6 +247,45 @@ class ToolChain:
         if waiting is not None:
             await self._tell(None)
         return result
+
+    async def _step(
+        self,
+        input: ToolRunInput,
+        options: StepOptions,
+        summary: str,
+        *,
+        local: bool = False,
+        task_queue: str | None = None,
+        schedule_to_start: timedelta | None = None,
+    ) -> ToolRunResult:
+        """The tool run, with its patch's validation and commit when they go with it (``then``:
+        a ready patch's local activity, or the tool's on its queue)."""
+        if self._then is None:
+            return await self.steps.run(
+                ToolActivities.run_tool,
+                input,
+                options,
+                summary=summary,
+                local=local,
+                task_queue=task_queue,
+                schedule_to_start=schedule_to_start,
+            )
+        validation, commit = self._then
+        take, done = (
+            (ReadyPatchActivities.take_ready_patch, ": applied, validated and committed")
+            if local
+            else (ReadyPatchActivities.take_tool_patch, ", its patch validated and committed")
+        )
+        self.taken = await self.steps.run(
+            take,
+            ReadyPatchInput(tool=input, validation=validation, commit=commit),
+            options,
+            summary=summary + done,
+            local=local,
+            task_queue=task_queue,
+            schedule_to_start=schedule_to_start,
+        )
+        return self.taken.tool
 
     async def _tell(self, note: str | None) -> None:
         """The phase shows what this workstream waits for (it asks nobody else)."""
