@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 
 from temporalio import activity
@@ -275,7 +274,7 @@ class WorkspaceActivities:
         _write_atomically(
             folder / "events.jsonl", "".join(e.model_dump_json() + "\n" for e in events)
         )
-        shutil.rmtree(self.state.run_dir(run_id), ignore_errors=True)
+        self.state.drop_run_dir(run_id)
         started = next((e.at for e in events if e.type == EventType.RUN_STARTED), None)
         ended = events[-1].at if events else None
         self.state.telemetry.record(

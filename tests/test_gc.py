@@ -366,3 +366,22 @@ async def test_open_runs_and_what_they_use_come_from_temporal(
         assert artifacts is not None and used.sha256 in artifacts
     finally:
         await handle.terminate("test over")
+
+
+def test_a_closed_runs_scratch_space_goes_at_once_and_its_files_right_after(tmp_path: Path):
+    state = StateDir(tmp_path / "home")
+    scratch = state.scratch("R1", "ws-a", "tool-1")
+    (scratch / "sandbox" / "home").mkdir(parents=True)
+    (scratch / "tool.log").write_text("done\n")
+
+    async def close() -> list[Path]:
+        state.drop_run_dir("R1")
+        left = list((tmp_path / "home" / "worktrees").iterdir())
+        state.drop_run_dir("R1")  # a retry of close_run: nothing to do, no error
+        return left
+
+    # As asyncio.run ends it waits for the thread that removes the files.
+    (aside,) = asyncio.run(close())
+    assert not state.run_dir("R1").exists()
+    assert aside.name.startswith(".tmp-closed-R1-")  # what `uet gc` collects if left
+    assert not aside.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -37,6 +38,25 @@ class StateDir:
     def run_dir(self, run_id: str) -> Path:
         """Scratch space (checkouts, temp indexes): removed when the run closes."""
         return self.home / "worktrees" / run_id
+
+    def drop_run_dir(self, run_id: str) -> None:
+        """The run's scratch space gone from where runs look for it at once, and removed
+        from the disk by a thread: a run of many workstreams leaves thousands of entries (the
+        sandboxes' mount points), and its report need not wait for them. The loop's default
+        executor runs it, and ``asyncio.run`` waits for that executor as it ends, so a ``uet
+        run`` leaves nothing; a worker killed meanwhile leaves a ``.tmp-`` folder, which
+        ``uet gc`` collects (activities/lib/gc.py)."""
+        path = self.run_dir(run_id)
+        aside = path.with_name(f".tmp-closed-{path.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            path.rename(aside)
+        except FileNotFoundError:
+            return  # a retry: gone already
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        removal = functools.partial(shutil.rmtree, aside, ignore_errors=True)
+        asyncio.get_running_loop().run_in_executor(None, removal)
 
     def report_dir(self, run_id: str) -> Path:
         """What a run leaves for people: ledger, events, record, quarantined patches."""
