@@ -1,9 +1,10 @@
 """A run started with this code records one change marker, for the generation, and takes every
-folded change (workflows/versions.py); runs recorded before replay as they were
-(tests/test_replay.py)."""
+folded change (workflows/versions.py); its workstreams' children inherit the generation and
+record none; runs recorded before replay as they were (tests/test_replay.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -11,15 +12,16 @@ from typing import Any
 
 from helpers import phase, run_input, run_phase, show
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 import workflows
 from activities.lib.artifacts.local import LocalArtifactStore
 from runtime.settings import Settings
 from schemas.refs import tool_queue
-from schemas.run import PhaseState
-from workflows.versions import FOLDED, GENERATION
+from schemas.run import PhaseState, WorkstreamInput
+from workflows.versions import FOLDED, GENERATION, INHERITED
+from workflows.workstream import WorkstreamWorkflow
 
 
 def _changes(events: Any) -> list[str]:
@@ -58,7 +60,18 @@ async def test_a_new_run_records_the_generation_once_and_takes_the_folded_change
     tasks = {}
     for run in runs:
         history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
-        assert _changes(history.events) == [GENERATION], run.id
+        upserts = [
+            e
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        ]
+        if "/ws/" in run.id:
+            # The phase's generation, handed down: no marker, no upsert of the child's own
+            # ("child-inherits-generation").
+            assert (await run.memo()).get(INHERITED) == GENERATION, run.id
+            assert _changes(history.events) == [] and upserts == [], run.id
+        else:
+            assert _changes(history.events) == [GENERATION], run.id
         scheduled = [
             e.activity_task_scheduled_event_attributes
             for e in history.events
@@ -98,3 +111,39 @@ def test_every_folded_change_is_one_the_code_asks_for() -> None:
     source = "\n".join(p.read_text() for p in Path(workflows.__file__).parent.glob("*.py"))
     asked = set(re.findall(r'^[A-Z_]+ = "([a-z0-9-]+)"$', source, re.M))
     assert asked >= FOLDED
+
+
+async def test_a_child_handed_a_generation_this_worker_does_not_know_waits_for_one_that_does(
+    client: Client, settings: Settings, worker: Worker
+) -> None:
+    # A newer phase's child picked up by an older worker: its workflow task fails (and is
+    # retried, for a worker that knows the generation), it never guesses.
+    spec = phase(workstreams=[{"workstream_id": "a", "execution_request": {"command": "true"}}])
+    input = WorkstreamInput(
+        run_id="01J00000000000000000000000",
+        repo_path="/nonexistent",
+        workstream=spec.workstreams[0],
+        base_sha="0" * 40,
+        wave=1,
+        branch_ref="refs/heads/uet/x/a",
+    )
+    handle = await client.start_workflow(
+        WorkstreamWorkflow.run,
+        input,
+        id=f"ws-unknown-generation-{settings.task_queue}",
+        task_queue=settings.task_queue,
+        memo={INHERITED: "uet-generation-999"},
+    )
+    try:
+        failure = None
+        for _ in range(100):
+            async for event in handle.fetch_history_events():
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                    failure = event.workflow_task_failed_event_attributes.failure.message
+            if failure is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert failure is not None and "does not know uet-generation-999" in failure, failure
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    finally:
+        await handle.terminate()

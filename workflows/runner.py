@@ -20,6 +20,7 @@ from workflows.router import ToolRouter
 from workflows.saga import Saga
 from workflows.search import PHASE_ID, RUN_ID
 from workflows.slots import Slots
+from workflows.versions import INHERITED, generation, patched
 from workflows.workstream import WorkstreamWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -37,6 +38,9 @@ with workflow.unsafe.imports_passed_through():
 
 #: Failures of a workstream child that carry its result in their details.
 CHILD_RESULTS = ("WorkstreamFailed", "WorkstreamNeedsReview")
+#: workflow.patched id: a workstream's child inherits the phase's generation (its memo) and
+#: asks no change of its own: no marker, upsert or visibility write per workstream (issue 20).
+CHILD_INHERITS = "child-inherits-generation"
 
 
 class WorkstreamRunner:
@@ -176,6 +180,7 @@ class WorkstreamRunner:
                 id=child_workflow_id(workflow.info().workflow_id, ws_id, status.executions),
                 static_summary=f"{ws_id}: {title}" if title else ws_id,
                 search_attributes=self._child_search_attributes(),
+                memo={INHERITED: generation()} if patched(CHILD_INHERITS) else None,
             )
         except ChildWorkflowError as err:
             if is_cancelled_exception(err):

@@ -24,6 +24,13 @@ the newest generation is asked on its own, as any change is. Generation 13 folds
 (:data:`FOLDED_13`) behind ``uet-generation-13`` the same way: were it asked on its own, every
 new workstream would record its marker and upsert beside generation 12's. Generation 14
 (:data:`FOLDED_14`, ``uet-generation-14``) likewise.
+
+A workstream's child workflow asks nothing (generation 15, :data:`FOLDED_15`): its phase hands
+it the generation it has in the child's memo (:data:`INHERITED`, written when the child is
+started, so it is in the child's first event and replays as it was), and the child has that
+generation's changes without a marker of its own — which saved each workstream a marker, an
+upsert and a visibility write. A child started without one (by code before generation 15)
+asks as it did.
 """
 
 from __future__ import annotations
@@ -69,25 +76,62 @@ GENERATION_13 = "uet-generation-13"
 #: activity (issue 20, v14's histories).
 FOLDED_13 = frozenset({"ready-patch-in-one-step"})
 
-#: The marker a run started with this code records (once).
-GENERATION = "uet-generation-14"
+#: The marker a run started with generation 14 recorded (once).
+GENERATION_14 = "uet-generation-14"
 #: Generation 14's own change: a tool's patch validated and committed in the tool's own
 #: activity (issue 20, v15's histories).
 FOLDED_14 = frozenset({"tool-patch-in-its-step"})
+
+#: The marker a run started with this code records (once).
+GENERATION = "uet-generation-15"
+#: Generation 15's own change: a workstream's child has its phase's generation without
+#: asking (issue 20, v16's histories).
+FOLDED_15 = frozenset({"child-inherits-generation"})
 #: Every change a run of the newest generation has.
-FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14
+FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15
 #: Newest first: a new run asks (and records) only the newest marker.
 GENERATIONS = (
     (GENERATION, FOLDED),
+    (GENERATION_14, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14),
     (GENERATION_13, FOLDED_11 | FOLDED_12 | FOLDED_13),
     (GENERATION_12, FOLDED_11 | FOLDED_12),
     (GENERATION_11, FOLDED_11),
 )
 
 
+#: The memo key in which a phase hands its generation to a workstream's child workflow.
+INHERITED = "uet-generation"
+
+
 def patched(change: str) -> bool:
-    """Whether this run has ``change``: ``workflow.patched``, one marker for the folded ones."""
+    """Whether this run has ``change``: ``workflow.patched``, one marker for the folded ones
+    (none for those of a generation the run inherited)."""
+    inherited = _inherited()
+    if inherited is not None:
+        return change in inherited or workflow.patched(change)
     for marker, changes in GENERATIONS:
         if change in changes and workflow.patched(marker):
             return True
     return workflow.patched(change)
+
+
+def generation() -> str | None:
+    """The newest generation this run has: what a child it starts inherits. Asked live, the
+    newest is True (and recorded already: a run asks it first); replaying, what was."""
+    for marker, _ in GENERATIONS:
+        if workflow.patched(marker):
+            return marker
+    return None
+
+
+def _inherited() -> frozenset[str] | None:
+    """The changes of the generation this run was handed (its memo), if it was."""
+    marker = workflow.memo_value(INHERITED, None, type_hint=str)
+    if marker is None:
+        return None
+    for name, changes in GENERATIONS:
+        if name == marker:
+            return changes
+    # A newer phase's child on an older worker: its changes are unknown here. Failing the
+    # workflow task (retried) leaves it to a worker that knows them.
+    raise RuntimeError(f"this worker does not know {marker}: upgrade uet on it")
