@@ -163,7 +163,9 @@ class ToolActivities:
             guard = Snapshot.take(repo.git_dir)
             user_tree = user_work_tree(repo, input.repo_path)
             before = None
-            if user_tree is not None:
+            # A confined tool sees nothing of the user's work tree (tests/test_sandbox.py
+            # tries): only an unconfined one is watched, by the stat data of every file there.
+            if user_tree is not None and not (sandbox is not None and sandbox.confined):
                 before = await asyncio.to_thread(WorkTreeSnapshot.take, user_tree, repo.git_dir)
             try:
                 end = await adapter.run(ctx)

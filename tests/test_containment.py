@@ -196,3 +196,46 @@ async def test_memory_limit_and_a_gate_reading_a_shared_cache_listed_in_readable
     assert "went over its memory limit (64 MB)" in (hog_ws.reason or ""), hog_ws.reason
     assert record.workstreams["blind"].status == WorkstreamState.FAILED
     assert record.workstreams["sees"].status == WorkstreamState.COMPLETED
+
+
+def _running(needle: str) -> bool:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+async def test_the_user_may_edit_their_work_tree_while_a_confined_tool_runs(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    """A confined tool cannot reach the user's work tree, so uet does not watch it: the user
+    goes on working there meanwhile (unconfined, the same edits fail the workstream:
+    tests/test_hostile_tools.py)."""
+    repo: Path = make_repo({"app.txt": "original\n"})
+    spec = phase(
+        defaults={"review": "never", "workspace": {"sandbox": BWRAP}},
+        workstreams=[
+            {
+                "workstream_id": "ws",
+                "execution_request": {"command": "sleep 2.3457; echo mine > app.txt"},
+            }
+        ],
+    )
+    run = asyncio.create_task(run_phase(client, settings, run_input(spec, repo)))
+    for _ in range(400):
+        if _running("sleep 2.3457"):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the tool never started")
+    (repo / "notes.txt").write_text("mine, meanwhile\n")
+    (repo / "app.txt").write_text("edited by me\n")
+    record = await run
+    assert record.status == PhaseState.COMPLETED, [
+        (w, r.reason) for w, r in record.workstreams.items()
+    ]
+    assert show(repo, record.head_sha or "", "app.txt") == "mine"
+    assert (repo / "app.txt").read_text() == "edited by me\n"

@@ -224,6 +224,13 @@ class SandboxPlan:
     home: Path | None = None
     tmp: Path | None = None
 
+    @property
+    def confined(self) -> bool:
+        """The process sees only what the plan shows (bwrap), and never uet's state dir or
+        the user's work tree and git dir: ``plan_sandbox`` hides them and refuses a
+        ``readable``/``writable`` path that would show them."""
+        return self.mode == "bwrap"
+
     def wrap(self, argv: Sequence[str], cwd: Path) -> list[str]:
         """``argv`` under the sandbox, starting in ``cwd`` (a path the sandbox shows)."""
         if not self.prefix:
