@@ -665,3 +665,28 @@ def test_layout_order() -> None:
         assert subprocess.run(plan.wrap(["true"], tree), check=False).returncode == 0
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_programs_installed_in_the_home_are_found_again_when_path_changes(
+    tmp_path: Path,
+) -> None:
+    """The toolchain a step's PATH needs is kept between steps, and found again once a PATH
+    directory changes: a tool installed into the home after the worker started is shown."""
+    home = tmp_path / "home"
+    shims, node = home / "shims", home / ".local" / "node" / "bin"
+    shims.mkdir(parents=True)
+    node.mkdir(parents=True)
+    (node / "node").write_text("#!/bin/sh\n")
+    path_env = f"{shims}:/usr/bin"
+
+    def found() -> set[str]:
+        return set(sandbox_lib._toolchain(path_env, [str(home)]))
+
+    assert found() == {str(shims)}
+    assert found() == {str(shims)}  # kept
+    time.sleep(0.05)  # past the filesystem's timestamp granularity
+    (shims / "node").symlink_to(node / "node")
+    assert found() == {str(shims), str(node)}
+    time.sleep(0.05)
+    (shims / "node").unlink()
+    assert found() == {str(shims)}

@@ -408,7 +408,44 @@ def _extra_paths(
     return extra
 
 
+#: _toolchain's answers, each with the :func:`_path_stamp` it was found under.
+_TOOLCHAINS: dict[tuple[str, tuple[str, ...]], tuple[tuple[object, ...], list[str]]] = {}
+
+
 def _toolchain(path_env: str, covered: list[str]) -> list[str]:
+    """:func:`_find_toolchain`, found again only when a PATH directory changed: the scan reads
+    every entry of each (pyenv's shims: hundreds), ~3 ms of the worker's event loop per step.
+    A symlink added, removed or replaced changes its directory's mtime; a PATH entry that
+    now resolves elsewhere, or a venv's pyvenv.cfg rewritten, changes the stamp too."""
+    key = (path_env, tuple(covered))
+    stamp = _path_stamp(path_env)
+    known = _TOOLCHAINS.get(key)
+    if known is not None and known[0] == stamp:
+        return list(known[1])
+    found = _find_toolchain(path_env, covered)
+    if len(_TOOLCHAINS) >= 64:  # workspaces' own PATHs: a handful, not a leak
+        _TOOLCHAINS.clear()
+    _TOOLCHAINS[key] = (stamp, found)
+    return list(found)
+
+
+def _path_stamp(path_env: str) -> tuple[object, ...]:
+    """What :func:`_find_toolchain` reads of each PATH entry, in brief: where it resolves to,
+    and the mtimes of that directory and of the pyvenv.cfg beside it."""
+    stamp: list[object] = []
+    for entry in filter(None, path_env.split(os.pathsep)):
+        entry_r = _real(entry)
+        times: list[int | None] = []
+        for path in (entry_r, os.path.join(os.path.dirname(entry_r), "pyvenv.cfg")):
+            try:
+                times.append(os.stat(path).st_mtime_ns)
+            except OSError:
+                times.append(None)
+        stamp.append((entry_r, *times))
+    return tuple(stamp)
+
+
+def _find_toolchain(path_env: str, covered: list[str]) -> list[str]:
     """What the programs on ``path_env`` need of the places the sandbox covers with private
     ones (the home, ``/tmp``) to run: the PATH entries there (a venv's whole directory, for
     its site-packages), the directories that symlinks on PATH point to there, and the prefix
