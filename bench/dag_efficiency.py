@@ -41,8 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from floor import floor_ms  # noqa: E402
-from helpers import phase, run_input, run_phase  # noqa: E402
-from temporalio.api.enums.v1 import EventType  # noqa: E402
+from helpers import phase, plan_of, run_input, run_phase  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.lib.eager_order import makespan, searched_order  # noqa: E402
@@ -50,7 +49,6 @@ from runtime.converter import DATA_CONVERTER  # noqa: E402
 from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings, temporal_binary  # noqa: E402
-from schemas.plan import Plan  # noqa: E402
 from workflows import search  # noqa: E402
 
 SLOTS = 4
@@ -249,17 +247,6 @@ async def main(scale: float) -> None:
             for n in names
         )
     )
-
-
-async def plan_of(client: Any, workflow_id: str) -> Plan:
-    """The plan activity's result (the run's first activity), as its history holds it."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            payloads = event.activity_task_completed_event_attributes.result.payloads
-            (plan,) = await client.data_converter.decode(payloads, [Plan])
-            return plan  # type: ignore[no-any-return]
-    raise AssertionError("no activity completed")
 
 
 if __name__ == "__main__":

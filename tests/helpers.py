@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from ulid import ULID
 
 from runtime.settings import Settings
+from schemas.plan import Plan
 from schemas.refs import workflow_id
 from schemas.run import RunInput, RunOptions, RunRecord
 from schemas.spec import PhaseSpec
@@ -47,6 +48,25 @@ async def record_of(handle: WorkflowHandle[Any, RunRecord]) -> RunRecord:
         cause = failure.cause
         assert isinstance(cause, ApplicationError) and cause.type == "PhaseFailed", failure
         return RunRecord.model_validate(cause.details[0])
+
+
+async def plan_of(client: Client, workflow_id: str) -> Plan:
+    """The plan activity's result, as the run's history holds it (the run is opened at the
+    same time: whichever ends first)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    planned = {
+        event.event_id
+        for event in history.events
+        if event.activity_task_scheduled_event_attributes.activity_type.name == "plan_phase"
+    }
+    for event in history.events:
+        done = event.activity_task_completed_event_attributes
+        if event.HasField("activity_task_completed_event_attributes") and (
+            done.scheduled_event_id in planned
+        ):
+            (plan,) = await client.data_converter.decode(done.result.payloads, [Plan])
+            return plan  # type: ignore[no-any-return]
+    raise AssertionError("the plan activity did not complete")
 
 
 def git_out(repo: Path, *args: str) -> str:

@@ -278,10 +278,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "eager": {
         "scheduling": "eager",
         "max_parallel": 2,
+        # v17 on: ws-4 waits for ws-0, whose slot is kept for it through ws-0's merge.
         "workstreams": [
             {
                 "workstream_id": f"ws-{n}",
                 "estimated_duration_s": seconds,
+                "dependencies": ["ws-0"] if n == 4 else [],
                 "execution_request": {"command": f"echo {n} > e{n}.txt"},
             }
             for n, seconds in enumerate([3, 3, 2, 2, 2])

@@ -107,9 +107,10 @@ async def test_scarce_slots_go_to_the_longest_remaining_path(
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.COMPLETED, record.reason
     order = [e["workstream_id"] for e in events(record) if e["type"] == "WORKSTREAM_STARTED"]
-    # b-long leads a 6 s path, c-mid 3 s, a-short 1 s. When b-long's slot frees, b-next is not
-    # ready yet (b-long is integrated first), so c-mid takes it; then b-next (5 s) beats a-short.
-    assert order == ["b-long", "c-mid", "b-next", "a-short"]
+    # b-long leads a 6 s path, c-mid 3 s, a-short 1 s. b-long's merge readies b-next, so its
+    # slot is kept through the merge ("keep-slots-for-dependents"), and b-next (5 s) beats the
+    # two that waited; then c-mid, then a-short.
+    assert order == ["b-long", "b-next", "c-mid", "a-short"]
 
 
 async def test_ready_workstreams_start_in_the_plans_searched_order(
@@ -149,3 +150,44 @@ async def test_ready_workstreams_start_in_the_plans_searched_order(
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
     assert "integrate" not in remote and record.current_wave == 10  # ten steps, none remote
+
+
+async def test_a_freed_slot_starts_its_next_workstream_before_the_merge(
+    client: Client, settings: Settings, worker: Worker, make_repo
+) -> None:
+    """The merge is a local activity, and a workflow task that runs one sends nothing until it
+    is done: the next child's start goes out first, and the merge runs in the next task."""
+    spec = phase(
+        scheduling="eager",
+        max_parallel=1,
+        workstreams=[
+            {"workstream_id": ws, "execution_request": {"command": f"echo {ws} > {ws}.txt"}}
+            for ws in ("a", "b", "c")
+        ],
+    )
+    repo: Path = make_repo({"base.txt": "b\n"})
+    record = await run_phase(client, settings, run_input(spec, repo))
+    assert record.status == PhaseState.COMPLETED, record.reason
+    assert git_out(repo, "ls-tree", "--name-only", record.head_sha or "").split() == [
+        "a.txt",
+        "b.txt",
+        "base.txt",
+        "c.txt",
+    ]
+    history = await client.get_workflow_handle(record.workflow_id).fetch_history()
+    kinds = []
+    for e in history.events:
+        if e.HasField("child_workflow_execution_completed_event_attributes"):
+            kinds.append("done")
+        elif e.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            kinds.append("start")
+        elif e.HasField("workflow_task_completed_event_attributes") and kinds[-1:] != ["|"]:
+            kinds.append("|")  # the commands after it are the next workflow task's
+        elif e.HasField("marker_recorded_event_attributes"):
+            data = e.marker_recorded_event_attributes.details.get("data")
+            if data is not None and b'"integrate"' in data.payloads[0].data:
+                kinds.append("merge")
+    tasks = " ".join(kinds).split("|")  # what each workflow task's commands brought
+    assert kinds.count("start") == kinds.count("merge") == 3, kinds
+    # a runs; the task that hears it is done starts b, and only a later one merges a.
+    assert not [t for t in tasks if "start" in t and "merge" in t], tasks

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from helpers import phase, run_input, run_phase
-from temporalio.api.enums.v1 import EventType
+from helpers import phase, plan_of, run_input, run_phase
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
@@ -28,7 +27,6 @@ from activities.lib.telemetry.models import Execution, Run, WorkstreamShape
 from activities.lib.telemetry.store import Telemetry
 from runtime.plugin import WORKFLOWS
 from runtime.settings import Settings
-from schemas.plan import Plan
 from schemas.run import PhaseState
 from schemas.spec import PhaseSpec, WorkstreamSpec
 
@@ -301,17 +299,6 @@ def test_tool_order_from_the_database(rows) -> None:
 def ledger(record) -> list[dict]:  # type: ignore[no-untyped-def]
     lines = (Path(record.report_dir) / "ledger.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
-
-
-async def plan_of(client: Client, workflow_id: str) -> Plan:
-    """The plan activity's result, as the run's history holds it (the first activity)."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            payloads = event.activity_task_completed_event_attributes.result.payloads
-            (plan,) = await client.data_converter.decode(payloads, [Plan])
-            return plan
-    raise AssertionError("no activity completed")
 
 
 async def test_a_second_run_plans_and_routes_with_what_the_first_learned(

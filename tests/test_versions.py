@@ -99,6 +99,18 @@ async def test_a_new_run_records_the_generation_once_and_takes_the_folded_change
                 ("take_tool_patch", tool_queue(settings.task_queue, "shell"))
             ], run.id
             assert local == [], local
+        else:
+            # Opened while it is planned, both asked in one task ("open-while-planning"); a
+            # small run's report written by a local activity ("close-run-locally").
+            first, second = scheduled[:2]
+            assert [first.activity_type.name, second.activity_type.name] == [
+                "plan_phase",
+                "open_run",
+            ]
+            assert first.workflow_task_completed_event_id == (
+                second.workflow_task_completed_event_id
+            )
+            assert "close_run" not in names and local[-1] == "close_run", (names, local)
         tasks[run.id.rsplit("/", 1)[-1]] = sum(
             e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in history.events
         )

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.events import NOTEWORTHY, EventType, RunEvent
     from schemas.ledger import LedgerEntry
     from schemas.phase_state import PhaseWorkflowState
-    from schemas.plan import PlanInput
+    from schemas.plan import Plan, PlanInput
     from schemas.publish import PublishInput
     from schemas.review import DecisionPayload, ReviewAnswer, ReviewRequest
     from schemas.run import (
@@ -70,6 +70,20 @@ PHASE_IN_SLICES = "phase-read-in-slices"
 #: workflow.patched id: a record too large for a payload reaches close_run, publish and the
 #: run's result as parts (issue 20): 10,000 workstreams make a 2 MB record.
 RECORD_BY_REFERENCE = "record-by-reference"
+#: workflow.patched id: in eager mode the workstream a finished one's slot goes to starts
+#: before that one is merged (issue 20): the merge is a local activity, and the workflow task
+#: that runs one sends no command (the start) until it is done.
+START_BEFORE_INTEGRATING = "start-before-integrating"
+#: workflow.patched id: the run is opened (base resolved, integration branch made) while it is
+#: planned, not after (issue 20).
+OPEN_WHILE_PLANNING = "open-while-planning"
+#: workflow.patched id: a run of at most CLOSE_LOCALLY_UP_TO workstreams is closed (its
+#: report written) by a local activity (issue 20).
+CLOSE_LOCALLY = "close-run-locally"
+CLOSE_LOCALLY_UP_TO = 100
+#: workflow.patched id: in eager mode a finished workstream whose merge readies another keeps
+#: its slot through the merge, for that one or a waiter, by priority (issue 20).
+KEEP_SLOTS_FOR_DEPENDENTS = "keep-slots-for-dependents"
 
 
 @workflow.defn(sandboxed=SANDBOXED)
@@ -264,11 +278,24 @@ class PhaseWorkflow:
             given = {"document": input.document} if input.document else {"phase": self._phase}
             # The run id only changes the activity's input, not the commands: replay is the same.
             planning = PlanInput.model_validate({**given, "run_id": input.run_id})
-            plan = await self._steps.run(
+            planned = self._steps.run(
                 PlanningActivities.plan, planning, QUICK, summary="plan the DAG into waves"
             )
-            self._board.apply_plan(plan)
-            await self._integration.open_run()
+            if patched(OPEN_WHILE_PLANNING):
+                # Neither needs the other: one round trip through the server, not two. Both
+                # end before a failure of either is raised (no step is left running).
+                plan, opened = await asyncio.gather(
+                    planned, self._integration.open_run(), return_exceptions=True
+                )
+                for failed in (plan, opened):
+                    if isinstance(failed, BaseException):
+                        raise failed
+                assert isinstance(plan, Plan)
+                self._board.apply_plan(plan)
+            else:
+                plan = await planned
+                self._board.apply_plan(plan)
+                await self._integration.open_run()
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
@@ -352,6 +379,7 @@ class PhaseWorkflow:
         running: dict[str, asyncio.Task[WorkstreamResult]] = {}
         step = first - 1
         draining = False
+        kept: set[str] = set()  # finished ones whose slots wait for what their merge readies
         while True:
             if self._rollback is None and not draining:
                 ready = [
@@ -364,18 +392,35 @@ class PhaseWorkflow:
                         runner.run(ws_id, integration.head, step + 1, self._slots)
                     )
                     self._tasks.append(running[ws_id])
+            # Given back once what they readied is asking for one too (its first step runs
+            # before any slot is handed out): the waiters and it, by priority.
+            self._slots.give_back(len(kept))
+            kept.clear()
             if not running:
                 if draining and board.pending():
                     await self._continue_as_new(next_wave=step + 1)
                 return None
             await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
-            for ws_id in sorted(w for w, task in running.items() if task.done()):
+            finished = sorted(w for w, task in running.items() if task.done())
+            if self._rollback is None and patched(KEEP_SLOTS_FOR_DEPENDENTS):
+                # A workstream its merge readies (the next of a chain) would find its slot
+                # taken by one that waited meanwhile: the slot is kept for the merge. Here,
+                # before any slot is handed out in this workflow task.
+                kept = {w for w in finished if self._readies(running[w].result(), readiness)}
+                self._slots.hold(len(kept))
+            for ws_id in finished:
                 result = running.pop(ws_id).result()
                 if self._rollback is not None or result.status != WorkstreamState.COMPLETED:
                     continue
                 if result.commit is None:  # nothing to integrate: done as it is
                     readiness.merged(ws_id)
                     continue
+                if ws_id not in kept and patched(START_BEFORE_INTEGRATING):
+                    # The slot it freed first: its next holder is started in this workflow
+                    # task, the merge in the next (the start's own), while that child runs.
+                    await workflow.wait_condition(
+                        lambda: not self._slots.handing() and not runner.starting
+                    )
                 step += 1
                 self._state.record.current_wave = step
                 integration.push_checkpoint(step)
@@ -391,7 +436,17 @@ class PhaseWorkflow:
                     for task in running.values():  # the rest is abandoned
                         task.cancel()
                     await asyncio.gather(*running.values(), return_exceptions=True)
+                    self._slots.give_back(len(kept))
                     return stop
+
+    @staticmethod
+    def _readies(result: WorkstreamResult, readiness: Readiness) -> bool:
+        """Its merge, if it goes in, makes another workstream ready."""
+        return (
+            result.status == WorkstreamState.COMPLETED
+            and result.commit is not None
+            and readiness.readies(result.workstream_id)
+        )
 
     async def _after_step(self, number: int, last: bool) -> str | None:
         """Phase gates, and on_failure: rollback. The reason the phase stops, if it does."""
@@ -496,6 +551,10 @@ class PhaseWorkflow:
             ),
             QUICK,
             summary="write the run report, clean up checkouts",
+            # A small run's report is written inside this workflow task: no round trip
+            # through the server before the run ends. A large one's takes a while, and
+            # queries wait while a local activity runs.
+            local=len(self._phase.workstreams) <= CLOSE_LOCALLY_UP_TO and patched(CLOSE_LOCALLY),
         )
         record.report_dir = carried.report_dir = closed.report_dir
         await self._notifier.drain()

@@ -23,6 +23,12 @@ class Readiness:
         #: through a sort, so its own order decides nothing.
         self.frontier = {w for w, n in self._unmet.items() if n == 0 and w not in self._merged}
 
+    def readies(self, ws_id: str) -> bool:
+        """Merging ``ws_id`` would make a workstream ready (its last dependency)."""
+        return any(
+            self._unmet[d] == 1 and d not in self._merged for d in self._dependents.get(ws_id, [])
+        )
+
     def merged(self, ws_id: str) -> None:
         """``ws_id`` is integrated (or had nothing to integrate): its dependents move on."""
         if ws_id in self._merged:

@@ -86,6 +86,8 @@ class WorkstreamRunner:
         self.eager = phase.scheduling == "eager"
         #: Workstreams whose branch a wave's undo step deletes (else each gets its own).
         self.branch_undo: set[str] = set()
+        #: Children asked for whose start the server has not confirmed yet.
+        self.starting = 0
 
     async def run(self, ws_id: str, head: str, number: int, slots: Slots) -> WorkstreamResult:
         """One workstream to its end: its child executions and the reviews between them."""
@@ -174,14 +176,21 @@ class WorkstreamRunner:
         status.executions += 1
         title = request.workstream.title
         try:
-            return await workflow.execute_child_workflow(
-                WorkstreamWorkflow.run,
-                request,
-                id=child_workflow_id(workflow.info().workflow_id, ws_id, status.executions),
-                static_summary=f"{ws_id}: {title}" if title else ws_id,
-                search_attributes=self._child_search_attributes(),
-                memo={INHERITED: generation()} if patched(CHILD_INHERITS) else None,
-            )
+            # The commands of execute_child_workflow, with its start seen: the phase holds a
+            # merge back while a start it would delay is on its way (workflows/phase.py).
+            self.starting += 1
+            try:
+                child = await workflow.start_child_workflow(
+                    WorkstreamWorkflow.run,
+                    request,
+                    id=child_workflow_id(workflow.info().workflow_id, ws_id, status.executions),
+                    static_summary=f"{ws_id}: {title}" if title else ws_id,
+                    search_attributes=self._child_search_attributes(),
+                    memo={INHERITED: generation()} if patched(CHILD_INHERITS) else None,
+                )
+            finally:
+                self.starting -= 1
+            return await child
         except ChildWorkflowError as err:
             if is_cancelled_exception(err):
                 raise

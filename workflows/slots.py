@@ -17,6 +17,18 @@ class Slots:
         self._waiting: list[tuple[Any, int]] = []
         self._tickets = 0
 
+    def hold(self, count: int) -> None:
+        """``count`` slots kept out of the hands of the waiters (someone who is not waiting
+        yet needs them), until :meth:`give_back`."""
+        self.used += count
+
+    def give_back(self, count: int) -> None:
+        self.used -= count
+
+    def handing(self) -> bool:
+        """A slot is free and someone waits for it: it is theirs at the next condition check."""
+        return self.used < self.size and bool(self._waiting)
+
     @asynccontextmanager
     async def take(self, priority: Any = 0) -> AsyncIterator[None]:
         """A slot; among waiters the lowest ``priority`` goes first, then the earliest."""

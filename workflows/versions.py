@@ -30,7 +30,8 @@ it the generation it has in the child's memo (:data:`INHERITED`, written when th
 started, so it is in the child's first event and replays as it was), and the child has that
 generation's changes without a marker of its own — which saved each workstream a marker, an
 upsert and a visibility write. A child started without one (by code before generation 15)
-asks as it did.
+asks as it did. Generation 16 (:data:`FOLDED_16`, ``uet-generation-16``) folds four changes of
+the phase's, by the argument of generation 12.
 """
 
 from __future__ import annotations
@@ -82,16 +83,32 @@ GENERATION_14 = "uet-generation-14"
 #: activity (issue 20, v15's histories).
 FOLDED_14 = frozenset({"tool-patch-in-its-step"})
 
-#: The marker a run started with this code records (once).
-GENERATION = "uet-generation-15"
+#: The marker a run started with generation 15 recorded (once).
+GENERATION_15 = "uet-generation-15"
 #: Generation 15's own change: a workstream's child has its phase's generation without
 #: asking (issue 20, v16's histories).
 FOLDED_15 = frozenset({"child-inherits-generation"})
+
+#: The marker a run started with this code records (once).
+GENERATION = "uet-generation-16"
+#: Generation 16's own changes: in eager mode, the workstream a finished one's slot goes to is
+#: started before the finished one is integrated, unless its merge readies another, which the
+#: slot is kept for; a run is opened while it is planned; a small run is closed by a local
+#: activity (issue 20, v17's histories).
+FOLDED_16 = frozenset(
+    {
+        "start-before-integrating",
+        "open-while-planning",
+        "close-run-locally",
+        "keep-slots-for-dependents",
+    }
+)
 #: Every change a run of the newest generation has.
-FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15
+FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15 | FOLDED_16
 #: Newest first: a new run asks (and records) only the newest marker.
 GENERATIONS = (
     (GENERATION, FOLDED),
+    (GENERATION_15, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15),
     (GENERATION_14, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14),
     (GENERATION_13, FOLDED_11 | FOLDED_12 | FOLDED_13),
     (GENERATION_12, FOLDED_11 | FOLDED_12),
