@@ -23,6 +23,7 @@ class Slots:
         self.used += count
 
     def give_back(self, count: int) -> None:
+        """The slots :meth:`hold` kept, for the waiters again (at the next condition check)."""
         self.used -= count
 
     def handing(self) -> bool:
