@@ -264,18 +264,14 @@ async def test_a_reset_copies_the_pools_empty_git_dir_instead_of_running_git_ini
     make_repo, tmp_path: Path, monkeypatch
 ) -> None:
     """The reused slot's .git is file for file what a fresh checkout's git init makes (but the
-    index's stat data), the tool's own .git gone, and no git init ran for it."""
+    index's stat data), the tool's own .git gone, and no git init ran for it. A new slot's
+    .git is such a copy too: the one git init makes the pool's empty .git."""
     import activities.lib.git as git_module
 
     repo_dir: Path = make_repo({"a.txt": "a\n"})
     head = git_out(repo_dir, "rev-parse", "HEAD")
     repo = await open_repository(repo_dir)
     home = tmp_path / "home"
-    async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "x") as slot:
-        git = ["git", "-C", str(slot.tree)]
-        subprocess.run([*git, "config", "alias.x", "!touch PWNED"], check=True)
-        (slot.tree / ".git" / "hooks").mkdir()
-        (slot.tree / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\n")
     ran: list[tuple[str, ...]] = []
     run_git = git_module.run_git
 
@@ -285,9 +281,16 @@ async def test_a_reset_copies_the_pools_empty_git_dir_instead_of_running_git_ini
 
     monkeypatch.setattr(git_module, "run_git", counted)
     async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "x") as slot:
-        pass
+        git = ["git", "-C", str(slot.tree)]
+        subprocess.run([*git, "config", "alias.x", "!touch PWNED"], check=True)
+        (slot.tree / ".git" / "hooks").mkdir()
+        (slot.tree / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\n")
     inits = [a[-1] for a in ran if a[0] == "init"]
     assert len(inits) == 1 and Path(inits[0]).parent == slot.tree.parent.parent  # the pool's
+    ran.clear()
+    async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "x") as slot:
+        pass
+    assert not [a for a in ran if a[0] == "init"]
     ran.clear()
     async with checkout_slot(home, repo, head, {}, fallback=tmp_path / "x") as slot:
         assert slot.reused

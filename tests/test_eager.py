@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from helpers import git_out, phase, run_input, run_phase, show
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 from test_eager_order import ten_independent
 
 from activities.lib.planning import plan_phase
-from runtime.plugin import WORKFLOWS
+from activities.workspace import WorkspaceActivities
+from runtime.converter import DATA_CONVERTER
+from runtime.plugin import WORKFLOWS, build_worker
 from runtime.settings import Settings
 from schemas.run import PhaseState
+from schemas.workspace import IntegrateResult
 
 
 def events(record) -> list[dict]:  # type: ignore[no-untyped-def]
     lines = (Path(record.report_dir) / "events.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+async def steps_merged(client: Client, workflow_id: str) -> list[list[str]]:
+    """What each integration step merged, in its order (from the local activities' results)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    steps = []
+    for e in history.events:
+        details = e.marker_recorded_event_attributes.details
+        data = details.get("data") if e.HasField("marker_recorded_event_attributes") else None
+        if data is not None and b'"integrate"' in data.payloads[0].data:
+            [result] = DATA_CONVERTER.payload_converter.from_payloads(
+                details["result"].payloads, [IntegrateResult]
+            )
+            steps.append([o.workstream_id for o in result.outcomes if o.merged])
+    return steps
 
 
 def first(evs: list[dict], kind: str, ws: str) -> int:
@@ -149,7 +171,55 @@ async def test_ready_workstreams_start_in_the_plans_searched_order(
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
-    assert "integrate" not in remote and record.current_wave == 10  # ten steps, none remote
+    assert "integrate" not in remote  # each step's merge ran here
+    steps = await steps_merged(client, record.workflow_id)
+    # Those finished by the time a merge runs go in together ("integrate-finished-together"),
+    # in workstream-id order: as many steps as merges, every workstream in one of them.
+    assert record.current_wave == len(steps) and all(s == sorted(s) for s in steps), steps
+    assert sorted(w for s in steps for w in s) == sorted(durations)
+
+
+async def test_workstreams_that_finish_during_a_merge_are_integrated_together_as_one_step(
+    client: Client, settings: Settings, make_repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first merge is held for 4 s (its local activity sleeps first); the two that finish
+    meanwhile are merged in one step after it, in workstream-id order, with one checkpoint."""
+    real = WorkspaceActivities.integrate
+    calls = []
+
+    @functools.wraps(real)
+    async def held_first(self: WorkspaceActivities, input: Any) -> Any:
+        calls.append([m.workstream_id for m in input.merges])
+        if len(calls) == 1:
+            await asyncio.sleep(4)
+        return await real(self, input)
+
+    monkeypatch.setattr(WorkspaceActivities, "integrate", held_first)
+    spec = phase(
+        scheduling="eager",
+        max_parallel=3,
+        workstreams=[
+            {"workstream_id": "a-quick", "execution_request": {"command": "echo a > a.txt"}},
+            {"workstream_id": "c", "execution_request": {"command": "sleep 1; echo c > c.txt"}},
+            {"workstream_id": "b", "execution_request": {"command": "sleep 1; echo b > b.txt"}},
+        ],
+    )
+    repo: Path = make_repo({"base.txt": "b\n"})
+    async with build_worker(client, settings):
+        record = await run_phase(client, settings, run_input(spec, repo))
+    assert record.status == PhaseState.COMPLETED, record.reason
+    assert calls == [["a-quick"], ["b", "c"]]
+    assert await steps_merged(client, record.workflow_id) == [["a-quick"], ["b", "c"]]
+    assert record.current_wave == 2
+    assert git_out(repo, "ls-tree", "--name-only", record.head_sha or "").split() == [
+        "a.txt",
+        "b.txt",
+        "base.txt",
+        "c.txt",
+    ]
+    # One checkpoint per step: the tags of steps 1 and 2, no third.
+    tags = git_out(repo, "tag", "--list", f"uet/{record.run_id}/wave-*").split()
+    assert len(tags) == 2, tags
 
 
 async def test_a_freed_slot_starts_its_next_workstream_before_the_merge(

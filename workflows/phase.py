@@ -84,6 +84,10 @@ CLOSE_LOCALLY_UP_TO = 100
 #: workflow.patched id: in eager mode a finished workstream whose merge readies another keeps
 #: its slot through the merge, for that one or a waiter, by priority (issue 20).
 KEEP_SLOTS_FOR_DEPENDENTS = "keep-slots-for-dependents"
+#: workflow.patched id: in eager mode the workstreams that have finished by the time a merge
+#: runs are integrated together, in workstream-id order, as one step (issue 20): each merge
+#: was a local activity of its own, and the workflow task ran them one after another.
+INTEGRATE_TOGETHER = "integrate-finished-together"
 
 
 @workflow.defn(sandboxed=SANDBOXED)
@@ -364,9 +368,10 @@ class PhaseWorkflow:
 
     async def _run_eager(self, first: int = 1) -> str | None:
         """A workstream starts as soon as its dependencies are integrated, from the head at
-        that moment; each one is integrated the moment it finishes (one at a time, so the
-        history is deterministic given the completion order). Each integration is a step:
-        a checkpoint, a point to roll back to, and a run of the phase gates.
+        that moment; each one is integrated the moment it finishes, together with the others
+        that have finished by then (in workstream-id order, so the history is deterministic
+        given the completion order). Each integration is a step: a checkpoint, a point to
+        roll back to, and a run of the phase gates.
 
         When the history grows long, no new workstream starts; once the running ones are
         integrated the run continues as new from the next step."""
@@ -408,6 +413,34 @@ class PhaseWorkflow:
                 # before any slot is handed out in this workflow task.
                 kept = {w for w in finished if self._readies(running[w].result(), readiness)}
                 self._slots.hold(len(kept))
+            if patched(INTEGRATE_TOGETHER):
+                merging = self._to_merge(finished, running, readiness)
+                if not merging:
+                    continue
+                if patched(START_BEFORE_INTEGRATING) and any(
+                    r.workstream_id not in kept for r in merging
+                ):
+                    # The slots they freed first: their next holders are started in this
+                    # workflow task, the merge in the next (the starts' own).
+                    await workflow.wait_condition(
+                        lambda: not self._slots.handing() and not runner.starting
+                    )
+                # Those that finished meanwhile go in the same step: one local activity, one
+                # checkpoint and one run of the phase gates for all of them.
+                late = sorted(w for w, task in running.items() if task.done())
+                if self._rollback is None and patched(KEEP_SLOTS_FOR_DEPENDENTS):
+                    also = {w for w in late if self._readies(running[w].result(), readiness)}
+                    self._slots.hold(len(also))
+                    kept |= also
+                merging += self._to_merge(late, running, readiness)
+                step += 1
+                stop = await self._integrate_step(step, merging, readiness, running)
+                if stop is None and self._rollback is None:
+                    await self._parts.write_out()
+                    draining = draining or self._history_is_long()
+                if self._rollback is not None or stop is not None:
+                    return await self._abandon(running, len(kept), stop)
+                continue
             for ws_id in finished:
                 result = running.pop(ws_id).result()
                 if self._rollback is not None or result.status != WorkstreamState.COMPLETED:
@@ -422,22 +455,60 @@ class PhaseWorkflow:
                         lambda: not self._slots.handing() and not runner.starting
                     )
                 step += 1
-                self._state.record.current_wave = step
-                integration.push_checkpoint(step)
-                for conflicted, outcome in await integration.integrate(step, [result]):
-                    await runner.settle_conflict(step, conflicted, outcome)
-                if board.ws(ws_id).status == WorkstreamState.COMPLETED:
-                    readiness.merged(ws_id)
-                stop = await self._after_step(step, last=not running and not board.pending())
+                stop = await self._integrate_step(step, [result], readiness, running)
                 if stop is None and self._rollback is None:
                     await self._parts.write_out()
                     draining = draining or self._history_is_long()
                 if self._rollback is not None or stop is not None:
-                    for task in running.values():  # the rest is abandoned
-                        task.cancel()
-                    await asyncio.gather(*running.values(), return_exceptions=True)
-                    self._slots.give_back(len(kept))
-                    return stop
+                    return await self._abandon(running, len(kept), stop)
+
+    def _to_merge(
+        self,
+        finished: list[str],
+        running: dict[str, asyncio.Task[WorkstreamResult]],
+        readiness: Readiness,
+    ) -> list[WorkstreamResult]:
+        """The finished ones (taken from ``running``) that have a commit to integrate; one
+        with nothing to integrate is done as it is."""
+        merging = []
+        for ws_id in finished:
+            result = running.pop(ws_id).result()
+            if self._rollback is not None or result.status != WorkstreamState.COMPLETED:
+                continue
+            if result.commit is None:
+                readiness.merged(ws_id)
+                continue
+            merging.append(result)
+        return merging
+
+    async def _integrate_step(
+        self,
+        step: int,
+        merging: list[WorkstreamResult],
+        readiness: Readiness,
+        running: dict[str, asyncio.Task[WorkstreamResult]],
+    ) -> str | None:
+        """One eager step: ``merging`` integrated (in workstream-id order) and the phase gates
+        run on the new head. The reason the phase stops, if it does."""
+        self._state.record.current_wave = step
+        self._integration.push_checkpoint(step)
+        for conflicted, outcome in await self._integration.integrate(step, merging):
+            await self._runner.settle_conflict(step, conflicted, outcome)
+        for result in merging:
+            if self._board.ws(result.workstream_id).status == WorkstreamState.COMPLETED:
+                readiness.merged(result.workstream_id)
+        return await self._after_step(step, last=not running and not self._board.pending())
+
+    async def _abandon(
+        self, running: dict[str, asyncio.Task[WorkstreamResult]], kept: int, stop: str | None
+    ) -> str | None:
+        """The phase stops (or rolls back) here: the workstreams still running are cancelled
+        and the slots kept for dependents given back."""
+        for task in running.values():
+            task.cancel()
+        await asyncio.gather(*running.values(), return_exceptions=True)
+        self._slots.give_back(kept)
+        return stop
 
     @staticmethod
     def _readies(result: WorkstreamResult, readiness: Readiness) -> bool:

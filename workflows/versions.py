@@ -31,7 +31,7 @@ started, so it is in the child's first event and replays as it was), and the chi
 generation's changes without a marker of its own — which saved each workstream a marker, an
 upsert and a visibility write. A child started without one (by code before generation 15)
 asks as it did. Generation 16 (:data:`FOLDED_16`, ``uet-generation-16``) folds four changes of
-the phase's, by the argument of generation 12.
+the phase's, by the argument of generation 12, and generation 17 (:data:`FOLDED_17`) one more.
 """
 
 from __future__ import annotations
@@ -89,8 +89,7 @@ GENERATION_15 = "uet-generation-15"
 #: asking (issue 20, v16's histories).
 FOLDED_15 = frozenset({"child-inherits-generation"})
 
-#: The marker a run started with this code records (once).
-GENERATION = "uet-generation-16"
+GENERATION_16 = "uet-generation-16"
 #: Generation 16's own changes: in eager mode, the workstream a finished one's slot goes to is
 #: started before the finished one is integrated, unless its merge readies another, which the
 #: slot is kept for; a run is opened while it is planned; a small run is closed by a local
@@ -103,11 +102,18 @@ FOLDED_16 = frozenset(
         "keep-slots-for-dependents",
     }
 )
+
+#: The marker a run started with this code records (once).
+GENERATION = "uet-generation-17"
+#: Generation 17's own change: in eager mode, the workstreams that have finished by the time
+#: a merge runs are integrated together, as one step (issue 20, v18's histories).
+FOLDED_17 = frozenset({"integrate-finished-together"})
 #: Every change a run of the newest generation has.
-FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15 | FOLDED_16
+FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15 | FOLDED_16 | FOLDED_17
 #: Newest first: a new run asks (and records) only the newest marker.
 GENERATIONS = (
     (GENERATION, FOLDED),
+    (GENERATION_16, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15 | FOLDED_16),
     (GENERATION_15, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15),
     (GENERATION_14, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14),
     (GENERATION_13, FOLDED_11 | FOLDED_12 | FOLDED_13),

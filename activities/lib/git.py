@@ -471,9 +471,10 @@ def objects_dir(repo: Git) -> Path:
     return repo.git_dir / "objects"
 
 
-async def checkout(repo: Git, sha: str, path: Path) -> Git:
-    """A standalone repository at ``path`` whose branch ``uet`` and work tree are at ``sha``."""
-    local = await borrowing_repository(repo, path)
+async def checkout(repo: Git, sha: str, path: Path, like: Path | None = None) -> Git:
+    """A standalone repository at ``path`` whose branch ``uet`` and work tree are at ``sha``
+    (``like``: as for borrowing_repository)."""
+    local = await borrowing_repository(repo, path, like=like)
     await reset_to(local, sha)
     return local
 

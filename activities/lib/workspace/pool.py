@@ -109,7 +109,8 @@ async def checkout_slot(
         if not usable:
             _remove(slot_dir)
             tree.mkdir(parents=True)
-            git = await checkout(repo, commit, tree)
+            # The pool's empty .git copied, as a reset does: no git init process.
+            git = await checkout(repo, commit, tree, like=await git_dir_like(folder))
             slot = Slot(tree, git)
             meta = {"repo": str(repo.git_dir), "caches": {}}
         else:
