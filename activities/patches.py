@@ -7,12 +7,13 @@ rewrite the tool's lines).
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from temporalio import activity
 
 from activities.lib.heartbeat import heartbeating
-from activities.lib.patch_parse import parse_patch
+from activities.lib.patch_parse import ParsedPatch, parse_patch
 from activities.lib.patch_policy import History, validate
 from activities.lib.remote_repo import local_path
 from activities.lib.state_dir import StateDir
@@ -23,6 +24,7 @@ from schemas.patch import (
     QuarantineResult,
     ValidatePatchInput,
     ValidatePatchResult,
+    ValidationReport,
 )
 
 
@@ -33,23 +35,10 @@ class PatchActivities:
     @activity.defn
     @heartbeating
     async def validate_patch(self, input: ValidatePatchInput) -> ValidatePatchResult:
-        """Read the patch exactly, then judge it: format, scope, constraints, oscillation."""
-        store = self.state.artifacts
-        data = store.read_bytes(input.patch)
-        parsed = parse_patch(data)
-        history = History(
-            earlier_attempts=input.earlier_attempts,
-            integrated=self._integrated(input.run_history),
-        )
-        report = validate(
-            parsed,
-            len(data),
-            input.scope,
-            input.policy,
-            history,
-            extra_protected=self._state_dir_patterns(input.repo_path),
-            data=data,
-        )
+        """Read the patch exactly, then judge it: format, scope, constraints, oscillation.
+        In a thread: a large patch takes seconds to parse, and on the event loop it would
+        stop this activity's heartbeats (and every other activity of the worker) meanwhile."""
+        parsed, report = await asyncio.to_thread(self._judge, input)
         artifact = PatchArtifact(
             patch_id=input.patch_id,
             sha256=input.patch.sha256,
@@ -64,6 +53,24 @@ class PatchActivities:
             reverse_fingerprint=parsed.reverse_fingerprint,
         )
         return ValidatePatchResult(artifact=artifact, report=report)
+
+    def _judge(self, input: ValidatePatchInput) -> tuple[ParsedPatch, ValidationReport]:
+        data = self.state.artifacts.read_bytes(input.patch)
+        parsed = parse_patch(data)
+        history = History(
+            earlier_attempts=input.earlier_attempts,
+            integrated=self._integrated(input.run_history),
+        )
+        report = validate(
+            parsed,
+            len(data),
+            input.scope,
+            input.policy,
+            history,
+            extra_protected=self._state_dir_patterns(input.repo_path),
+            data=data,
+        )
+        return parsed, report
 
     def _integrated(self, ref: ArtifactRef | None) -> dict[str, str]:
         if ref is None:

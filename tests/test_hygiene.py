@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,10 +16,15 @@ from temporalio.client import Client
 from temporalio.converter import PayloadCodec
 from temporalio.testing import WorkflowEnvironment
 
+import activities.patches as patches_module
+from activities.lib.state_dir import StateDir
+from activities.patches import PatchActivities
 from runtime.converter import DATA_CONVERTER
 from runtime.plugin import build_worker
 from runtime.settings import Settings
+from schemas.patch import ValidatePatchInput
 from schemas.run import PhaseState
+from schemas.spec import FileScope, PatchPolicy
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 
@@ -121,3 +128,52 @@ async def test_a_20_mb_patch_and_a_50_mb_log_travel_by_reference(
     big_log = max(logs, key=lambda p: p.stat().st_size)
     assert big_log.stat().st_size > 50_000_000 and big_log.read_bytes()[:5] == b"xxxxx"
     assert 0 < guard.largest < 256 * 1024, f"largest payload: {guard.largest} bytes"
+
+
+async def test_a_patch_is_judged_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 20 MB patch takes seconds to parse: on the event loop that stopped the activity's
+    heartbeats, and a slow machine's run retried it for ever. The parse waits here until the
+    loop has moved on, which it never could if the parse held it (then: 10 s and a failure)."""
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    real = patches_module.parse_patch
+    moved: list[bool] = []
+
+    def watched(data: bytes):  # type: ignore[no-untyped-def]
+        seen, deadline = ticks, time.monotonic() + 10
+        while ticks == seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        moved.append(ticks != seen)
+        return real(data)
+
+    monkeypatch.setattr(patches_module, "parse_patch", watched)
+    state = StateDir(tmp_path / "home")
+    patch = b"--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-a\n+b\n"
+    ticker = asyncio.create_task(ticking())
+    try:
+        result = await PatchActivities(state).validate_patch(
+            ValidatePatchInput(
+                run_id="r",
+                workstream_id="ws",
+                tool_id="shell",
+                attempt=1,
+                patch_id="p",
+                base_sha="0" * 40,
+                patch=state.artifacts.put_bytes(patch, "text/x-diff"),
+                repo_path=str(tmp_path),
+                scope=FileScope(),
+                policy=PatchPolicy(),
+            )
+        )
+    finally:
+        ticker.cancel()
+    assert moved == [True]
+    assert result.report.ok and result.artifact.stats.files_changed == 1
