@@ -40,16 +40,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import local_server  # noqa: E402
 from floor import floor_ms  # noqa: E402
 from helpers import phase, plan_of, run_input, run_phase  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.lib.eager_order import makespan, searched_order  # noqa: E402
-from runtime.converter import DATA_CONVERTER  # noqa: E402
-from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
-from runtime.settings import Settings, temporal_binary  # noqa: E402
-from workflows import search  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 
 SLOTS = 4
 
@@ -166,13 +163,7 @@ def make_repo(path: Path) -> Path:
 
 async def main(scale: float) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_binary()),
-        data_converter=DATA_CONVERTER,
-        search_attributes=list(search.ALL),
-        dev_server_log_level="error",
-        dev_server_extra_args=dynamic_config_args(),
-    )
+    env = await local_server.start()
     rows = []
     # What a child workflow and an activity cost on this server now (bench/floor.py): no
     # design with a child per workstream can take less per workstream on the critical path.

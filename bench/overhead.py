@@ -31,16 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import local_server  # noqa: E402
 from helpers import phase, run_input, run_phase  # noqa: E402
 from pg_server import postgres_bin, running_postgres  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.lib.artifacts import open_artifact_store  # noqa: E402
-from runtime.converter import DATA_CONVERTER  # noqa: E402
-from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
-from runtime.settings import Settings, temporal_binary  # noqa: E402
-from workflows import search  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 
 
 def git(repo: Path, *args: str) -> None:
@@ -112,13 +109,7 @@ async def main(n: int, sandboxed: int, artifacts_url: str) -> None:
 
 
 async def _bench(n: int, sandboxed: int) -> None:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_binary()),
-        data_converter=DATA_CONVERTER,
-        search_attributes=list(search.ALL),
-        dev_server_log_level="error",
-        dev_server_extra_args=dynamic_config_args(),
-    )
+    env = await local_server.start()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         loop_s = shell_loop(root, n)

@@ -53,19 +53,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import local_server  # noqa: E402
 from helpers import phase, run_input, run_phase  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.lib.git import checkout, open_repository  # noqa: E402
 from activities.lib.state_dir import StateDir  # noqa: E402
 from activities.lib.telemetry.models import Execution  # noqa: E402
-from runtime.converter import DATA_CONVERTER  # noqa: E402
-from runtime.devserver import dynamic_config_args  # noqa: E402
 from runtime.plugin import build_worker  # noqa: E402
-from runtime.settings import Settings, temporal_binary  # noqa: E402
-from workflows import search  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 
 SLOTS = 4
 DEPS_FILE_KB = 20
@@ -418,13 +415,7 @@ async def main(args: argparse.Namespace) -> None:
         copies(root, root / "probe-checkout" / ".deps")
         subprocess.run(["rm", "-rf", str(root / "probe-checkout")], check=True)
 
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(temporal_binary()),
-            data_converter=DATA_CONVERTER,
-            search_attributes=list(search.ALL),
-            dev_server_log_level="error",
-            dev_server_extra_args=dynamic_config_args(),
-        )
+        env = await local_server.start()
         settings = Settings(home=root / "home", task_queue="bench", ui_port=0)
         steps = WorkspaceLog()
         logging.getLogger("uet.workspace").addHandler(steps)

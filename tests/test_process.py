@@ -79,3 +79,37 @@ async def test_a_child_that_left_the_process_group_cannot_hang_us(tmp_path: Path
     result = await _run(tmp_path, "setsid sleep 30 & echo escaped")
     assert result.exit_code == 0 and "escaped" in result.tail
     assert time.monotonic() - started < 10
+
+
+async def test_a_process_is_watched_without_a_thread_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's asyncio starts a thread per child to learn when it ends, and the loop
+    waits for each to start; uet's git and tool processes are watched by pidfd instead (as
+    3.12 does), from the loop of the main thread or of any other, and exit codes still
+    arrive."""
+    import threading
+
+    from activities.lib.git import run_git
+
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(self: threading.Thread) -> None:
+        started.append(self.name)
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    results = [await _run(tmp_path, f"exit {code}") for code in (0, 3)]
+    assert [r.exit_code for r in results] == [0, 3]
+    assert (await run_git("--version", cwd=tmp_path)).returncode == 0
+    assert started == []  # no watcher thread for any of the three
+
+    def elsewhere() -> int | None:
+        async def run() -> int | None:
+            return (await _run(tmp_path, "exit 5")).exit_code
+
+        return asyncio.run(run())
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert await asyncio.to_thread(elsewhere) == 5  # a loop in another thread

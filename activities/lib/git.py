@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from temporalio.exceptions import ApplicationError
 
+from activities.lib import child_watcher
+
 if TYPE_CHECKING:  # libgit2 is imported where it is used: the CLI's start does without it
     import pygit2
 
@@ -364,6 +366,7 @@ async def run_git(
     check: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> GitResult:
+    child_watcher.ensure()
     proc = await asyncio.create_subprocess_exec(
         "git",
         *SAFE_CONFIG,

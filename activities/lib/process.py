@@ -29,6 +29,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.lib import child_watcher
 from activities.lib.redact import redact, redact_file, secret_values
 from activities.lib.sandbox import SandboxPlan, SandboxRun
 from schemas.sandbox import LimitName
@@ -165,6 +166,7 @@ async def _run(
         stdout = files.enter_context(stdout_path.open("wb")) if stdout_path else None
         try:
             launch, child_setup = _launch(argv, cwd, sandbox, run)
+            child_watcher.ensure()
             proc = await asyncio.create_subprocess_exec(
                 *launch,
                 cwd=str(cwd),
