@@ -40,7 +40,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import local_server  # noqa: E402
-from dag_efficiency import independent, make_repo, misleading, mixed, skewed, spec  # noqa: E402
+from dag_efficiency import (  # noqa: E402
+    SLOTS,
+    independent,
+    make_repo,
+    misleading,
+    mixed,
+    skewed,
+    spec,
+)
 from floor import floor_ms  # noqa: E402
 from helpers import run_input, run_phase  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
@@ -51,7 +59,6 @@ from runtime.plugin import build_worker  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 
 DAGS = {"independent": independent, "mixed": mixed, "skewed": skewed, "misleading": misleading}
-SLOTS = 4
 PARTS = (
     "phase: slot free -> child started",
     "child: started -> first task done",

@@ -435,10 +435,8 @@ class PhaseWorkflow:
                 merging += self._to_merge(late, running, readiness)
                 step += 1
                 stop = await self._integrate_step(step, merging, readiness, running)
-                if stop is None and self._rollback is None:
-                    await self._parts.write_out()
-                    draining = draining or self._history_is_long()
-                if self._rollback is not None or stop is not None:
+                ended, draining = await self._step_done(stop, draining)
+                if ended:
                     return await self._abandon(running, len(kept), stop)
                 continue
             for ws_id in finished:
@@ -456,10 +454,8 @@ class PhaseWorkflow:
                     )
                 step += 1
                 stop = await self._integrate_step(step, [result], readiness, running)
-                if stop is None and self._rollback is None:
-                    await self._parts.write_out()
-                    draining = draining or self._history_is_long()
-                if self._rollback is not None or stop is not None:
+                ended, draining = await self._step_done(stop, draining)
+                if ended:
                     return await self._abandon(running, len(kept), stop)
 
     def _to_merge(
@@ -498,6 +494,14 @@ class PhaseWorkflow:
             if self._board.ws(result.workstream_id).status == WorkstreamState.COMPLETED:
                 readiness.merged(result.workstream_id)
         return await self._after_step(step, last=not running and not self._board.pending())
+
+    async def _step_done(self, stop: str | None, draining: bool) -> tuple[bool, bool]:
+        """After a step: unless the phase stops there, its parts written out and whether the
+        history is long enough to drain. Whether the phase ends here, and whether it drains."""
+        if stop is None and self._rollback is None:
+            await self._parts.write_out()
+            draining = draining or self._history_is_long()
+        return self._rollback is not None or stop is not None, draining
 
     async def _abandon(
         self, running: dict[str, asyncio.Task[WorkstreamResult]], kept: int, stop: str | None
