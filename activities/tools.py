@@ -17,6 +17,7 @@ from activities.lib.git import Git
 from activities.lib.heartbeat import heartbeating
 from activities.lib.remote_repo import open_run_repository
 from activities.lib.repo_guard import Snapshot, WorkTreeSnapshot, check_untouched, check_work_tree
+from activities.lib.slot_wait import SlotGate
 from activities.lib.state_dir import StateDir
 from activities.lib.step_env import step_env
 from activities.lib.step_sandbox import step_sandbox
@@ -53,14 +54,14 @@ class ToolActivities:
     @heartbeating
     async def run_tool(self, input: ToolRunInput) -> ToolRunResult:
         started = time.monotonic()
+        gate = SlotGate(input.slot_from)
         try:
-            result = await self._run(input)
+            result = await self._run(input, gate)
         except ApplicationError as exc:
             if exc.non_retryable:  # final: it counts as a failed run (a retry would not)
                 final = classify(exc.message, code=_code_of(exc), detail=_detail_of(exc))
-                self.state.telemetry.record(
-                    *_facts(input, None, final, exc.message, time.monotonic() - started)
-                )
+                spent = time.monotonic() - started - gate.waited_s
+                self.state.telemetry.record(*_facts(input, None, final, exc.message, spent))
             raise
         found: Classification | None = None
         if result.outcome in ("failed", "timeout"):
@@ -72,7 +73,7 @@ class ToolActivities:
         )
         return result
 
-    async def _run(self, input: ToolRunInput) -> ToolRunResult:
+    async def _run(self, input: ToolRunInput, gate: SlotGate) -> ToolRunResult:
         adapter = ADAPTERS.get(input.request.tool_id)
         if adapter is None:
             raise ApplicationError(
@@ -90,12 +91,13 @@ class ToolActivities:
             feedback_file.write_text(render_feedback(input.feedback))
             env["UET_FEEDBACK_FILE"] = str(feedback_file)
         if adapter.needs_work_tree:
-            end, change = await self._run_in_checkout(input, adapter, repo, scratch, env)
+            end, change = await self._run_in_checkout(input, adapter, repo, scratch, env, gate)
         else:
             async with self.state.private_index(repo, input.run_id, at=input.base_sha) as index:
                 ctx = ToolContext(
                     input, index, env, scratch / "tool.log", self.state.artifacts, scratch
                 )
+                await gate.passed()
                 end = await adapter.run(ctx)
                 change = await captured(index, input.base_sha) if end.ok else (None, [], None)
         log = await asyncio.to_thread(
@@ -123,7 +125,7 @@ class ToolActivities:
             result.patch = self.state.artifacts.put_bytes(patch, "text/x-diff")
             result.files_changed = files
             result.tree_sha = tree
-        result.duration_s = round(time.monotonic() - started, 3)
+        result.duration_s = round(time.monotonic() - started - gate.waited_s, 3)
         return result
 
     async def _run_in_checkout(
@@ -133,6 +135,7 @@ class ToolActivities:
         repo: Git,
         scratch: Path,
         env: dict[str, str],
+        gate: SlotGate,
     ) -> tuple[ToolEnd, tuple[bytes | None, list[str], str | None]]:
         """The tool in a throwaway checkout at the base; its change captured as a diff."""
         async with workspace_checkout(
@@ -160,6 +163,9 @@ class ToolActivities:
             ctx = ToolContext(
                 input, local, env, scratch / "tool.log", self.state.artifacts, scratch, sandbox
             )
+            # Started ahead: the checkout (setup included) is ready; the tool starts when the
+            # phase hands over a slot. Before the snapshots, which watch the tool alone.
+            await gate.passed()
             guard = Snapshot.take(repo.git_dir)
             user_tree = user_work_tree(repo, input.repo_path)
             before = None

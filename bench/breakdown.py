@@ -9,14 +9,16 @@ own event times, not by timers in uet's code:
 
 - **phase: slot free -> child started**: from the moment a slot is free (a child closed in
   the phase's history) to the start of the workstream that takes it (the phase's workflow
-  task, the start's round trip). Only the independent DAG pairs them exactly; elsewhere a
-  start may also wait for the merge of a dependency;
-- **child: started -> first task done**: the new workflow's first workflow task;
+  task, the start's round trip) — or, for one started ahead of its slot (``prepare_ahead``),
+  to the phase's answer to its tool's ``tool_slot`` update. Only the independent DAG pairs
+  them exactly; elsewhere a start may also wait for the merge of a dependency;
+- **child: started -> first task done**: the new workflow's first workflow task (of those
+  started with their slot: for the others it is off the slot's path, as is the next part);
 - **tool activity: scheduled -> started**: the tool's own task queue (a matching round trip:
   no eager dispatch across queues);
-- **tool activity: beyond the tool**: started -> completed, less the tool's ``sleep``: the
-  SDK's dispatch, the pooled checkout, the sandboxed process's start, the capture, the
-  patch's validation and commit, the telemetry row;
+- **tool activity: beyond the tool**: started (or handed its slot, if later) -> completed,
+  less the tool's ``sleep``: the SDK's dispatch, the pooled checkout, the sandboxed
+  process's start, the capture, the patch's validation and commit, the telemetry row;
 - **child: activity done -> closed**: its last workflow task and the result's way back.
 
 Prints medians over every workstream of the runs after the first (the first warms the
@@ -66,6 +68,8 @@ PARTS = (
     "tool activity: beyond the tool",
     "child: activity done -> closed",
 )
+#: Started ahead of their slot (their first task and activity start are off its path).
+AHEAD = "ahead"
 
 
 def _ms(event: HistoryEvent) -> float:
@@ -79,9 +83,14 @@ def _first(events: list[HistoryEvent], kind: EventType.ValueType) -> HistoryEven
 async def _parts(
     client: Client, workflow_id: str, durations: dict[str, float]
 ) -> dict[str, list[float]]:
-    """Each part's figures, one per workstream, from the run's histories."""
+    """Each part's figures, one per workstream, from the run's histories.
+
+    A workstream started ahead of its slot (``prepare_ahead``) has its slot when the phase
+    answers its tool's ``tool_slot`` update: its first task and its activity's start are off
+    the slot's path, and its part beyond the tool counts from that answer."""
     phase = await client.get_workflow_handle(workflow_id).fetch_history()
     started: dict[str, tuple[float, str]] = {}
+    granted: dict[str, float] = {}  # child workflow id -> when the phase handed it the slot
     closes: list[float] = []
     for event in phase.events:
         if event.HasField("child_workflow_execution_started_event_attributes"):
@@ -89,11 +98,15 @@ async def _parts(
             started[run.workflow_id] = (_ms(event), run.run_id)
         elif event.HasField("child_workflow_execution_completed_event_attributes"):
             closes.append(_ms(event))
+        elif event.HasField("workflow_execution_update_completed_event_attributes"):
+            update_id = event.workflow_execution_update_completed_event_attributes.meta.update_id
+            if update_id.startswith("slot/"):
+                granted[update_id.removeprefix("slot/")] = _ms(event)
     found: dict[str, list[float]] = defaultdict(list)
-    starts = sorted(at for at, _ in started.values())
-    # The first SLOTS starts take empty slots; each later one takes the slot of the next
-    # close (in order) that came before it.
-    for at, freed in zip(starts[SLOTS:], sorted(closes), strict=False):
+    handed = sorted(granted.get(child, at) for child, (at, _) in started.items())
+    # The first SLOTS take empty slots; each later one takes the slot of the next close (in
+    # order) that came before it.
+    for at, freed in zip(handed[SLOTS:], sorted(closes), strict=False):
         found[PARTS[0]].append(at - freed)
     for child_id, (_, run_id) in started.items():
         workstream = child_id.split("/")[-1]
@@ -103,9 +116,13 @@ async def _parts(
         scheduled = _first(events, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
         begun = _first(events, EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
         done = _first(events, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
-        found[PARTS[1]].append(_ms(first_task) - _ms(events[0]))
-        found[PARTS[2]].append(_ms(begun) - _ms(scheduled))
-        found[PARTS[3]].append(_ms(done) - _ms(begun) - 1000 * durations[workstream])
+        if child_id in granted:
+            found[AHEAD].append(1)
+        else:
+            found[PARTS[1]].append(_ms(first_task) - _ms(events[0]))
+            found[PARTS[2]].append(_ms(begun) - _ms(scheduled))
+        on_path = max(_ms(begun), granted.get(child_id, 0.0))
+        found[PARTS[3]].append(_ms(done) - on_path - 1000 * durations[workstream])
         found[PARTS[4]].append(_ms(events[-1]) - _ms(done))
     return found
 
@@ -136,8 +153,13 @@ async def main(dag_name: str, runs: int, scale: float) -> None:
         await env.shutdown()
     print(f"floor (bare child + activity): {floor:.1f} ms per workstream")
     print(f"{dag_name}, eager, {SLOTS} slots, runs 2-{runs}: medians per workstream, ms")
+    ahead = len(found[AHEAD])
+    print(f"  started ahead of their slot: {ahead} of {len(found[PARTS[3]])} (prepare_ahead)")
     total = 0.0
     for part in PARTS:
+        if not found[part]:
+            print(f"  {part:40}     off the slot's path (every workstream started ahead)")
+            continue
         median = statistics.median(found[part])
         total += median
         low, high = min(found[part]), max(found[part])

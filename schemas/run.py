@@ -215,6 +215,11 @@ class WorkstreamInput(Model):
     recoveries: list[RecoveryRule] = Field(
         default_factory=list, description="the phase's recoveries (after the workstream's own)"
     )
+    slot_from: str | None = Field(
+        default=None,
+        description="started ahead of its slot: its first tool run asks this phase workflow "
+        "for the slot once its checkout is ready (PhaseSpec.prepare_ahead)",
+    )
 
 
 class WorkstreamResult(Model):
@@ -258,6 +263,24 @@ class WaitingNote(Model):
 
     workstream_id: str
     note: str | None = None
+
+
+#: The phase's update a tool started ahead of its slot asks with (PhaseWorkflow.tool_slot).
+TOOL_SLOT_UPDATE = "tool_slot"
+
+
+class SlotRequest(Model):
+    """A tool run of a workstream started ahead of its slot, its checkout ready, asks its phase
+    for the slot (the phase's ``tool_slot`` update)."""
+
+    child_workflow_id: str = Field(description="the workstream's child workflow: its claim")
+
+
+class SlotGrant(Model):
+    granted: bool = Field(
+        description="the slot is the tool's; False: the claim is given up (the phase rolls "
+        "back or the execution is over) and the tool must not run"
+    )
 
 
 class OffersInput(Model):

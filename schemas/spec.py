@@ -365,6 +365,15 @@ class PhaseSpec(Model):
     title: str = ""
     base_ref: str | None = Field(default=None, description="default: the repository's HEAD")
     max_parallel: int = Field(default=4, ge=1, le=500)
+    prepare_ahead: int = Field(
+        default=2,
+        ge=0,
+        # Each one waits in an update of the phase's; the server lets 10 be in flight at once.
+        le=8,
+        description="workstreams started beyond max_parallel while every slot is busy: each "
+        "makes its checkout ready (setup included) and starts its tool the moment a slot "
+        "frees. No more than max_parallel workstreams run their tools and gates at once",
+    )
     scheduling: Scheduling = "waves"
     on_failure: OnFailure = Field(
         default="continue",

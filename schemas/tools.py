@@ -80,6 +80,11 @@ class ToolRunInput(Model):
     workspace: WorkspaceSpec = Field(
         default_factory=WorkspaceSpec, description="what the checkout needs (setup, caches…)"
     )
+    slot_from: str | None = Field(
+        default=None,
+        description="the phase workflow whose slot the tool waits for, its checkout ready "
+        "(the workstream was started ahead: PhaseSpec.prepare_ahead)",
+    )
 
 
 class ToolRunResult(Model):

@@ -105,34 +105,42 @@ async def test_scarce_slots_go_to_the_longest_remaining_path(
         workstreams=[
             {
                 "workstream_id": "a-short",
-                "execution_request": {"command": "touch a"},
+                "execution_request": {"command": "date +%s%N > a"},
                 "estimated_duration_s": 1,
             },
             {
                 "workstream_id": "b-long",
-                "execution_request": {"command": "touch b"},
+                "execution_request": {"command": "date +%s%N > b"},
                 "estimated_duration_s": 1,
             },
             {
                 "workstream_id": "b-next",
                 "dependencies": ["b-long"],
-                "execution_request": {"command": "touch c"},
+                "execution_request": {"command": "date +%s%N > c"},
                 "estimated_duration_s": 5,
             },
             {
                 "workstream_id": "c-mid",
-                "execution_request": {"command": "touch d"},
+                "execution_request": {"command": "date +%s%N > d"},
                 "estimated_duration_s": 3,
             },
         ],
     )
     record = await run_phase(client, settings, run_input(spec, repo))
     assert record.status == PhaseState.COMPLETED, record.reason
-    order = [e["workstream_id"] for e in events(record) if e["type"] == "WORKSTREAM_STARTED"]
+    # When each tool ran (its own clock, in the file it wrote): the order the slot went in.
+    # The two that waited were started ahead of it (prepare_ahead), their checkouts ready.
+    ran = {ws: int(show(repo, record.head_sha or "", f)) for ws, f in FILES.items()}
+    order = sorted(ran, key=ran.__getitem__)
     # b-long leads a 6 s path, c-mid 3 s, a-short 1 s. b-long's merge readies b-next, so its
     # slot is kept through the merge ("keep-slots-for-dependents"), and b-next (5 s) beats the
-    # two that waited; then c-mid, then a-short.
+    # two that waited (and were prepared); then c-mid, then a-short.
     assert order == ["b-long", "b-next", "c-mid", "a-short"]
+    started = [e["workstream_id"] for e in events(record) if e["type"] == "WORKSTREAM_STARTED"]
+    assert set(started[:3]) == {"b-long", "c-mid", "a-short"}, started  # two ahead of the slot
+
+
+FILES = {"a-short": "a", "b-long": "b", "b-next": "c", "c-mid": "d"}
 
 
 async def test_ready_workstreams_start_in_the_plans_searched_order(

@@ -48,10 +48,13 @@ with workflow.unsafe.imports_passed_through():
     from schemas.publish import PublishInput
     from schemas.review import DecisionPayload, ReviewAnswer, ReviewRequest
     from schemas.run import (
+        TOOL_SLOT_UPDATE,
         PhaseState,
         RunDocument,
         RunInput,
         RunRecord,
+        SlotGrant,
+        SlotRequest,
         WaitingNote,
         WorkstreamResult,
         WorkstreamState,
@@ -124,7 +127,7 @@ class PhaseWorkflow:
         self._notifier = Notifier(phase, record)
         if self._notifier.wanted:
             journal.listeners.append(self._notifier.saw)
-        self._slots = Slots(phase.max_parallel)
+        self._slots = Slots(phase.max_parallel, phase.prepare_ahead)
         self._saga = Saga(record, journal, steps)
         self._integration = Integration(
             self._state, phase, input, board, journal, self._saga, steps
@@ -201,6 +204,13 @@ class PhaseWorkflow:
         """A workstream's tool run waits (no worker offers the tool, say): shown in its
         status until it goes on. Sent by the workstream itself, only while it waits."""
         self._board.waiting(note.workstream_id, note.note)
+
+    @workflow.update(name=TOOL_SLOT_UPDATE)
+    async def tool_slot(self, request: SlotRequest) -> SlotGrant:
+        """A workstream started ahead of its slot has its checkout ready: the answer comes
+        when a slot is its (its tool starts then), or when its claim is given up."""
+        granted = await self._slots.granted(request.child_workflow_id)
+        return SlotGrant(granted=granted and self._rollback is None)
 
     @workflow.update
     def rollback(self, request: RollbackRequest) -> RunRecord:

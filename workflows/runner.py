@@ -4,6 +4,7 @@ decide whether it runs again."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from temporalio import workflow
@@ -19,7 +20,8 @@ from workflows.review import ReviewDesk
 from workflows.router import ToolRouter
 from workflows.saga import Saga
 from workflows.search import PHASE_ID, RUN_ID
-from workflows.slots import Slots
+from workflows.slots import Lease, Slots
+from workflows.tool_chain import READY_PATCH
 from workflows.versions import INHERITED, generation, patched
 from workflows.workstream import WorkstreamWorkflow
 
@@ -38,6 +40,10 @@ with workflow.unsafe.imports_passed_through():
 
 #: Failures of a workstream child that carry its result in their details.
 CHILD_RESULTS = ("WorkstreamFailed", "WorkstreamNeedsReview")
+#: workflow.patched id: workstreams started ahead of their slot (PhaseSpec.prepare_ahead).
+PREPARE_AHEAD = "prepare-ahead"
+#: Starts ahead per execution of the phase (each is an update; the server allows 2,000).
+AHEAD_PER_RUN = 1_500
 #: workflow.patched id: a workstream's child inherits the phase's generation (its memo) and
 #: asks no change of its own: no marker, upsert or visibility write per workstream (issue 20).
 CHILD_INHERITS = "child-inherits-generation"
@@ -88,6 +94,9 @@ class WorkstreamRunner:
         self.branch_undo: set[str] = set()
         #: Children asked for whose start the server has not confirmed yet.
         self.starting = 0
+        #: Workstreams this execution of the phase may still start ahead of their slot: each
+        #: one's tool asks for its slot by an update, and the server allows 2,000 a run.
+        self.ahead_left = AHEAD_PER_RUN
 
     async def run(self, ws_id: str, head: str, number: int, slots: Slots) -> WorkstreamResult:
         """One workstream to its end: its child executions and the reviews between them."""
@@ -136,7 +145,8 @@ class WorkstreamRunner:
             return refused
         # Eager: the longest remaining critical path goes first when slots are scarce.
         priority = self.board.priority(ws_id, missing=0.0) if self.eager else 0
-        async with (slots or Slots(1)).take(priority):
+        slots = slots or Slots(1)
+        async with slots.take(priority, ahead=self._may_go_ahead(request, slots)) as lease:
             if self.rolling_back():
                 return WorkstreamResult.dropped(ws_id, "the phase is being rolled back")
             self.board.set(ws_id, WorkstreamState.RUNNING)
@@ -144,9 +154,23 @@ class WorkstreamRunner:
             if self.eager:  # from the integration head at the moment it starts
                 update["base_sha"] = self.record.head_sha
                 update["run_history"] = self.state.history
-            result = await self._run_child(request.model_copy(update=update))
+            if not lease.granted:  # its tool asks for the slot, once its checkout is ready
+                update["slot_from"] = workflow.info().workflow_id
+            result = await self._run_child(request.model_copy(update=update), slots, lease)
         self._absorb(result)
         return result
+
+    def _may_go_ahead(self, request: WorkstreamInput, slots: Slots) -> bool:
+        """Whether the workstream may start ahead of its slot: its child's first step is a
+        tool run (where it waits for the slot), and this run has updates left for it."""
+        first_step_is_a_tool = (
+            request.patch_file is None
+            and request.resume is None
+            and request.workstream.execution_request.tool_id != READY_PATCH
+        )
+        if slots.ahead == 0 or self.ahead_left <= 0 or not first_step_is_a_tool:
+            return False
+        return patched(PREPARE_AHEAD)
 
     async def resolve(
         self,
@@ -168,13 +192,22 @@ class WorkstreamRunner:
             result = await self.execute(request, slots)
         return result
 
-    async def _run_child(self, request: WorkstreamInput) -> WorkstreamResult:
+    async def _run_child(
+        self, request: WorkstreamInput, slots: Slots, lease: Lease
+    ) -> WorkstreamResult:
         ws_id = request.workstream.workstream_id
         route = self.router.route(request.workstream)  # with the breaker as it is now
         request = request.model_copy(update={"tool_chain": route.tools, "tool_reason": route.why})
         status = self.board.ws(ws_id)
         status.executions += 1
         title = request.workstream.title
+        child_id = child_workflow_id(workflow.info().workflow_id, ws_id, status.executions)
+        granting: asyncio.Task[None] | None = None
+        if not lease.granted:
+            # Known before the start: the child's tool may ask before its start is seen here.
+            slots.started(lease, child_id)
+            self.ahead_left -= 1
+            granting = asyncio.create_task(slots.grant(lease))
         try:
             # The commands of execute_child_workflow, with its start seen: the phase holds a
             # merge back while a start it would delay is on its way (workflows/phase.py).
@@ -183,7 +216,7 @@ class WorkstreamRunner:
                 child = await workflow.start_child_workflow(
                     WorkstreamWorkflow.run,
                     request,
-                    id=child_workflow_id(workflow.info().workflow_id, ws_id, status.executions),
+                    id=child_id,
                     static_summary=f"{ws_id}: {title}" if title else ws_id,
                     search_attributes=self._child_search_attributes(),
                     memo={INHERITED: generation()} if patched(CHILD_INHERITS) else None,
@@ -200,6 +233,9 @@ class WorkstreamRunner:
             return WorkstreamResult(
                 workstream_id=ws_id, status=WorkstreamState.FAILED, reason=cause_message(err)
             )
+        finally:
+            if granting is not None:
+                granting.cancel()  # its child ended before a slot was free: none is taken
 
     def _child_search_attributes(self) -> TypedSearchAttributes | None:
         if not self.input.options.search_attributes:

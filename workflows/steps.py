@@ -67,11 +67,15 @@ def gates(timeouts: list[float], base: StepOptions) -> StepOptions:
     return base.within(sum(timeouts) + 120)
 
 
-def tool(timeout_s: float, max_attempts: int) -> StepOptions:
+#: How long a tool run started ahead of its slot may wait for it, beyond its own limit.
+SLOT_WAIT = timedelta(days=1)
+
+
+def tool(timeout_s: float, max_attempts: int, *, waits_for_slot: bool = False) -> StepOptions:
     """A tool run: the adapter enforces ``timeout_s`` itself and reports it; this is the
-    backstop."""
+    backstop. One that waits for its slot first (the clock runs meanwhile) may wait a day."""
     return StepOptions(
-        timedelta(seconds=timeout_s + 120),
+        timedelta(seconds=timeout_s + 120) + (SLOT_WAIT if waits_for_slot else timedelta()),
         RetryPolicy(maximum_attempts=max_attempts + CRASH_ALLOWANCE),
         wait_for_cancel=True,
     )

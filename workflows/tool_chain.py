@@ -65,6 +65,9 @@ class ToolChain:
         #: what they made of it.
         self._then: tuple[ValidatePatchInput, CommitPatchInput] | None = None
         self.taken: ReadyPatchResult | None = None
+        #: Started ahead of its slot: the phase its tool asks for it, until a tool run has
+        #: ended (the slot is the workstream's from then on, to its end).
+        self.slot_from = input.slot_from
 
     def ready_patch_alone(self) -> bool:
         """The chain is a ready patch alone, applied on this worker (READY_PATCH_LOCAL)."""
@@ -146,9 +149,12 @@ class ToolChain:
                     max_attempts=policy.max_attempts,
                     task_kind=self.ws.task_kind,
                     workspace=self.ws.workspace,
+                    slot_from=self.slot_from,
                 ),
                 # On cancel, wait until the tool is really dead: compensation comes next.
-                tool_options(policy.timeout_s, policy.max_attempts),
+                tool_options(
+                    policy.timeout_s, policy.max_attempts, waits_for_slot=bool(self.slot_from)
+                ),
                 summary=f"{tool_id} for {self.ws.workstream_id} (attempt {attempt})",
             )
         except ActivityError as err:
@@ -165,6 +171,7 @@ class ToolChain:
                 else "tool_failed"
             )
             return cause_message(err), code, None
+        self.slot_from = None
         usage = tool.usage
         if usage is not None and usage.cost_usd:
             self.cost_usd += usage.cost_usd

@@ -31,7 +31,8 @@ started, so it is in the child's first event and replays as it was), and the chi
 generation's changes without a marker of its own — which saved each workstream a marker, an
 upsert and a visibility write. A child started without one (by code before generation 15)
 asks as it did. Generation 16 (:data:`FOLDED_16`, ``uet-generation-16``) folds four changes of
-the phase's, by the argument of generation 12, and generation 17 (:data:`FOLDED_17`) one more.
+the phase's, by the argument of generation 12, and generations 17 and 18 (:data:`FOLDED_17`,
+:data:`FOLDED_18`) one more each.
 """
 
 from __future__ import annotations
@@ -103,16 +104,27 @@ FOLDED_16 = frozenset(
     }
 )
 
-#: The marker a run started with this code records (once).
-GENERATION = "uet-generation-17"
+GENERATION_17 = "uet-generation-17"
 #: Generation 17's own change: in eager mode, the workstreams that have finished by the time
 #: a merge runs are integrated together, as one step (issue 20, v18's histories).
 FOLDED_17 = frozenset({"integrate-finished-together"})
+
+#: The marker a run started with this code records (once).
+GENERATION = "uet-generation-18"
+#: Generation 18's own change: workstreams started ahead of their slot, which their tool
+#: asks the phase for once the checkout is ready (issue 20, v19's histories).
+FOLDED_18 = frozenset({"prepare-ahead"})
 #: Every change a run of the newest generation has.
-FOLDED = FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15 | FOLDED_16 | FOLDED_17
+FOLDED = (
+    FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15 | FOLDED_16 | FOLDED_17 | FOLDED_18
+)
 #: Newest first: a new run asks (and records) only the newest marker.
 GENERATIONS = (
     (GENERATION, FOLDED),
+    (
+        GENERATION_17,
+        FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15 | FOLDED_16 | FOLDED_17,
+    ),
     (GENERATION_16, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15 | FOLDED_16),
     (GENERATION_15, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14 | FOLDED_15),
     (GENERATION_14, FOLDED_11 | FOLDED_12 | FOLDED_13 | FOLDED_14),
