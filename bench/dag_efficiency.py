@@ -17,6 +17,9 @@ And once more with each workstream longer by the floor ("with the floor": a bare
 workflow and one activity, measured first on the same server, bench/floor.py): what no design
 with a child workflow per workstream can beat, on this machine, however little else it does.
 
+Eager runs once more with ``prepare_ahead: 0`` ("eager-unprepared"): no workstream is started
+ahead of its slot, so each pays its child's start, first task and checkout in the slot.
+
 Eager's priorities are only as good as its durations. So each DAG also runs eager twice more
 with no ``estimated_duration_s`` at all: first as it is (every workstream weighs 1, so a long
 chain of short ones beats one long workstream), then again, when the plan fills in durations
@@ -183,15 +186,18 @@ async def main(scale: float) -> None:
                 lower, total = bound(dag)
                 # The same phase id twice without estimates: the second plan learns from the
                 # first run's telemetry.
-                for mode in ("waves", "eager", "eager-noest", "eager-learned"):
+                for mode in ("waves", "eager", "eager-unprepared", "eager-noest", "eager-learned"):
                     rule = "eager-noest" if mode == "eager-noest" else mode.split("-")[0]
                     ideal = simulate(dag, rule)
                     floored = simulate(dag, rule, each=floor)
                     repo = make_repo(Path(tmp) / f"{name}-{mode}".replace(" ", "-"))
-                    if mode.startswith("eager-"):
+                    learning = mode in ("eager-noest", "eager-learned")
+                    if learning:
                         the_spec = spec(
                             dag, "eager", estimates=False, phase_id=f"PH-LEARN-{number}"
                         )
+                    elif mode == "eager-unprepared":
+                        the_spec = spec(dag, "eager", prepare_ahead=0)
                     else:
                         the_spec = spec(dag, mode)
                     started = time.monotonic()
@@ -199,7 +205,7 @@ async def main(scale: float) -> None:
                     makespan = time.monotonic() - started
                     assert record.status == "completed", record.reason
                     learned = ""
-                    if mode.startswith("eager-"):
+                    if learning:
                         plan = await plan_of(env.client, record.workflow_id)
                         learned = f"  learned durations for {len(plan.learned_durations)} ws"
                         if mode == "eager-learned":
@@ -232,6 +238,13 @@ async def main(scale: float) -> None:
     )
     ratios = {(r[0], r[1]): r[3] / r[4] for r in rows}
     names = list(dict.fromkeys(r[0] for r in rows))
+    print(
+        "summary: eager with no workstream started ahead of its slot (prepare_ahead 0) -> "
+        "with the default, ratio to the bound: "
+        + "; ".join(
+            f"{n} {ratios[n, 'eager-unprepared']:.2f}x -> {ratios[n, 'eager']:.2f}x" for n in names
+        )
+    )
     print(
         "summary: eager without estimates vs with learned durations, ratio to the bound: "
         + "; ".join(

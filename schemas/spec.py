@@ -360,19 +360,25 @@ class WorkstreamSpec(Model):
     )
 
 
+#: The most workstreams a phase starts ahead of their slots (PhaseSpec.prepare_ahead).
+MAX_AHEAD = 6
+
+
 class PhaseSpec(Model):
     phase_id: Identifier
     title: str = ""
     base_ref: str | None = Field(default=None, description="default: the repository's HEAD")
     max_parallel: int = Field(default=4, ge=1, le=500)
-    prepare_ahead: int = Field(
-        default=2,
+    prepare_ahead: int | None = Field(
+        default=None,
         ge=0,
-        # Each one waits in an update of the phase's; the server lets 10 be in flight at once.
-        le=8,
+        # Each one waits in an update of the phase's; the server lets 10 be in flight at once,
+        # and people's reviews and rollbacks need room too.
+        le=MAX_AHEAD,
         description="workstreams started beyond max_parallel while every slot is busy: each "
         "makes its checkout ready (setup included) and starts its tool the moment a slot "
-        "frees. No more than max_parallel workstreams run their tools and gates at once",
+        "frees. No more than max_parallel workstreams run their tools and gates at once. "
+        f"Default: max_parallel, at most {MAX_AHEAD}; 0: none",
     )
     scheduling: Scheduling = "waves"
     on_failure: OnFailure = Field(
@@ -436,6 +442,13 @@ class PhaseSpec(Model):
             ]
         merged = [merge_defaults(defaults, ws) if isinstance(ws, dict) else ws for ws in streams]
         return {**data, "workstreams": merged}
+
+    @property
+    def ahead_places(self) -> int:
+        """How many workstreams may be started ahead of their slots (prepare_ahead's value)."""
+        if self.prepare_ahead is not None:
+            return self.prepare_ahead
+        return min(self.max_parallel, MAX_AHEAD)
 
     def workstream(self, workstream_id: str) -> WorkstreamSpec:
         for ws in self.workstreams:

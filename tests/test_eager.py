@@ -102,6 +102,7 @@ async def test_scarce_slots_go_to_the_longest_remaining_path(
     spec = phase(
         scheduling="eager",
         max_parallel=1,
+        prepare_ahead=2,
         workstreams=[
             {
                 "workstream_id": "a-short",

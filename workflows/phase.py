@@ -127,7 +127,7 @@ class PhaseWorkflow:
         self._notifier = Notifier(phase, record)
         if self._notifier.wanted:
             journal.listeners.append(self._notifier.saw)
-        self._slots = Slots(phase.max_parallel, phase.prepare_ahead)
+        self._slots = Slots(phase.max_parallel, phase.ahead_places)
         self._saga = Saga(record, journal, steps)
         self._integration = Integration(
             self._state, phase, input, board, journal, self._saga, steps

@@ -58,7 +58,8 @@ class Slots:
 
     def handing(self) -> bool:
         """A slot or a place ahead is free and someone waits for it: it is theirs at the next
-        condition check."""
+        condition check. (A merge waits for both: the start of one going ahead holds it back to
+        the next workflow task, so the answer to a slot handed over in this one goes first.)"""
         if self.used < self.size and (self._waiting or self._prepared):
             return True
         return self.ahead_used < self.ahead and bool(self._eligible)
