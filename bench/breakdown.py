@@ -7,7 +7,7 @@ then reads the phase's history and every workstream's child history. A workstrea
 ``sleep`` of a known length, so each part of its turn in a slot is measured by the server's
 own event times, not by timers in uet's code:
 
-- **phase: slot free -> child started**: from the moment a slot is free (a child closed in
+- **phase: slot free -> child started/handed**: from the moment a slot is free (a child closed in
   the phase's history) to the start of the workstream that takes it (the phase's workflow
   task, the start's round trip) — or, for one started ahead of its slot (``prepare_ahead``),
   to the phase's answer to its tool's ``tool_slot`` update. Only the independent DAG pairs
@@ -62,7 +62,7 @@ from runtime.settings import Settings  # noqa: E402
 
 DAGS = {"independent": independent, "mixed": mixed, "skewed": skewed, "misleading": misleading}
 PARTS = (
-    "phase: slot free -> child started",
+    "phase: slot free -> child started/handed",
     "child: started -> first task done",
     "tool activity: scheduled -> started",
     "tool activity: beyond the tool",

@@ -60,7 +60,7 @@ async def main(
 ) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = await local_server.start()
-    default = phase(max_parallel=SLOTS).ahead_places if ahead is None else ahead
+    default = spec(workstreams, tool_s, setup_s, ahead).ahead_places
     times: dict[str, list[float]] = {"prepare_ahead 0": [], f"prepare_ahead {default}": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -20,6 +20,7 @@ from runtime.settings import Settings
 from schemas.run import PhaseState, SlotGrant
 from schemas.saga import RollbackRequest
 from workflows.phase import PhaseWorkflow
+from workflows.runner import AHEAD_NOTE
 
 
 def timed(ws: str, seconds: float) -> dict[str, object]:
@@ -127,6 +128,9 @@ async def test_a_workstream_waiting_ahead_is_given_up_when_the_phase_rolls_back(
             for e in (await handle.fetch_history()).events
         ):
             await asyncio.sleep(0.1)
+    status = await handle.query(PhaseWorkflow.status)  # what `uet status` shows meanwhile
+    assert status.workstreams["b-waits"].waiting == AHEAD_NOTE
+    assert status.workstreams["a-runs"].waiting is None
     await handle.execute_update(
         PhaseWorkflow.rollback, RollbackRequest(reason="changed my mind", requested_by="t")
     )

@@ -44,6 +44,8 @@ CHILD_RESULTS = ("WorkstreamFailed", "WorkstreamNeedsReview")
 PREPARE_AHEAD = "prepare-ahead"
 #: Starts ahead per execution of the phase (each is an update; the server allows 2,000).
 AHEAD_PER_RUN = 1_500
+#: What `uet status` and the Web UI say of a workstream started ahead, until its slot is free.
+AHEAD_NOTE = "started ahead: readying its checkout, then waiting for a slot"
 #: workflow.patched id: a workstream's child inherits the phase's generation (its memo) and
 #: asks no change of its own: no marker, upsert or visibility write per workstream (issue 20).
 CHILD_INHERITS = "child-inherits-generation"
@@ -207,7 +209,8 @@ class WorkstreamRunner:
             # Known before the start: the child's tool may ask before its start is seen here.
             slots.started(lease, child_id)
             self.ahead_left -= 1
-            granting = asyncio.create_task(slots.grant(lease))
+            self.board.waiting(ws_id, AHEAD_NOTE)
+            granting = asyncio.create_task(self._granted(ws_id, slots, lease))
         try:
             # The commands of execute_child_workflow, with its start seen: the phase holds a
             # merge back while a start it would delay is on its way (workflows/phase.py).
@@ -236,6 +239,10 @@ class WorkstreamRunner:
         finally:
             if granting is not None:
                 granting.cancel()  # its child ended before a slot was free: none is taken
+
+    async def _granted(self, ws_id: str, slots: Slots, lease: Lease) -> None:
+        await slots.grant(lease)
+        self.board.waiting(ws_id, None)  # its tool starts now
 
     def _child_search_attributes(self) -> TypedSearchAttributes | None:
         if not self.input.options.search_attributes:
