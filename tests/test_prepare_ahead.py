@@ -71,7 +71,7 @@ async def grants(client: Client, workflow_id: str) -> list[bool]:
 async def test_the_next_checkout_is_ready_before_a_slot_frees_and_tools_never_overlap(
     client: Client, settings: Settings, worker: Worker, make_repo
 ) -> None:
-    workstreams = [timed("a", 0.6), timed("b", 0.6), timed("c", 0.6)]
+    workstreams = [timed("a", 1.0), timed("b", 1.0), timed("c", 1.0)]
     for ahead in (1, 0):
         repo: Path = make_repo({"base.txt": "b\n"}, name=f"repo-{ahead}")
         spec = phase(max_parallel=1, prepare_ahead=ahead, workstreams=workstreams)
@@ -95,6 +95,12 @@ async def test_the_next_checkout_is_ready_before_a_slot_frees_and_tools_never_ov
             ws: at(first(events, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED))
             for ws, events in histories.items()
         }
+        # The tool's time as telemetry and the report have it: not the wait for the slot
+        # (b and c each waited a second or more, behind a tool of one second).
+        lines = (Path(record.report_dir or "") / "events.jsonl").read_text().splitlines()
+        finished = [e["message"] for e in map(json.loads, lines) if e["type"] == "TOOL_FINISHED"]
+        took = [float(m.split(" finished in ")[1].split("s")[0]) for m in finished]
+        assert len(took) == 3 and max(took) < 1.8, finished
         if ahead:
             # The next one's tool activity (its checkout first) began while the slot's
             # holder still ran its tool; each waited for its slot in an update, granted.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from temporalio import workflow
@@ -28,7 +28,7 @@ class Lease:
     #: The claim is given up: the workstream's child ended before it was granted a slot.
     closed: bool = False
     #: The child workflow id whose tool asks for this lease's slot (set when started ahead).
-    key: str | None = field(default=None)
+    key: str | None = None
 
 
 class Slots:
