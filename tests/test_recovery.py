@@ -68,13 +68,14 @@ async def test_worker_sigkilled_mid_tool_then_replaced(
         handle = await client.start_workflow(
             PhaseWorkflow.run, input, id=workflow_id(input.run_id), task_queue=settings.task_queue
         )
-        # Kill the worker while wave 1's tools are running (they log their start).
-        for _ in range(200):
-            if runs.exists() and len(runs.read_text().split()) >= 2:
-                break
+        # Kill the worker while wave 1's tools are running (they log their start). A worker
+        # process starting on a loaded machine (CI runs four test processes on two cores)
+        # can take many seconds: this waits for the tools, with a limit only for a hang.
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (runs.exists() and len(runs.read_text().split()) >= 2):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the worker process never started the wave-1 tools")
             await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the worker process never started the wave-1 tools")
         await asyncio.sleep(0.3)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(timeout=10)
