@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from pathlib import Path
 
 from helpers import phase, record_of, run_input, run_phase, show, start_phase
@@ -14,6 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.worker import Worker
+from test_eager import events
 
 from runtime.converter import DATA_CONVERTER
 from runtime.settings import Settings
@@ -97,8 +97,7 @@ async def test_the_next_checkout_is_ready_before_a_slot_frees_and_tools_never_ov
         }
         # The tool's time as telemetry and the report have it: not the wait for the slot
         # (b and c each waited a second or more, behind a tool of one second).
-        lines = (Path(record.report_dir or "") / "events.jsonl").read_text().splitlines()
-        finished = [e["message"] for e in map(json.loads, lines) if e["type"] == "TOOL_FINISHED"]
+        finished = [e["message"] for e in events(record) if e["type"] == "TOOL_FINISHED"]
         took = [float(m.split(" finished in ")[1].split("s")[0]) for m in finished]
         assert len(took) == 3 and max(took) < 1.8, finished
         if ahead:
@@ -142,9 +141,8 @@ async def test_a_workstream_waiting_ahead_is_given_up_when_the_phase_rolls_back(
     )
     record = await record_of(handle)
     assert record.status == PhaseState.ROLLED_BACK, record.reason
-    lines = (Path(record.report_dir or "") / "events.jsonl").read_text().splitlines()
     # The rollback is acted on when a-runs ends; its slot is not handed to b-waits then.
-    ran = [e["workstream_id"] for e in map(json.loads, lines) if e["type"] == "TOOL_FINISHED"]
+    ran = [e["workstream_id"] for e in events(record) if e["type"] == "TOOL_FINISHED"]
     assert ran == ["a-runs"]
     waited = (await children(client, record.workflow_id))["b-waits"]
     # Its tool activity began (the checkout) and ended without running the tool.
