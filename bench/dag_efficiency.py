@@ -20,6 +20,13 @@ with a child workflow per workstream can beat, on this machine, however little e
 Eager runs once more with ``prepare_ahead: 0`` ("eager-unprepared"): no workstream is started
 ahead of its slot, so each pays its child's start, first task and checkout in the slot.
 
+"The floor" leaves out what a tool workstream cannot do without. So each DAG also runs on the
+bare design (bench/bare_workflows.py, "bare"): uet's own tool step (the pooled checkout, the
+sandboxed tool, the capture, the patch's validation and commit) and uet's own integrate, under
+a minimal parent and child with the same rule and priorities, and none of uet's workflow layer;
+once with uet's sandbox, once without one ("bare-nosandbox"). What the parts alone cost on
+this machine and server: uet's ratio against the bare one is what uet's workflows add.
+
 Eager's priorities are only as good as its durations. So each DAG also runs eager twice more
 with no ``estimated_duration_s`` at all: first as it is (every workstream weighs 1, so a long
 chain of short ones beats one long workstream), then again, when the plan fills in durations
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
@@ -44,12 +52,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import local_server  # noqa: E402
+from bare_workflows import BareChild, BareParent, BarePhase, BareWorkstream  # noqa: E402
 from floor import floor_ms  # noqa: E402
 from helpers import phase, plan_of, run_input, run_phase  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
+from ulid import ULID  # noqa: E402
 
 from activities.lib.eager_order import makespan, searched_order  # noqa: E402
-from runtime.plugin import build_worker  # noqa: E402
+from activities.lib.state_dir import StateDir  # noqa: E402
+from activities.workspace import WorkspaceActivities  # noqa: E402
+from runtime.plugin import build_worker, tool_worker  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
+from schemas.refs import branch_ref, integration_branch, tool_queue  # noqa: E402
+from schemas.sandbox import SandboxMode  # noqa: E402
 
 SLOTS = 4
 
@@ -126,13 +142,72 @@ def simulate(dag: dict[str, tuple[float, list[str]]], mode: str, each: float = 0
                 slots[slots.index(min(slots))] += dag[ws][0]
             total += max(slots)
         return total
-    # Eager: the plan's rule (activities/lib/eager_order.py) with the durations the plan knows.
-    rest = remaining(dag, unit=mode == "eager-noest")
-    weights = {ws: 1.0 if mode == "eager-noest" else duration for ws, (duration, _) in dag.items()}
+    dependencies = {ws: deps for ws, (_, deps) in dag.items()}
+    order = eager_order(dag, unit=mode == "eager-noest")
+    return makespan({ws: d for ws, (d, _) in dag.items()}, dependencies, order, SLOTS)
+
+
+def eager_order(dag: dict[str, tuple[float, list[str]]], unit: bool = False) -> list[str]:
+    """The plan's eager priorities (activities/lib/eager_order.py), best first, with the
+    durations the plan knows (``unit``: none, every workstream weighs 1)."""
+    rest = remaining(dag, unit=unit)
+    weights = {ws: 1.0 if unit else duration for ws, (duration, _) in dag.items()}
     dependencies = {ws: deps for ws, (_, deps) in dag.items()}
     first = sorted(dag, key=lambda w: (-rest[w], w))
-    order = searched_order(weights, dependencies, first, SLOTS)
-    return makespan({ws: d for ws, (d, _) in dag.items()}, dependencies, order, SLOTS)
+    return searched_order(weights, dependencies, first, SLOTS)
+
+
+#: The bare design's task queue (bench/bare_workflows.py).
+BARE = "bare"
+
+
+def bare_workers(client: Client, home: Path) -> list[Worker]:
+    """The bare design's workers, in this process as uet's are: its workflows and uet's own
+    integrate (a local activity there), and uet's own tool worker on its tool queue."""
+    main = Worker(
+        client,
+        task_queue=BARE,
+        workflows=[BareParent, BareChild],
+        activities=[WorkspaceActivities(StateDir(home)).integrate],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    return [main, tool_worker(client, Settings(home=home, task_queue=BARE, ui_port=0), "shell")]
+
+
+async def run_bare(
+    client: Client,
+    dag: dict[str, tuple[float, list[str]]],
+    repo: Path,
+    sandbox: SandboxMode = "auto",
+) -> float:
+    """The bare design on ``dag`` in ``repo``: its makespan, as uet's is measured (the start
+    of the execution to its result at the client)."""
+    run_id = str(ULID())
+    git = ["git", "-C", str(repo)]
+    base = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    ref = branch_ref(integration_branch(run_id))
+    subprocess.run([*git, "update-ref", ref, base.stdout.strip()], check=True)
+    bare = BarePhase(
+        run_id=run_id,
+        repo_path=str(repo),
+        base_sha=base.stdout.strip(),
+        integration_ref=ref,
+        slots=SLOTS,
+        order=eager_order(dag),
+        workstreams=[
+            BareWorkstream(workstream_id=ws, dependencies=deps, command=command(ws, duration))
+            for ws, (duration, deps) in dag.items()
+        ],
+        tool_queue=tool_queue(BARE, "shell"),
+        sandbox=sandbox,
+    )
+    started = time.monotonic()
+    await client.execute_workflow(BareParent.run, bare, id=f"bare-{run_id}", task_queue=BARE)
+    return time.monotonic() - started
+
+
+def command(ws: str, duration: float) -> str:
+    return f"sleep {duration:.3f}; echo {ws} > {ws}.txt"
 
 
 def spec(
@@ -148,7 +223,7 @@ def spec(
                 "workstream_id": ws,
                 "dependencies": deps,
                 **({"estimated_duration_s": duration} if estimates else {}),
-                "execution_request": {"command": f"sleep {duration:.3f}; echo {ws} > {ws}.txt"},
+                "execution_request": {"command": command(ws, duration)},
             }
             for ws, (duration, deps) in dag.items()
         ],
@@ -164,6 +239,39 @@ def make_repo(path: Path) -> Path:
     return path
 
 
+#: Each DAG runs in these modes; "bare" is the bare design (bench/bare_workflows.py), with
+#: uet's sandbox and without one.
+MODES = (
+    "waves",
+    "eager",
+    "eager-unprepared",
+    "bare",
+    "bare-nosandbox",
+    "eager-noest",
+    "eager-learned",
+)
+
+
+def row(
+    name: str,
+    mode: str,
+    count: int,
+    makespan: float,
+    lower: float,
+    total: float,
+    ideal: float,
+    floored: float,
+) -> str:
+    who = "the bare design" if mode.startswith("bare") else "uet"
+    return (
+        f"{name:15} {mode:16} {count:2} ws  makespan {makespan:6.2f}s  "
+        f"bound {lower:6.2f}s  ratio {makespan / lower:5.2f}x  "
+        f"(rule's ideal {ideal / lower:4.2f}x, with the floor "
+        f"{floored / lower:4.2f}x; {who} adds {100 * (makespan / ideal - 1):4.1f}%)  "
+        f"speedup {total / makespan:4.2f}x (of {total / lower:4.2f}x possible)"
+    )
+
+
 async def main(scale: float) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = await local_server.start()
@@ -174,7 +282,10 @@ async def main(scale: float) -> None:
     print(f"floor (bare child + activity): {floor * 1000:.1f} ms per workstream", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", task_queue="bench", ui_port=0)
-        async with build_worker(env.client, settings):
+        async with contextlib.AsyncExitStack() as workers:
+            await workers.enter_async_context(build_worker(env.client, settings))
+            for worker in bare_workers(env.client, settings.home):
+                await workers.enter_async_context(worker)
             for number, (name, dag) in enumerate(
                 (
                     ("10 independent", independent(scale)),
@@ -186,40 +297,38 @@ async def main(scale: float) -> None:
                 lower, total = bound(dag)
                 # The same phase id twice without estimates: the second plan learns from the
                 # first run's telemetry.
-                for mode in ("waves", "eager", "eager-unprepared", "eager-noest", "eager-learned"):
-                    rule = "eager-noest" if mode == "eager-noest" else mode.split("-")[0]
+                for mode in MODES:
+                    rule = {"eager-noest": "eager-noest", "waves": "waves"}.get(mode, "eager")
                     ideal = simulate(dag, rule)
                     floored = simulate(dag, rule, each=floor)
                     repo = make_repo(Path(tmp) / f"{name}-{mode}".replace(" ", "-"))
                     learning = mode in ("eager-noest", "eager-learned")
-                    if learning:
-                        the_spec = spec(
-                            dag, "eager", estimates=False, phase_id=f"PH-LEARN-{number}"
-                        )
-                    elif mode == "eager-unprepared":
-                        the_spec = spec(dag, "eager", prepare_ahead=0)
-                    else:
-                        the_spec = spec(dag, mode)
-                    started = time.monotonic()
-                    record = await run_phase(env.client, settings, run_input(the_spec, repo))
-                    makespan = time.monotonic() - started
-                    assert record.status == "completed", record.reason
                     learned = ""
-                    if learning:
-                        plan = await plan_of(env.client, record.workflow_id)
-                        learned = f"  learned durations for {len(plan.learned_durations)} ws"
-                        if mode == "eager-learned":
-                            assert len(plan.learned_durations) == len(dag), "nothing learned"
+                    if mode.startswith("bare"):
+                        sandbox: SandboxMode = "none" if mode == "bare-nosandbox" else "auto"
+                        makespan = await run_bare(env.client, dag, repo, sandbox)
+                    else:
+                        if learning:
+                            the_spec = spec(
+                                dag, "eager", estimates=False, phase_id=f"PH-LEARN-{number}"
+                            )
+                        elif mode == "eager-unprepared":
+                            the_spec = spec(dag, "eager", prepare_ahead=0)
+                        else:
+                            the_spec = spec(dag, mode)
+                        started = time.monotonic()
+                        record = await run_phase(env.client, settings, run_input(the_spec, repo))
+                        makespan = time.monotonic() - started
+                        assert record.status == "completed", record.reason
+                        if learning:
+                            plan = await plan_of(env.client, record.workflow_id)
+                            count = len(plan.learned_durations)
+                            learned = f"  learned durations for {count} ws"
+                            if mode == "eager-learned":
+                                assert count == len(dag), "nothing learned"
                     rows.append((name, mode, len(dag), makespan, lower, total, ideal, floored))
-                    print(
-                        f"{name:15} {mode:13}  {len(dag):2} ws  makespan {makespan:6.2f}s  "
-                        f"bound {lower:6.2f}s  ratio {makespan / lower:5.2f}x  "
-                        f"(rule's ideal {ideal / lower:4.2f}x, with the floor "
-                        f"{floored / lower:4.2f}x; uet adds {100 * (makespan / ideal - 1):4.1f}%)  "
-                        f"speedup {total / makespan:4.2f}x (of {total / lower:4.2f}x possible)"
-                        + learned,
-                        flush=True,
-                    )
+                    line = row(name, mode, len(dag), makespan, lower, total, ideal, floored)
+                    print(line + learned, flush=True)
     await env.shutdown()
     eager = [r for r in rows if r[1] == "eager"]
     worst = max(r[3] / r[4] for r in eager)
@@ -238,6 +347,15 @@ async def main(scale: float) -> None:
     )
     ratios = {(r[0], r[1]): r[3] / r[4] for r in rows}
     names = list(dict.fromkeys(r[0] for r in rows))
+    print(
+        "summary: the parts alone (the bare design: uet's tool step and integrate, a minimal "
+        "parent and child, the same rule), ratio to the bound: "
+        + " / ".join(f"{ratios[n, 'bare']:.2f}x" for n in names)
+        + "; without the sandbox: "
+        + " / ".join(f"{ratios[n, 'bare-nosandbox']:.2f}x" for n in names)
+        + "; uet eager: "
+        + " / ".join(f"{ratios[n, 'eager']:.2f}x" for n in names)
+    )
     print(
         "summary: eager with no workstream started ahead of its slot (prepare_ahead 0) -> "
         "with the default, ratio to the bound: "
