@@ -39,7 +39,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.lib.artifacts import ArtifactStore
 from activities.lib.artifacts.postgres import PostgresArtifactStore
+from activities.lib.git import clean_env
 from activities.lib.pids import pid_exists
+from activities.lib.stale_locks import break_stale_ref_locks
 from activities.lib.state_dir import OWNER_FILE, boot_id, process_start, read_owner
 from activities.lib.workspace.pool import is_free
 
@@ -355,11 +357,20 @@ def _checked_out(repo: str) -> set[str]:
     return found
 
 
+def _git_result(path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", path, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=clean_env(),  # git's messages in English: "File exists" is read
+    )
+
+
 def _git(repo: str, *args: str) -> str | None:
     try:
-        result = subprocess.run(
-            ["git", "-C", repo, *args], capture_output=True, text=True, timeout=60, check=False
-        )
+        result = _git_result(repo, *args)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout if result.returncode == 0 else None
@@ -673,13 +684,14 @@ def _remove(item: GcItem) -> str | None:
     if item.kind == "ref":
         assert item.ref and item.old
         try:
-            result = subprocess.run(
-                ["git", "-C", item.path, "update-ref", "-d", item.ref, item.old],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            result = _git_result(item.path, "update-ref", "-d", item.ref, item.old)
+            if result.returncode != 0 and "File exists" in result.stderr:
+                # A lock a killed worker left on the ref (activities/lib/stale_locks.py).
+                common = _git_result(
+                    item.path, "rev-parse", "--path-format=absolute", "--git-common-dir"
+                )
+                if break_stale_ref_locks(Path(common.stdout.strip()), [item.ref]):
+                    result = _git_result(item.path, "update-ref", "-d", item.ref, item.old)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"git update-ref failed ({exc})"
         if result.returncode != 0:

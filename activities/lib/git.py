@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from temporalio.exceptions import ApplicationError
 
 from activities.lib import child_watcher
+from activities.lib.stale_locks import break_stale_ref_locks
 
 if TYPE_CHECKING:  # libgit2 is imported where it is used: the CLI's start does without it
     import pygit2
@@ -297,6 +298,9 @@ class Git:
         repository, or anything else went wrong: nothing moved either, and git says why)."""
         import pygit2
 
+        # A lock a killed worker left on one of these refs would refuse this move and every
+        # retry of it (activities/lib/stale_locks.py); a mirror is uet's own whole.
+        break_stale_ref_locks(self.git_dir, [m[0] for m in moves], any_ref=self.remote is not None)
         try:
             repo = self.libgit2()
             repo.set_ident(*UET_IDENT)  # the reflog's entries: uet moved these refs
@@ -326,6 +330,7 @@ class Git:
                     "push", "--atomic", "--porcelain", self.remote, *[f":{r}" for r in gone]
                 )
         script = "".join(f"delete {ref}\n" for ref in refs)
+        break_stale_ref_locks(self.git_dir, refs, any_ref=self.remote is not None)
         await self.run("update-ref", "--stdin", input=script.encode())
 
     async def remote_refs(self, refs: list[str]) -> dict[str, str]:

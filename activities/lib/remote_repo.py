@@ -30,6 +30,7 @@ from pathlib import Path
 from temporalio.exceptions import ApplicationError
 
 from activities.lib.git import Git, GitError, open_repository, redact_url, run_git
+from activities.lib.stale_locks import break_stale_locks_named
 
 _SCHEMES = re.compile(r"^(ssh|git|https?|file)://", re.IGNORECASE)
 #: ``git@github.com:owner/repo.git``; a local path with a colon has no ``user@`` before it.
@@ -114,7 +115,10 @@ async def _fetch(git: Git, url: str) -> None:
         *REFSPECS, check=False,
     )  # fmt: skip
     if fetched.returncode != 0:
-        raise _unreachable(url, fetched.stderr.decode("utf-8", "replace"))
+        stderr = fetched.stderr.decode("utf-8", "replace")
+        if break_stale_locks_named(git.git_dir, stderr):
+            return await _fetch(git, url)  # a killed fetch's locks were in the way
+        raise _unreachable(url, stderr)
 
 
 async def _has_all(git: Git, shas: Sequence[str]) -> bool:

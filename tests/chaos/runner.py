@@ -75,6 +75,8 @@ class ChaosReport:
     workstreams: list[str] = field(default_factory=list)
     ledger_complete: bool = False
     ledger_problems: list[str] = field(default_factory=list)
+    #: The latest worker's last log lines, kept when the run stalled.
+    log_tail: list[str] = field(default_factory=list)
 
     @property
     def worker_kills(self) -> int:
@@ -100,6 +102,9 @@ class ChaosReport:
         ]
         if self.error:
             lines.append(f"  error: {self.error}")
+        if self.log_tail:
+            lines.append("  the worker's log ends:")
+            lines += [f"    | {line}" for line in self.log_tail]
         if self.record and self.record.reason:
             lines.append(f"  reason: {self.record.reason}")
         lines += [f"  kill {k.kind:6} at {k.at_s:6.1f}s  {k.moment}" for k in self.kills]
@@ -175,6 +180,15 @@ class _Procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
 
+    def worker_log_tail(self, lines: int = 40) -> list[str]:
+        """The last lines of the latest worker's log: why a stalled run stalled."""
+        for f in self._files:
+            f.flush()
+        log = self.logs / f"worker-{self._starts['worker']}.log"
+        if not log.is_file():
+            return []
+        return log.read_text(errors="replace").splitlines()[-lines:]
+
     def kill_worker(self) -> None:
         self._kill(self.worker)
         self.worker = None
@@ -228,7 +242,12 @@ async def _moment(
     workstream (from ``describe``, which needs no worker; the ``status`` query does)."""
 
     def pending(desc: Any) -> list[str]:
-        return [p.activity_type.name for p in desc.raw_description.pending_activities]
+        raw = desc.raw_description
+        acts = [_activity(p) for p in raw.pending_activities]
+        # A workflow task failing again and again adds no events: only its attempt says so.
+        if raw.HasField("pending_workflow_task") and raw.pending_workflow_task.attempt > 1:
+            acts.append(f"workflow-task#{raw.pending_workflow_task.attempt}")
+        return acts
 
     async def child(ws_id: str) -> str | None:
         try:
@@ -256,6 +275,17 @@ async def _moment(
         parts.append(f"phase:? ({type(exc).__name__})")
     parts += [c for c in await asyncio.gather(*(child(w) for w in workstreams)) if c]
     return " ".join(parts)
+
+
+def _activity(pending: Any) -> str:
+    """A pending activity's name; with its attempt and its last failure once it was retried
+    (what a stalled run most needs said)."""
+    text = pending.activity_type.name
+    if pending.attempt > 1:
+        text += f"#{pending.attempt}"
+        if pending.HasField("last_failure") and pending.last_failure.message:
+            text += f" (last failure: {pending.last_failure.message[:300]!r})"
+    return text
 
 
 async def _worker_ready(client: Client, task_queue: str, pid: int, timeout_s: float = 60) -> bool:
@@ -447,6 +477,7 @@ async def chaos_run(
         except TimeoutError as stop:
             moment = await _moment(client, handle, report.workstreams)
             report.error = f"the run did not end ({stop}): {moment}"
+            report.log_tail = procs.worker_log_tail()
         except Exception as exc:
             report.error = f"the run ended unexpectedly: {exc!r}"
     finally:

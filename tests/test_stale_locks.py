@@ -1,0 +1,134 @@
+"""A ref lock a killed worker left behind does not stop uet's refs for good: one older than
+any live holder keeps it is removed, and the move (the commit, the integration, a mirror's
+fetch, a gc's delete) goes on; a fresh lock, a lock on the user's own branch and a lock
+another uet process is judging are left where they are.
+
+Found by CI's chaos run: a worker SIGKILLed while it moved a workstream's branch left
+``<ref>.lock``; every retry of the workstream's step failed on it until the run stalled."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import git_out
+from temporalio.exceptions import ApplicationError
+
+from activities.lib import gc
+from activities.lib.git import GitError, open_repository
+from activities.lib.remote_repo import open_mirror
+from activities.lib.stale_locks import STALE_AFTER_S, break_stale_lock
+from activities.lib.state_dir import StateDir
+from activities.workspace import WorkspaceActivities
+from schemas.workspace import IntegrateInput, MergeRequest
+
+BRANCH = "refs/heads/uet/R1/integration"
+
+
+def left_behind(git_dir: Path, ref: str, age_s: float = 10 * STALE_AFTER_S) -> Path:
+    """``ref``'s lock as a worker killed mid-move leaves it: created ``age_s`` ago."""
+    lock = git_dir / f"{ref}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    then = time.time() - age_s
+    os.utime(lock, (then, then))
+    return lock
+
+
+async def test_a_stale_lock_on_uets_ref_is_removed_and_the_ref_moves(make_repo: Any) -> None:
+    repo: Path = make_repo({"a.txt": "a\n"})
+    git = await open_repository(repo)
+    base = git_out(repo, "rev-parse", "HEAD")
+    lock = left_behind(git.git_dir, BRANCH)
+    await git.update_ref(BRANCH, base, "")
+    assert git_out(repo, "rev-parse", BRANCH) == base and not lock.exists()
+    git_out(repo, "fsck", "--strict")
+
+
+async def test_a_fresh_lock_and_a_lock_on_the_users_branch_are_left(make_repo: Any) -> None:
+    repo: Path = make_repo({"a.txt": "a\n"})
+    git = await open_repository(repo)
+    base = git_out(repo, "rev-parse", "HEAD")
+    fresh = left_behind(git.git_dir, BRANCH, age_s=0)  # a live git may be moving it now
+    with pytest.raises(GitError, match="lock"):
+        await git.update_ref(BRANCH, base, "")
+    assert fresh.exists() and git_out(repo, "for-each-ref", BRANCH) == ""
+    theirs = left_behind(git.git_dir, "refs/heads/main")  # not uet's to unlock, however old
+    with pytest.raises(GitError, match="lock"):
+        await git.update_ref("refs/heads/main", base)
+    assert theirs.exists()
+
+
+def test_a_lock_another_uet_process_is_judging_is_left_to_it(tmp_path: Path) -> None:
+    lock = left_behind(tmp_path, BRANCH)
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the other process holds the lock's inode
+        assert break_stale_lock(lock) is False and lock.exists()
+    finally:
+        os.close(fd)
+    assert break_stale_lock(lock) is True and not lock.exists()
+    assert break_stale_lock(lock) is False  # nothing there: nothing to do
+
+
+async def test_the_integration_step_retried_after_a_kill_goes_through(
+    make_repo: Any, tmp_path: Path
+) -> None:
+    repo: Path = make_repo({"a.txt": "a\n"})
+    base = git_out(repo, "rev-parse", "HEAD")
+    git_out(repo, "update-ref", BRANCH, base)
+    git_out(repo, "checkout", "-q", "-b", "work")
+    (repo / "b.txt").write_text("b\n")
+    git_out(repo, "add", "b.txt")
+    git_out(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "b")
+    work = git_out(repo, "rev-parse", "HEAD")
+    git_out(repo, "checkout", "-q", "-")
+    step = IntegrateInput(
+        repo_path=str(repo),
+        run_id="R1",
+        wave=1,
+        integration_ref=BRANCH,
+        expected_head=base,
+        merges=[MergeRequest(workstream_id="ws", commit_sha=work)],
+        tag_ref="refs/tags/uet/R1/wave-1",
+        timestamp=1_700_000_000,
+    )
+    activities = WorkspaceActivities(StateDir(tmp_path / "home"))
+    lock = left_behind((await open_repository(repo)).git_dir, BRANCH, age_s=0)
+    with pytest.raises((ApplicationError, GitError)):
+        await activities.integrate(step)  # the killed worker's lock is too young to judge
+    assert git_out(repo, "rev-parse", BRANCH) == base
+    then = time.time() - 2 * STALE_AFTER_S
+    os.utime(lock, (then, then))  # a later retry of the step, after the backoff
+    done = await activities.integrate(step)
+    assert git_out(repo, "rev-parse", BRANCH) == done.head_sha != base
+
+
+async def test_a_mirror_fetches_past_a_killed_fetchs_locks(
+    make_repo: Any, git_daemon: Any, tmp_path: Path
+) -> None:
+    repo: Path = make_repo({"f.txt": "x\n"})
+    url: str = git_daemon(repo)
+    mirror = await open_mirror(tmp_path / "host", url)
+    served = git_daemon.root / "project.git"
+    base = git_out(served, "rev-parse", "refs/heads/main")
+    tree = git_out(served, "rev-parse", f"{base}^{{tree}}")
+    newer = git_out(served, "commit-tree", tree, "-p", base, "-m", "newer")
+    git_out(served, "update-ref", "refs/heads/main", newer)
+    lock = left_behind(mirror.git_dir, "refs/heads/main")  # a fetch killed as it updated
+    fetched = await open_mirror(tmp_path / "host", url, [newer])
+    assert await fetched.rev_parse("refs/heads/main") == newer and not lock.exists()
+
+
+def test_gc_deletes_a_closed_runs_ref_past_a_stale_lock(make_repo: Any) -> None:
+    repo: Path = make_repo({"a.txt": "a\n"})
+    base = git_out(repo, "rev-parse", "HEAD")
+    git_out(repo, "update-ref", BRANCH, base)
+    lock = left_behind(repo / ".git", BRANCH)
+    item = gc.GcItem(kind="ref", path=str(repo), size=0, why="closed", ref=BRANCH, old=base)
+    done = gc.remove([item], time.time(), None)
+    assert not done.skipped and git_out(repo, "for-each-ref", BRANCH) == "" and not lock.exists()
