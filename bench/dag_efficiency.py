@@ -202,8 +202,14 @@ async def run_bare(
         sandbox=sandbox,
     )
     started = time.monotonic()
-    await client.execute_workflow(BareParent.run, bare, id=f"bare-{run_id}", task_queue=BARE)
-    return time.monotonic() - started
+    head = await client.execute_workflow(BareParent.run, bare, id=f"bare-{run_id}", task_queue=BARE)
+    makespan = time.monotonic() - started
+    # The same work as uet's: every workstream's file on the integration head it made.
+    listed = subprocess.run(
+        [*git, "ls-tree", "--name-only", head], check=True, capture_output=True, text=True
+    )
+    assert set(listed.stdout.split()) == {f"{ws}.txt" for ws in dag}, listed.stdout
+    return makespan
 
 
 def command(ws: str, duration: float) -> str:
