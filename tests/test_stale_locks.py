@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import git_out
+from helpers import git_out, phase, run_input, run_phase
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
 from activities.lib import gc
 from activities.lib.git import GitError, open_repository
@@ -24,6 +26,9 @@ from activities.lib.remote_repo import open_mirror
 from activities.lib.stale_locks import STALE_AFTER_S, break_stale_lock
 from activities.lib.state_dir import StateDir
 from activities.workspace import WorkspaceActivities
+from runtime.settings import Settings
+from schemas.refs import branch_ref, integration_branch, workstream_branch
+from schemas.run import PhaseState
 from schemas.workspace import IntegrateInput, MergeRequest
 
 BRANCH = "refs/heads/uet/R1/integration"
@@ -132,3 +137,25 @@ def test_gc_deletes_a_closed_runs_ref_past_a_stale_lock(make_repo: Any) -> None:
     item = gc.GcItem(kind="ref", path=str(repo), size=0, why="closed", ref=BRANCH, old=base)
     done = gc.remove([item], time.time(), None)
     assert not done.skipped and git_out(repo, "for-each-ref", BRANCH) == "" and not lock.exists()
+
+
+async def test_a_run_whose_refs_a_killed_worker_left_locked_completes(
+    client: Client, settings: Settings, worker: Worker, make_repo: Any
+) -> None:
+    """The locks a worker killed in an earlier attempt of this run left: the workstream's
+    branch and the integration branch, both long past any live holder's time."""
+    repo: Path = make_repo({"a.txt": "zero\n"})
+    spec = phase(
+        workstreams=[{"workstream_id": "a", "execution_request": {"command": "echo one > a.txt"}}]
+    )
+    input = run_input(spec, repo)
+    refs = [
+        branch_ref(workstream_branch(input.run_id, "a")),
+        branch_ref(integration_branch(input.run_id)),
+    ]
+    locks = [left_behind(repo / ".git", ref) for ref in refs]
+    record = await run_phase(client, settings, input)
+    assert record.status == PhaseState.COMPLETED, record.reason
+    assert not any(lock.exists() for lock in locks)
+    assert git_out(repo, "show", f"{refs[1]}:a.txt") == "one"
+    assert git_out(repo, "status", "--porcelain") == ""  # the user's tree untouched
