@@ -19,6 +19,9 @@ from helpers import git_out, phase, run_input, run_phase
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
+from test_integrate_refs import BRANCH
+from test_integrate_refs import setup as integration_repo
+from test_integrate_refs import step as integration_step
 
 from activities.lib import gc
 from activities.lib.git import GitError, open_repository
@@ -29,9 +32,6 @@ from activities.workspace import WorkspaceActivities
 from runtime.settings import Settings
 from schemas.refs import branch_ref, integration_branch, workstream_branch
 from schemas.run import PhaseState
-from schemas.workspace import IntegrateInput, MergeRequest
-
-BRANCH = "refs/heads/uet/R1/integration"
 
 
 def left_behind(git_dir: Path, ref: str, age_s: float = 10 * STALE_AFTER_S) -> Path:
@@ -83,25 +83,8 @@ def test_a_lock_another_uet_process_is_judging_is_left_to_it(tmp_path: Path) -> 
 async def test_the_integration_step_retried_after_a_kill_goes_through(
     make_repo: Any, tmp_path: Path
 ) -> None:
-    repo: Path = make_repo({"a.txt": "a\n"})
-    base = git_out(repo, "rev-parse", "HEAD")
-    git_out(repo, "update-ref", BRANCH, base)
-    git_out(repo, "checkout", "-q", "-b", "work")
-    (repo / "b.txt").write_text("b\n")
-    git_out(repo, "add", "b.txt")
-    git_out(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "b")
-    work = git_out(repo, "rev-parse", "HEAD")
-    git_out(repo, "checkout", "-q", "-")
-    step = IntegrateInput(
-        repo_path=str(repo),
-        run_id="R1",
-        wave=1,
-        integration_ref=BRANCH,
-        expected_head=base,
-        merges=[MergeRequest(workstream_id="ws", commit_sha=work)],
-        tag_ref="refs/tags/uet/R1/wave-1",
-        timestamp=1_700_000_000,
-    )
+    repo, base, work = integration_repo(make_repo)
+    step = integration_step(repo, base, work)
     activities = WorkspaceActivities(StateDir(tmp_path / "home"))
     lock = left_behind((await open_repository(repo)).git_dir, BRANCH, age_s=0)
     with pytest.raises((ApplicationError, GitError)):
