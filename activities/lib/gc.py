@@ -687,10 +687,8 @@ def _remove(item: GcItem) -> str | None:
             result = _git_result(item.path, "update-ref", "-d", item.ref, item.old)
             if result.returncode != 0 and "File exists" in result.stderr:
                 # A lock a killed worker left on the ref (activities/lib/stale_locks.py).
-                common = _git_result(
-                    item.path, "rev-parse", "--path-format=absolute", "--git-common-dir"
-                )
-                if break_stale_ref_locks(Path(common.stdout.strip()), [item.ref]):
+                common = _git(item.path, "rev-parse", "--path-format=absolute", "--git-common-dir")
+                if common and break_stale_ref_locks(Path(common.strip()), [item.ref]):
                     result = _git_result(item.path, "update-ref", "-d", item.ref, item.old)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"git update-ref failed ({exc})"
